@@ -1,0 +1,221 @@
+#include "cli.h"
+
+#include "signals.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <getopt.h>
+#include <librdkafka/rdkafka.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OPT_CONFIG = 1000, OPT_LOG_LEVEL, OPT_METRICS, OPT_HELP, OPT_VERSION, OPT_SPEC = 2000 };
+
+void cli_print_help(const struct cli_spec *spec, FILE *f)
+{
+    fprintf(f, "%s — %s\n\nUsage:\n%s\n", spec->program, spec->summary, spec->usage);
+    fprintf(f, "\nOptions:\n");
+    for (size_t i = 0; i < spec->nopts; i++) {
+        const struct cli_opt *o = &spec->opts[i];
+        char left[64];
+        snprintf(left, sizeof(left), "--%s%s%s", o->name, o->metavar ? " " : "",
+                 o->metavar ? o->metavar : "");
+        fprintf(f, "  %-26s %s%s\n", left, o->help, o->repeat ? " (repeatable)" : "");
+    }
+    fprintf(f,
+            "  %-26s %s\n  %-26s %s\n  %-26s %s\n  %-26s %s\n  %-26s %s\n",
+            "--config FILE", "configuration file (default: $DXSYNC_CONFIG, else dxsync.json)",
+            "--log-level LEVEL", "error, warn, info (default) or debug; logs go to stderr",
+            "--metrics-addr [HOST:]PORT",
+            "serve /metrics (Prometheus) and /healthz; HOST defaults to 127.0.0.1",
+            "--help", "show this help and exit", "--version", "print the version and exit");
+    if (spec->details)
+        fprintf(f, "\n%s\n", spec->details);
+    fprintf(f, "\nExit status: 0 clean stop, 1 runtime failure, 2 usage or configuration "
+               "error.\nSIGTERM/SIGINT stop cleanly; a second signal stops at once.\n");
+}
+
+static struct cli_opt *find_opt(struct cli_spec *spec, const char *name)
+{
+    for (size_t i = 0; i < spec->nopts; i++)
+        if (strcmp(spec->opts[i].name, name) == 0)
+            return &spec->opts[i];
+    return NULL;
+}
+
+const struct cli_opt *cli_option(const struct cli_spec *spec, const char *name)
+{
+    return find_opt((struct cli_spec *)spec, name);
+}
+
+const char *cli_value(const struct cli_spec *spec, const char *name)
+{
+    const struct cli_opt *o = cli_option(spec, name);
+    return o && o->nvalues ? o->values[o->nvalues - 1] : NULL;
+}
+
+void cli_free(struct cli_spec *spec)
+{
+    for (size_t i = 0; i < spec->nopts; i++) {
+        free(spec->opts[i].values);
+        spec->opts[i].values = NULL;
+        spec->opts[i].nvalues = 0;
+        spec->opts[i].given = false;
+    }
+}
+
+int cli_parse(int argc, char **argv, struct cli_spec *spec, struct cli_common *out, char *err,
+              size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->log_level = LOG_LEVEL_INFO;
+    const char *env = getenv("DXSYNC_CONFIG");
+    out->config_path = env && *env ? env : "dxsync.json";
+
+    size_t nlong = spec->nopts + 6;
+    struct option *longopts = calloc(nlong, sizeof(*longopts));
+    if (!longopts) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    longopts[0] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
+    longopts[1] = (struct option){"log-level", required_argument, NULL, OPT_LOG_LEVEL};
+    longopts[2] = (struct option){"metrics-addr", required_argument, NULL, OPT_METRICS};
+    longopts[3] = (struct option){"help", no_argument, NULL, OPT_HELP};
+    longopts[4] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+    for (size_t i = 0; i < spec->nopts; i++)
+        longopts[5 + i] = (struct option){spec->opts[i].name,
+                                          spec->opts[i].metavar ? required_argument : no_argument,
+                                          NULL, OPT_SPEC + (int)i};
+    int rc = -1;
+    optind = 0; /* glibc: full re-initialisation, so tests may parse more than once */
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "-h", longopts, NULL)) != -1) {
+        if (c == 1) { /* a positional argument, in order ("-" in optstring) */
+            if (out->subcommand) {
+                snprintf(err, errlen, "unexpected argument \"%s\" (subcommand already \"%s\")",
+                         optarg, out->subcommand);
+                goto out;
+            }
+            out->subcommand = optarg;
+        } else if (c == OPT_CONFIG) {
+            out->config_path = optarg;
+        } else if (c == OPT_LOG_LEVEL) {
+            if (log_level_parse(optarg, &out->log_level)) {
+                snprintf(err, errlen, "--log-level: \"%s\" is not one of error, warn, info, debug",
+                         optarg);
+                goto out;
+            }
+        } else if (c == OPT_METRICS) {
+            if (metrics_parse_addr(optarg, out->metrics_host, sizeof(out->metrics_host),
+                                   &out->metrics_port)) {
+                snprintf(err, errlen, "--metrics-addr: \"%s\" is not [HOST:]PORT", optarg);
+                goto out;
+            }
+            out->metrics = true;
+        } else if (c == OPT_HELP || c == 'h') {
+            cli_print_help(spec, stdout);
+            rc = 1;
+            goto out;
+        } else if (c == OPT_VERSION) {
+            printf("%s %s (librdkafka %s, %s)\n", spec->program, DXSYNC_VERSION,
+                   rd_kafka_version_str(), curl_version());
+            rc = 1;
+            goto out;
+        } else if (c >= OPT_SPEC && c < OPT_SPEC + (int)spec->nopts) {
+            struct cli_opt *o = &spec->opts[c - OPT_SPEC];
+            if (o->given && !o->repeat) {
+                snprintf(err, errlen, "--%s given twice", o->name);
+                goto out;
+            }
+            o->given = true;
+            if (o->metavar) {
+                if (!*optarg) {
+                    snprintf(err, errlen, "--%s: empty value", o->name);
+                    goto out;
+                }
+                const char **v = realloc(o->values, (o->nvalues + 1) * sizeof(*v));
+                if (!v) {
+                    snprintf(err, errlen, "out of memory");
+                    goto out;
+                }
+                o->values = v;
+                o->values[o->nvalues++] = optarg;
+            }
+        } else if (c == '?') {
+            if (optopt >= OPT_SPEC || (optopt >= OPT_CONFIG && optopt <= OPT_METRICS))
+                snprintf(err, errlen, "%s needs a value", argv[optind - 1]);
+            else
+                snprintf(err, errlen, "unknown option \"%s\"", argv[optind - 1]);
+            goto out;
+        } else {
+            snprintf(err, errlen, "unknown option \"%s\"", argv[optind - 1]);
+            goto out;
+        }
+    }
+    if (!out->subcommand)
+        out->subcommand = spec->subcommands[0];
+    bool known = false;
+    for (size_t i = 0; spec->subcommands[i]; i++)
+        if (strcmp(out->subcommand, spec->subcommands[i]) == 0)
+            known = true;
+    if (!known) {
+        struct util_buf b = {0};
+        for (size_t i = 0; spec->subcommands[i]; i++)
+            util_buf_printf(&b, "%s%s", i ? ", " : "", spec->subcommands[i]);
+        snprintf(err, errlen, "unknown subcommand \"%s\" (expected one of: %s)", out->subcommand,
+                 b.data ? b.data : "");
+        util_buf_free(&b);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(longopts);
+    return rc;
+}
+
+int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
+{
+    char err[1024];
+    memset(app, 0, sizeof(*app));
+    int rc = cli_parse(argc, argv, spec, &app->cli, err, sizeof(err));
+    if (rc == 1)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", spec->program, err, spec->program);
+        return 2;
+    }
+    log_set_level(app->cli.log_level);
+    if (config_load_file(app->cli.config_path, &app->cfg, err, sizeof(err))) {
+        fprintf(stderr, "%s: configuration error: %s\n", spec->program, err);
+        return 2;
+    }
+    config_register_secrets(&app->cfg);
+    if (signals_install()) {
+        fprintf(stderr, "%s: cannot install signal handlers\n", spec->program);
+        return 1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    app->metrics = metrics_new();
+    if (!app->metrics) {
+        fprintf(stderr, "%s: out of memory\n", spec->program);
+        return 1;
+    }
+    if (app->cli.metrics &&
+        metrics_serve(app->metrics, app->cli.metrics_host, app->cli.metrics_port, err,
+                      sizeof(err))) {
+        fprintf(stderr, "%s: %s\n", spec->program, err);
+        return 2;
+    }
+    return -1;
+}
+
+void app_stop(struct app *app)
+{
+    metrics_free(app->metrics);
+    app->metrics = NULL;
+    config_free(&app->cfg);
+    log_clear_secrets();
+    curl_global_cleanup();
+}

@@ -1,0 +1,67 @@
+/* cli: the common flags of every dxsync program, the subcommand, and the program's own flags;
+ * plus app_*, the start-up every main.c shares (config, logging, secrets, metrics). */
+#ifndef DXSYNC_CLI_H
+#define DXSYNC_CLI_H
+
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+struct cli_opt {
+    const char *name;    /* long name without dashes */
+    const char *metavar; /* NULL for a flag without value */
+    const char *help;
+    bool repeat; /* may be given several times */
+    /* filled by cli_parse */
+    const char **values;
+    size_t nvalues;
+    bool given;
+};
+
+struct cli_spec {
+    const char *program;
+    const char *summary;                /* one line */
+    const char *usage;                  /* the usage lines, without "usage:" */
+    const char *const *subcommands;     /* NULL-terminated; the first is the default */
+    const char *details;                /* text after the options: subcommands, examples */
+    struct cli_opt *opts;
+    size_t nopts;
+};
+
+struct cli_common {
+    const char *config_path;
+    enum log_level log_level;
+    bool metrics;
+    char metrics_host[64];
+    int metrics_port;
+    const char *subcommand;
+};
+
+/* Returns 0 to run, 1 when --help or --version was printed (exit 0), -1 on a usage error
+ * (err holds the message; exit 2). Values point into argv. */
+int cli_parse(int argc, char **argv, struct cli_spec *spec, struct cli_common *out, char *err,
+              size_t errlen);
+/* Last value given for option name, or NULL. */
+const char *cli_value(const struct cli_spec *spec, const char *name);
+const struct cli_opt *cli_option(const struct cli_spec *spec, const char *name);
+void cli_print_help(const struct cli_spec *spec, FILE *f);
+void cli_free(struct cli_spec *spec);
+
+/* What every program has once started. */
+struct app {
+    struct cli_common cli;
+    struct config cfg;
+    struct metrics *metrics; /* never NULL after app_start */
+};
+
+/* Parses flags, loads and validates the config, sets the log level, registers secrets,
+ * installs signal handlers and starts the metrics server when asked.
+ * Returns -1 to go on, or the exit code to leave with (0 after --help, 2 on bad input). */
+int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec);
+void app_stop(struct app *app);
+
+#endif

@@ -1,0 +1,89 @@
+/* config: the JSON configuration file of DESIGN.md, with ${ENV} expansion and validation that
+ * names the key path and the reason of every bad input. */
+#ifndef DXSYNC_CONFIG_H
+#define DXSYNC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config_property {
+    char *key;
+    char *value;
+};
+
+struct config_instance {
+    char *name;
+    char *url;       /* without a trailing slash */
+    char *token;     /* secret: the sync user's static token */
+    char *database;  /* secret-bearing libpq URL or conninfo; NULL when not given */
+    char *sync_user; /* uuid or NULL (then learnt with GET /users/me) */
+};
+
+struct config_collection {
+    char *collection;
+    char **fields;
+    size_t nfields;
+};
+
+struct config_route {
+    char *from;
+    char *to;
+    struct config_collection *collections;
+    size_t ncollections;
+    char **notify; /* user ids in the source instance */
+    size_t nnotify;
+};
+
+struct config_kafka {
+    char *brokers;
+    char *topic_prefix;
+    int partitions;
+    int replication_factor; /* -1: the broker's default */
+    int64_t retention_ms;   /* -1: forever */
+    struct config_property *properties;
+    size_t nproperties;
+};
+
+struct config_consumer {
+    int batch_max;
+    int linger_ms;
+    int request_timeout_ms;
+    int retry_notify_after_s;
+    int item_attempts;
+    int max_in_flight;
+};
+
+struct config_notify {
+    int digest_window_s;
+};
+
+struct config {
+    struct config_kafka kafka;
+    struct config_instance *instances;
+    size_t ninstances;
+    struct config_route *routes;
+    size_t nroutes;
+    struct config_consumer consumer;
+    struct config_notify notify;
+};
+
+/* Loads and validates. On failure returns -1 with "<key path>: <reason>" in err and leaves
+ * *cfg empty; on success the caller owns *cfg and releases it with config_free. */
+int config_load_file(const char *path, struct config *cfg, char *err, size_t errlen);
+int config_load_buffer(const char *buf, size_t len, struct config *cfg, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+const struct config_instance *config_instance_find(const struct config *cfg, const char *name);
+const struct config_route *config_route_find(const struct config *cfg, const char *from,
+                                             const char *to);
+const struct config_collection *config_route_collection(const struct config_route *route,
+                                                        const char *collection);
+
+/* Registers every secret of cfg (tokens, database passwords) with the logger. */
+void config_register_secrets(const struct config *cfg);
+
+/* Writes a libpq connection string with the password removed, for log lines. */
+void config_database_display(const char *database, char *buf, size_t len);
+
+#endif

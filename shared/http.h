@@ -1,0 +1,71 @@
+/* http: a Directus client over libcurl (keep-alive, timeouts, bearer token) and the
+ * classification of answers into what the caller should do with them. */
+#ifndef DXSYNC_HTTP_H
+#define DXSYNC_HTTP_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* What an answer means for the request that got it; decided here, where the answer is read. */
+enum http_class {
+    HTTP_OK = 0,        /* 2xx */
+    HTTP_TRANSIENT,     /* no answer, timeout, 401, 408, 429, 502, 503, 504: retry, keep order */
+    HTTP_SERVER_ERROR,  /* any other 5xx: an outage if /server/ping fails too, else the item */
+    HTTP_FORBIDDEN,     /* 403: a missing item for a non-admin, or a missing permission */
+    HTTP_DUPLICATE,     /* 400 RECORD_NOT_UNIQUE */
+    HTTP_PERMANENT      /* any other 4xx (and answers that make no sense): never succeeds */
+};
+
+const char *http_class_name(enum http_class c);
+
+/* Classifies a finished transfer. code is the Directus error code (may be "" or NULL). */
+enum http_class http_classify(CURLcode curl, long status, const char *code);
+
+/* Extracts errors[0].message and errors[0].extensions.code from a Directus error body.
+ * Returns 0 when found, -1 otherwise (outputs set to ""). */
+int http_parse_error(const char *body, size_t len, char *code, size_t codelen, char *msg,
+                     size_t msglen);
+
+/* Seconds from a Retry-After header value (delta-seconds or an HTTP date), -1 if unusable. */
+long http_retry_after_s(const char *value, long now_epoch_s);
+
+struct http_response {
+    CURLcode curl;
+    long status;
+    char *body; /* NUL-terminated; owned, freed by http_response_free */
+    size_t len;
+    long retry_after_s; /* -1 when absent */
+    char code[64];      /* Directus error code of an error answer, or "" */
+    char message[512];  /* its message, or curl's error text when there was no answer */
+    double seconds;     /* total time of the transfer */
+    enum http_class klass;
+};
+
+void http_response_free(struct http_response *r);
+
+struct http_client;
+
+/* base_url like http://host:port (no trailing slash); token may be NULL. The client keeps
+ * copies. Returns NULL on allocation failure (err set). Free with http_client_free. */
+struct http_client *http_client_new(const char *base_url, const char *token, long timeout_ms,
+                                    char *err, size_t errlen);
+void http_client_free(struct http_client *c);
+const char *http_client_base_url(const struct http_client *c);
+
+/* Prepares easy for METHOD base_url+path with body (JSON or NULL); the answer lands in *resp
+ * once the transfer is done and http_finish is called. For use with curl_multi as well.
+ * body must outlive the transfer. Returns 0 or -1. */
+int http_prepare(struct http_client *c, CURL *easy, const char *method, const char *path,
+                 const char *body, struct http_response *resp);
+/* Completes *resp after the transfer of easy ended with result: status, error fields, class. */
+void http_finish(CURL *easy, CURLcode result, struct http_response *resp);
+
+/* Blocking request on the client's own keep-alive handle. Always fills *resp (free it). */
+int http_request(struct http_client *c, const char *method, const char *path, const char *body,
+                 struct http_response *resp);
+
+/* Percent-encodes s for a URL path segment into buf. Returns -1 when buf is too small. */
+int http_escape(const char *s, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,201 @@
+#include "kafka.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct kafka_state *st = opaque;
+    const char *comp = st && st->component ? st->component : "kafka";
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
+        log_error(comp, "event=kafka_fatal error=%s reason=\"%s\"", rd_kafka_err2name(orig), why);
+        if (st) {
+            util_strlcpy(st->fatal_reason, why, sizeof(st->fatal_reason));
+            st->fatal = true;
+        }
+        return;
+    }
+    if (st)
+        st->brokers_down = err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
+    log_warn(comp, "event=kafka_error error=%s reason=\"%s\"",
+             rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    enum log_level l = level <= 3 ? LOG_LEVEL_ERROR : level <= 4 ? LOG_LEVEL_WARN
+                       : level <= 6                ? LOG_LEVEL_INFO
+                                                   : LOG_LEVEL_DEBUG;
+    /* librdkafka's own info lines are noise at our info level. */
+    if (l == LOG_LEVEL_INFO)
+        l = LOG_LEVEL_DEBUG;
+    if (log_enabled(l))
+        log_write(l, "librdkafka", "facility=%s msg=\"%s\"", fac, buf);
+}
+
+static int set(rd_kafka_conf_t *conf, const char *k, const char *v, const char *origin, char *err,
+               size_t errlen)
+{
+    char e[512];
+    if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "%s%s: %s", origin, k, e);
+        return -1;
+    }
+    return 0;
+}
+
+rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, struct kafka_state *state,
+                                const char *const *defaults, const char *const *forced, char *err,
+                                size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (set(conf, "bootstrap.servers", cfg->kafka.brokers, "kafka.brokers ", err, errlen) ||
+        set(conf, "client.id", "dxsync", "", err, errlen))
+        goto bad;
+    for (size_t i = 0; defaults && defaults[i]; i += 2)
+        if (set(conf, defaults[i], defaults[i + 1], "", err, errlen))
+            goto bad;
+    for (size_t i = 0; i < cfg->kafka.nproperties; i++)
+        if (set(conf, cfg->kafka.properties[i].key, cfg->kafka.properties[i].value,
+                "kafka.properties.", err, errlen))
+            goto bad;
+    for (size_t i = 0; forced && forced[i]; i += 2)
+        if (set(conf, forced[i], forced[i + 1], "", err, errlen))
+            goto bad;
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_opaque(conf, state);
+    return conf;
+bad:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+static int fits(int n, size_t len)
+{
+    return n < 0 || (size_t)n >= len || n > 249 ? -1 : 0; /* Kafka names: at most 249 chars */
+}
+
+int kafka_topic_sync(const struct config *cfg, const char *source, const char *collection,
+                     char *buf, size_t len)
+{
+    return fits(snprintf(buf, len, "%s.%s.%s", cfg->kafka.topic_prefix, source, collection), len);
+}
+
+int kafka_topic_errors(const struct config *cfg, char *buf, size_t len)
+{
+    return fits(snprintf(buf, len, "%s.errors", cfg->kafka.topic_prefix), len);
+}
+
+int kafka_topic_dlq(const struct config *cfg, const char *remote, char *buf, size_t len)
+{
+    return fits(snprintf(buf, len, "%s.dlq.%s", cfg->kafka.topic_prefix, remote), len);
+}
+
+int kafka_group_apply(const struct config *cfg, const char *remote, char *buf, size_t len)
+{
+    return fits(snprintf(buf, len, "%s.apply.%s", cfg->kafka.topic_prefix, remote), len);
+}
+
+int kafka_group_notify(const struct config *cfg, char *buf, size_t len)
+{
+    return fits(snprintf(buf, len, "%s.notify", cfg->kafka.topic_prefix), len);
+}
+
+int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
+                        size_t ntopics, int timeout_ms, char *err, size_t errlen)
+{
+    int rc = -1;
+    rd_kafka_NewTopic_t **nt = NULL;
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_AdminOptions_t *opts = NULL;
+    rd_kafka_event_t *ev = NULL;
+    char e[512];
+    if (ntopics == 0)
+        return 0;
+    nt = calloc(ntopics, sizeof(*nt));
+    if (!nt) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    char retention[32];
+    snprintf(retention, sizeof(retention), "%lld", (long long)cfg->kafka.retention_ms);
+    for (size_t i = 0; i < ntopics; i++) {
+        nt[i] = rd_kafka_NewTopic_new(topics[i], cfg->kafka.partitions,
+                                      cfg->kafka.replication_factor, e, sizeof(e));
+        if (!nt[i]) {
+            snprintf(err, errlen, "topic %s: %s", topics[i], e);
+            goto out;
+        }
+        if (rd_kafka_NewTopic_set_config(nt[i], "retention.ms", retention)) {
+            snprintf(err, errlen, "topic %s: cannot set retention.ms", topics[i]);
+            goto out;
+        }
+    }
+    q = rd_kafka_queue_new(rk);
+    opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, e, sizeof(e));
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, e, sizeof(e));
+    rd_kafka_CreateTopics(rk, nt, ntopics, opts, q);
+    ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    if (!ev) {
+        snprintf(err, errlen, "creating topics timed out after %d ms (is Kafka at %s up?)",
+                 timeout_ms, cfg->kafka.brokers);
+        goto out;
+    }
+    if (rd_kafka_event_error(ev)) {
+        snprintf(err, errlen, "creating topics: %s", rd_kafka_event_error_string(ev));
+        goto out;
+    }
+    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+    size_t n;
+    const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
+        if (te == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            log_info("kafka", "event=topic_created topic=%s partitions=%d",
+                     rd_kafka_topic_result_name(tr[i]), cfg->kafka.partitions);
+        } else if (te != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            const char *msg = rd_kafka_topic_result_error_string(tr[i]);
+            snprintf(err, errlen, "topic %s: %s", rd_kafka_topic_result_name(tr[i]),
+                     msg ? msg : rd_kafka_err2str(te));
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (opts)
+        rd_kafka_AdminOptions_destroy(opts);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    for (size_t i = 0; i < ntopics; i++)
+        if (nt[i])
+            rd_kafka_NewTopic_destroy(nt[i]);
+    free(nt);
+    return rc;
+}
+
+void kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *buf, size_t len)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val;
+    size_t sz;
+    buf[0] = '\0';
+    if (rd_kafka_message_headers(msg, &hdrs) || !hdrs)
+        return;
+    if (rd_kafka_header_get_last(hdrs, name, &val, &sz) || !val)
+        return;
+    if (sz >= len)
+        sz = len - 1;
+    memcpy(buf, val, sz);
+    buf[sz] = '\0';
+}

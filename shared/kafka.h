@@ -1,0 +1,47 @@
+/* kafka: librdkafka configuration from the dxsync config, topic names, topic creation and
+ * fatal error handling shared by the three programs. */
+#ifndef DXSYNC_KAFKA_H
+#define DXSYNC_KAFKA_H
+
+#include "config.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The rd_kafka_t opaque of every dxsync client. error_cb fills it; the owner polls it. */
+struct kafka_state {
+    const char *component;   /* log component, e.g. "producer" */
+    volatile bool fatal;     /* a fatal error happened: stop without confirming more */
+    char fatal_reason[512];
+    bool brokers_down;       /* last error said all brokers are down */
+    void *user;              /* the program's own context */
+};
+
+/* A configuration with bootstrap.servers, the user's kafka.properties, error and log
+ * callbacks routed to our logger, and state as opaque. Extra settings (pairs of key, value,
+ * ending with NULL) are applied before kafka.properties so the user can override tuning but
+ * not the properties a program must have (those go in `forced`, applied last).
+ * Returns NULL with err set on a bad property. */
+rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, struct kafka_state *state,
+                                const char *const *defaults, const char *const *forced, char *err,
+                                size_t errlen);
+
+/* <prefix>.<source>.<collection>, <prefix>.errors, <prefix>.dlq.<remote>,
+ * <prefix>.apply.<remote>, <prefix>.notify. Return -1 when buf is too small. */
+int kafka_topic_sync(const struct config *cfg, const char *source, const char *collection,
+                     char *buf, size_t len);
+int kafka_topic_errors(const struct config *cfg, char *buf, size_t len);
+int kafka_topic_dlq(const struct config *cfg, const char *remote, char *buf, size_t len);
+int kafka_group_apply(const struct config *cfg, const char *remote, char *buf, size_t len);
+int kafka_group_notify(const struct config *cfg, char *buf, size_t len);
+
+/* Creates the topics that do not exist yet with the configured partitions, replication factor
+ * and retention; existing topics are left as they are. Returns 0, or -1 with err set. */
+int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
+                        size_t ntopics, int timeout_ms, char *err, size_t errlen);
+
+/* Copies the value of a message header into buf ("" when absent). */
+void kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *buf, size_t len);
+
+#endif

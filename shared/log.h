@@ -1,0 +1,41 @@
+/* log: one line per event to stderr, "<time> <level> <component> key=value ...".
+ * Registered secrets are replaced by "[redacted]" in every line, whatever the caller wrote. */
+#ifndef DXSYNC_LOG_H
+#define DXSYNC_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+/* "error", "warn", "info" or "debug"; returns -1 for anything else. */
+int log_level_parse(const char *s, enum log_level *out);
+const char *log_level_name(enum log_level level);
+void log_set_level(enum log_level level);
+bool log_enabled(enum log_level level);
+
+/* Registers a secret (copied) to be masked in every later line. Call at start-up, before
+ * other threads log. Secrets shorter than 4 bytes are ignored (they would mask too much). */
+void log_add_secret(const char *secret);
+void log_clear_secrets(void);
+
+/* Masks every registered secret inside buf (in place, may shorten the text). */
+void log_redact(char *buf, size_t size);
+
+/* Redirects output for tests: lines go to fn instead of stderr (NULL restores stderr). */
+typedef void (*log_sink_fn)(const char *line, void *opaque);
+void log_set_sink(log_sink_fn fn, void *opaque);
+
+void log_write(enum log_level level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define log_error(comp, ...) log_write(LOG_LEVEL_ERROR, comp, __VA_ARGS__)
+#define log_warn(comp, ...) log_write(LOG_LEVEL_WARN, comp, __VA_ARGS__)
+#define log_info(comp, ...) log_write(LOG_LEVEL_INFO, comp, __VA_ARGS__)
+#define log_debug(comp, ...)                                                                       \
+    do {                                                                                           \
+        if (log_enabled(LOG_LEVEL_DEBUG))                                                          \
+            log_write(LOG_LEVEL_DEBUG, comp, __VA_ARGS__);                                         \
+    } while (0)
+
+#endif

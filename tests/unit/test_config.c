@@ -1,0 +1,289 @@
+/* Configuration: the valid example of DESIGN.md, defaults, ${ENV}, and every bad input named
+ * by the key path and the reason. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "log.h"
+#include "routes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UUID1 "e1e260ff-05b0-4648-aef0-a8adaf64428d"
+
+static const char *const valid =
+    "{\"kafka\": {\"brokers\": \"127.0.0.1:9092\", \"topic_prefix\": \"dxsync\","
+    " \"partitions\": 6, \"replication_factor\": -1, \"retention_ms\": -1,"
+    " \"properties\": {\"security.protocol\": \"plaintext\", \"linger.ms\": 5,"
+    " \"enable.ssl.certificate.verification\": true}},"
+    " \"instances\": ["
+    "  {\"name\": \"a\", \"url\": \"http://127.0.0.1:8055/\", \"token\": \"${DXT_TOKEN_A}\","
+    "   \"database\": \"postgresql://postgres:pw-secret@127.0.0.1:5432/directus_a\"},"
+    "  {\"name\": \"b\", \"url\": \"https://b.example.com\", \"token\": \"tok-b-1234\","
+    "   \"database\": \"host=127.0.0.1 dbname=directus_b\", \"sync_user\": \"" UUID1 "\"}],"
+    " \"routes\": ["
+    "  {\"from\": \"a\", \"to\": \"b\", \"collections\": ["
+    "    {\"collection\": \"articles\", \"fields\": [\"title\", \"body\"]},"
+    "    {\"collection\": \"counters\", \"fields\": [\"value\"]}],"
+    "   \"notify\": [\"" UUID1 "\"]},"
+    "  {\"from\": \"b\", \"to\": \"a\", \"collections\": ["
+    "    {\"collection\": \"articles\", \"fields\": [\"title\"]}]}],"
+    " \"consumer\": {\"batch_max\": 50, \"linger_ms\": 0, \"request_timeout_ms\": 30000,"
+    "   \"retry_notify_after_s\": 60, \"item_attempts\": 5, \"max_in_flight\": 4},"
+    " \"notify\": {\"digest_window_s\": 30}}";
+
+static int setup(void **state)
+{
+    (void)state;
+    setenv("DXT_TOKEN_A", "tok-a-from-env", 1);
+    unsetenv("DXT_UNSET");
+    return 0;
+}
+
+static void loads_the_design_example(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char err[512] = "";
+    assert_int_equal(config_load_buffer(valid, strlen(valid), &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg.kafka.brokers, "127.0.0.1:9092");
+    assert_int_equal(cfg.kafka.nproperties, 3);
+    assert_string_equal(cfg.kafka.properties[1].key, "linger.ms");
+    assert_string_equal(cfg.kafka.properties[1].value, "5");
+    assert_string_equal(cfg.kafka.properties[2].value, "true");
+    assert_int_equal(cfg.ninstances, 2);
+    assert_string_equal(cfg.instances[0].token, "tok-a-from-env");
+    assert_string_equal(cfg.instances[0].url, "http://127.0.0.1:8055"); /* slash trimmed */
+    assert_null(cfg.instances[0].sync_user);
+    assert_string_equal(cfg.instances[1].sync_user, UUID1);
+    assert_int_equal(cfg.nroutes, 2);
+    assert_int_equal(cfg.routes[0].ncollections, 2);
+    assert_string_equal(cfg.routes[0].collections[1].fields[0], "value");
+    assert_int_equal(cfg.routes[0].nnotify, 1);
+    assert_int_equal(cfg.routes[1].nnotify, 0);
+    assert_int_equal(cfg.consumer.batch_max, 50);
+    assert_int_equal(cfg.consumer.max_in_flight, 4);
+    assert_int_equal(cfg.notify.digest_window_s, 30);
+    assert_non_null(config_route_find(&cfg, "a", "b"));
+    assert_null(config_route_find(&cfg, "a", "a"));
+    assert_non_null(config_route_collection(config_route_find(&cfg, "a", "b"), "counters"));
+
+    struct routes_sub *subs;
+    size_t n;
+    assert_int_equal(routes_into(&cfg, "b", &subs, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(subs[0].topic, "dxsync.a.articles");
+    assert_string_equal(subs[1].topic, "dxsync.a.counters");
+    assert_ptr_equal(routes_find(subs, n, "dxsync.a.counters"), &subs[1]);
+    assert_null(routes_find(subs, n, "dxsync.b.articles"));
+    free(subs);
+    config_free(&cfg);
+}
+
+static void applies_defaults(void **state)
+{
+    (void)state;
+    const char *min = "{\"kafka\": {\"brokers\": \"k:9092\"}, \"instances\": [{\"name\": \"a\","
+                      " \"url\": \"http://x\", \"token\": \"t\"}], \"routes\": []}";
+    struct config cfg;
+    char err[512] = "";
+    assert_int_equal(config_load_buffer(min, strlen(min), &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg.kafka.topic_prefix, "dxsync");
+    assert_int_equal(cfg.kafka.partitions, 6);
+    assert_int_equal(cfg.kafka.replication_factor, -1);
+    assert_int_equal(cfg.kafka.retention_ms, -1);
+    assert_int_equal(cfg.consumer.batch_max, 100);
+    assert_int_equal(cfg.consumer.linger_ms, 0);
+    assert_int_equal(cfg.consumer.request_timeout_ms, 30000);
+    assert_int_equal(cfg.consumer.retry_notify_after_s, 60);
+    assert_int_equal(cfg.consumer.item_attempts, 5);
+    assert_int_equal(cfg.consumer.max_in_flight, 4);
+    assert_int_equal(cfg.notify.digest_window_s, 60);
+    config_free(&cfg);
+}
+
+/* Replaces the first occurrence of from in the valid config by to. */
+static char *mutate(const char *from, const char *to)
+{
+    const char *at = strstr(valid, from);
+    if (!at)
+        fail_msg("test bug: \"%s\" not in the valid config", from);
+    size_t n = strlen(valid) - strlen(from) + strlen(to) + 1;
+    char *out = malloc(n);
+    snprintf(out, n, "%.*s%s%s", (int)(at - valid), valid, to, at + strlen(from));
+    return out;
+}
+
+struct bad_case {
+    const char *from;
+    const char *to;
+    const char *expect; /* the error must contain this: key path and reason */
+};
+
+static const struct bad_case bad_cases[] = {
+    /* unknown keys */
+    {"\"notify\": {\"digest", "\"notfiy\": {}, \"notify\": {\"digest", "notfiy: unknown key"},
+    {"\"partitions\": 6", "\"partitions\": 6, \"partition\": 1", "kafka.partition: unknown key"},
+    {"\"sync_user\"", "\"syncuser\"", "instances[1].syncuser: unknown key"},
+    {"{\"collection\": \"counters\"", "{\"collection\": \"counters\", \"field\": []",
+     "routes[0].collections[1].field: unknown key"},
+    {"\"batch_max\": 50", "\"batch_max\": 50, \"batch_size\": 1", "consumer.batch_size: unknown key"},
+    /* wrong types */
+    {"\"partitions\": 6", "\"partitions\": \"6\"", "kafka.partitions: expected an integer, got a string"},
+    {"\"partitions\": 6", "\"partitions\": 6.5", "kafka.partitions: expected an integer"},
+    {"\"brokers\": \"127.0.0.1:9092\"", "\"brokers\": [\"x\"]", "kafka.brokers: expected a string, got an array"},
+    {"\"instances\": [", "\"instances\": {\"x\": 1}, \"i\": [", "unknown key"},
+    {"\"fields\": [\"title\", \"body\"]", "\"fields\": \"title\"",
+     "routes[0].collections[0].fields: expected an array of strings, got a string"},
+    {"\"fields\": [\"title\", \"body\"]", "\"fields\": [\"title\", 3]",
+     "routes[0].collections[0].fields[1]: expected a string, got a number"},
+    {"\"properties\": {", "\"properties\": {\"x\": null, ", "kafka.properties.x: expected a string, number or boolean, got null"},
+    {"\"notify\": {\"digest_window_s\": 30}", "\"notify\": []", "notify: expected an object, got an array"},
+    /* missing required keys */
+    {"\"brokers\": \"127.0.0.1:9092\", ", "", "kafka.brokers: required key is missing"},
+    {"\"token\": \"tok-b-1234\", ", "", "instances[1].token: required key is missing"},
+    {"\"url\": \"http://127.0.0.1:8055/\", ", "", "instances[0].url: required key is missing"},
+    {"{\"from\": \"a\", ", "{", "routes[0].from: required key is missing"},
+    {"\"to\": \"a\", \"collections\": [", "\"to\": \"a\", \"c\": [", "routes[1].c: unknown key"},
+    /* unset variable */
+    {"${DXT_TOKEN_A}", "${DXT_UNSET}", "instances[0].token: environment variable DXT_UNSET is not set"},
+    {"${DXT_TOKEN_A}", "${DXT_TOKEN_A", "instances[0].token: unterminated ${"},
+    /* routes to unknown instances or to itself */
+    {"{\"from\": \"a\", \"to\": \"b\"", "{\"from\": \"a\", \"to\": \"c\"", "routes[0].to: unknown instance \"c\""},
+    {"{\"from\": \"a\", \"to\": \"b\"", "{\"from\": \"x\", \"to\": \"b\"", "routes[0].from: unknown instance \"x\""},
+    {"{\"from\": \"a\", \"to\": \"b\"", "{\"from\": \"a\", \"to\": \"a\"", "routes[0].to: a route from \"a\" to itself"},
+    {"{\"from\": \"b\", \"to\": \"a\"", "{\"from\": \"a\", \"to\": \"b\"", "routes[1]: duplicate route a -> b"},
+    /* duplicate names */
+    {"{\"name\": \"b\"", "{\"name\": \"a\"", "instances[1].name: duplicate instance name \"a\""},
+    {"{\"collection\": \"counters\"", "{\"collection\": \"articles\"",
+     "routes[0].collections[1].collection: collection \"articles\" is listed twice"},
+    {"[\"title\", \"body\"]", "[\"title\", \"title\"]", "routes[0].collections[0].fields[1]: \"title\" is listed twice"},
+    /* empty fields */
+    {"[\"title\", \"body\"]", "[]", "routes[0].collections[0].fields: must not be empty"},
+    {"[\"title\", \"body\"]", "[\"\"]", "routes[0].collections[0].fields[0]: must not be empty"},
+    {"\"token\": \"tok-b-1234\"", "\"token\": \"\"", "instances[1].token: must not be empty"},
+    {"\"collections\": [\n", "", ""}, /* placeholder skipped below */
+    {"\"collections\": [    {\"collection\": \"articles\", \"fields\": [\"title\"]}]",
+     "\"collections\": []", "routes[1].collections: must not be empty"},
+    {"\"instances\": [", "\"instances\": [], \"x\": [", "unknown key"},
+    /* bad URLs and names */
+    {"http://127.0.0.1:8055/", "127.0.0.1:8055", "instances[0].url: bad URL \"127.0.0.1:8055\": must start with http:// or https://"},
+    {"http://127.0.0.1:8055/", "http://", "instances[0].url: bad URL \"http://\": has no host"},
+    {"http://127.0.0.1:8055/", "http://h:99999", "instances[0].url: bad URL \"http://h:99999\": has a bad port"},
+    {"http://127.0.0.1:8055/", "http://u:p@h", "must not carry credentials"},
+    {"http://127.0.0.1:8055/", "http://h/x?y=1", "must not have a query"},
+    {"{\"name\": \"b\"", "{\"name\": \"B-1\"", "instances[1].name: \"B-1\" is not a valid instance name"},
+    {"\"sync_user\": \"" UUID1 "\"", "\"sync_user\": \"admin\"", "instances[1].sync_user: \"admin\" is not a uuid"},
+    {"\"notify\": [\"" UUID1 "\"]", "\"notify\": [\"bob\"]", "routes[0].notify[0]: \"bob\" is not a user id"},
+    {"\"collection\": \"counters\"", "\"collection\": \"directus_users\"", "is a Directus system collection"},
+    {"\"collection\": \"counters\"", "\"collection\": \"a.b\"", "cannot be a topic name"},
+    {"\"topic_prefix\": \"dxsync\"", "\"topic_prefix\": \"dx sync\"", "kafka.topic_prefix: \"dx sync\" is not a valid topic prefix"},
+    {"\"database\": \"host=127.0.0.1 dbname=directus_b\"", "\"database\": \"host=127.0.0.1 nope\"", "instances[1].database: not a PostgreSQL connection string"},
+    {"\"database\": \"postgresql://postgres:pw-secret@127.0.0.1:5432/directus_a\"", "\"sync_user\": \"" UUID1 "\"", "routes[0].from: instance \"a\" is a route source but has no \"database\""},
+    /* out of range */
+    {"\"partitions\": 6", "\"partitions\": 0", "kafka.partitions: 0 is out of range"},
+    {"\"replication_factor\": -1", "\"replication_factor\": 0", "kafka.replication_factor: must be -1"},
+    {"\"max_in_flight\": 4", "\"max_in_flight\": 0", "consumer.max_in_flight: 0 is out of range"},
+    {"\"item_attempts\": 5", "\"item_attempts\": -1", "consumer.item_attempts: -1 is out of range"},
+    {"\"properties\": {", "\"properties\": {\"bootstrap.servers\": \"x\", ", "kafka.properties.bootstrap.servers: set kafka.brokers instead"},
+    /* duplicates inside one object */
+    {"\"partitions\": 6", "\"partitions\": 6, \"partitions\": 7", "kafka.partitions: key given twice"},
+};
+
+static void refuses_every_bad_input(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        const struct bad_case *c = &bad_cases[i];
+        if (!*c->expect)
+            continue;
+        char *text = mutate(c->from, c->to);
+        struct config cfg;
+        char err[512] = "";
+        int rc = config_load_buffer(text, strlen(text), &cfg, err, sizeof(err));
+        if (rc != -1 || !strstr(err, c->expect))
+            fail_msg("case %zu: expected error containing \"%s\", got rc=%d \"%s\"", i, c->expect,
+                     rc, err);
+        /* a failed load leaves nothing to free */
+        assert_null(cfg.instances);
+        free(text);
+    }
+}
+
+static void refuses_bad_json_with_position(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char err[512];
+    const char *t = "{\n  \"kafka\": {,}\n}";
+    assert_int_equal(config_load_buffer(t, strlen(t), &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "line 2 column"));
+    assert_non_null(strstr(err, "not valid JSON"));
+    assert_int_equal(config_load_buffer("[]", 2, &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "expected a JSON object, got an array"));
+    assert_int_equal(config_load_buffer("", 0, &cfg, err, sizeof(err)), -1);
+    const char latin1[] = "{\"kafka\": \"\xe9\"}";
+    assert_int_equal(config_load_buffer(latin1, strlen(latin1), &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not valid UTF-8"));
+    assert_int_equal(config_load_buffer("{}", 2, &cfg, err, sizeof(err)), -1);
+    assert_string_equal(err, "kafka: required key is missing");
+}
+
+static void names_the_file(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char err[512];
+    assert_int_equal(config_load_file("/nonexistent/dxsync.json", &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "/nonexistent/dxsync.json: cannot open"));
+}
+
+static char captured[8192];
+static void capture(const char *line, void *opaque)
+{
+    (void)opaque;
+    strncat(captured, line, sizeof(captured) - strlen(captured) - 2);
+    strcat(captured, "\n");
+}
+
+static void secrets_are_redacted(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char err[512];
+    assert_int_equal(config_load_buffer(valid, strlen(valid), &cfg, err, sizeof(err)), 0);
+    config_register_secrets(&cfg);
+    log_set_sink(capture, NULL);
+    captured[0] = '\0';
+    log_info("test", "token=%s other=%s db=%s", cfg.instances[0].token, cfg.instances[1].token,
+             cfg.instances[0].database);
+    log_set_sink(NULL, NULL);
+    assert_null(strstr(captured, "tok-a-from-env"));
+    assert_null(strstr(captured, "tok-b-1234"));
+    assert_null(strstr(captured, "pw-secret"));
+    assert_non_null(strstr(captured, "token=[redacted] other=[redacted]"));
+    char disp[256];
+    config_database_display(cfg.instances[0].database, disp, sizeof(disp));
+    assert_null(strstr(disp, "pw-secret"));
+    assert_non_null(strstr(disp, "dbname=directus_a"));
+    log_clear_secrets();
+    config_free(&cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(loads_the_design_example, setup),
+        cmocka_unit_test_setup(applies_defaults, setup),
+        cmocka_unit_test_setup(refuses_every_bad_input, setup),
+        cmocka_unit_test_setup(refuses_bad_json_with_position, setup),
+        cmocka_unit_test(names_the_file),
+        cmocka_unit_test_setup(secrets_are_redacted, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,202 @@
+/* util, backoff, log and cli: UTF-8, time parsing, the backoff schedule, redaction, flags. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "backoff.h"
+#include "cli.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void utf8(void **state)
+{
+    (void)state;
+    size_t bad = 0;
+    assert_true(util_utf8_valid("plain", 5, &bad));
+    assert_true(util_utf8_valid("\xc3\xa9\xe2\x80\xa8\xf0\x9f\x8c\x8d", 9, &bad));
+    assert_false(util_utf8_valid("ab\xe9z", 4, &bad));
+    assert_int_equal(bad, 2);
+    assert_false(util_utf8_valid("\xc0\xaf", 2, &bad));         /* overlong */
+    assert_false(util_utf8_valid("\xed\xa0\x80", 3, &bad));     /* surrogate */
+    assert_false(util_utf8_valid("\xf4\x90\x80\x80", 4, &bad)); /* above U+10FFFF */
+    assert_false(util_utf8_valid("\xe2\x80", 2, &bad));         /* truncated */
+    assert_int_equal(bad, 0);
+    assert_true(util_utf8_valid("a\0b", 3, &bad)); /* NUL is valid UTF-8 */
+}
+
+static void times(void **state)
+{
+    (void)state;
+    int64_t ms;
+    assert_int_equal(util_parse_time("2026-11-25T22:30:39.839Z", 0, &ms), 0);
+    assert_int_equal(ms, 1795645839839LL);
+    assert_int_equal(util_parse_time("2026-11-25T23:30:39.839+01:00", 0, &ms), 0);
+    assert_int_equal(ms, 1795645839839LL);
+    assert_int_equal(util_parse_time("2026-11-25", 0, &ms), 0);
+    assert_int_equal(ms, 1795564800000LL);
+    assert_int_equal(util_parse_time("2h", 10000000, &ms), 0);
+    assert_int_equal(ms, 10000000 - 7200000);
+    assert_int_equal(util_parse_time("90s", 100000, &ms), 0);
+    assert_int_equal(ms, 10000);
+    assert_int_equal(util_parse_time("7d", 0, &ms), 0);
+    assert_int_equal(ms, -7LL * 86400000);
+    assert_int_equal(util_parse_time("yesterday", 0, &ms), -1);
+    assert_int_equal(util_parse_time("2h30m", 0, &ms), -1);
+    assert_int_equal(util_parse_time("2026-13-01", 0, &ms), -1);
+    assert_int_equal(util_parse_time("2026-11-25T25:00Z", 0, &ms), -1);
+    assert_int_equal(util_parse_time("", 0, &ms), -1);
+    char buf[32];
+    util_iso8601_ms(1795645839839LL, buf, sizeof(buf));
+    assert_string_equal(buf, "2026-11-25T22:30:39.839Z");
+}
+
+static void backoff_schedule(void **state)
+{
+    (void)state;
+    struct backoff b;
+    backoff_init(&b, 200, 30000, 42);
+    int64_t want[] = {200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000};
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(backoff_ceiling(&b, i), want[i]);
+    for (int i = 0; i < 12; i++) {
+        int64_t ceil = backoff_ceiling(&b, b.attempt);
+        int64_t d = backoff_next(&b);
+        assert_true(d >= ceil / 2 && d <= ceil);
+    }
+    /* jitter: two clients with other seeds do not retry in lockstep */
+    struct backoff x, y;
+    backoff_init(&x, 200, 30000, 1);
+    backoff_init(&y, 200, 30000, 2);
+    int same = 0;
+    for (int i = 0; i < 10; i++)
+        same += backoff_next(&x) == backoff_next(&y);
+    assert_true(same < 5);
+    backoff_reset(&b);
+    assert_true(backoff_next(&b) <= 200);
+    /* Retry-After asks for longer: honoured; for shorter: the schedule wins */
+    backoff_reset(&b);
+    assert_int_equal(backoff_next_after(&b, 10), 10000);
+    backoff_reset(&b);
+    assert_true(backoff_next_after(&b, 0) <= 200);
+}
+
+static char captured[4096];
+static void capture(const char *line, void *opaque)
+{
+    (void)opaque;
+    snprintf(captured, sizeof(captured), "%s", line);
+}
+
+static void log_lines(void **state)
+{
+    (void)state;
+    log_set_sink(capture, NULL);
+    log_set_level(LOG_LEVEL_WARN);
+    captured[0] = '\0';
+    log_info("test", "event=hidden");
+    assert_string_equal(captured, "");
+    log_warn("consumer", "event=retry remote=b attempt=%d\nsecond line", 3);
+    assert_non_null(strstr(captured, " warn consumer event=retry remote=b attempt=3 second line"));
+    log_add_secret("abc"); /* too short to mask safely: ignored */
+    log_add_secret("hunter2-long-secret");
+    log_error("x", "a=hunter2-long-secret b=hunter2-long-secrethunter2-long-secret abc");
+    assert_non_null(strstr(captured, "a=[redacted] b=[redacted][redacted] abc"));
+    /* a line at the size limit is still masked, never leaked */
+    char big[5000];
+    memset(big, 'x', sizeof(big));
+    memcpy(big + 4040, "hunter2-long-secret", 19);
+    big[sizeof(big) - 1] = '\0';
+    log_error("x", "%s", big);
+    assert_null(strstr(captured, "hunter2"));
+    log_clear_secrets();
+    log_set_sink(NULL, NULL);
+    log_set_level(LOG_LEVEL_INFO);
+    enum log_level l;
+    assert_int_equal(log_level_parse("debug", &l), 0);
+    assert_int_equal(l, LOG_LEVEL_DEBUG);
+    assert_int_equal(log_level_parse("verbose", &l), -1);
+}
+
+static const char *const subs[] = {"run", "check", "snapshot", NULL};
+
+static int parse(struct cli_spec *spec, struct cli_common *c, char *err, const char *const *argv)
+{
+    int argc = 0;
+    while (argv[argc])
+        argc++;
+    cli_free(spec);
+    return cli_parse(argc, (char **)argv, spec, c, err, 256);
+}
+
+static void cli_flags(void **state)
+{
+    (void)state;
+    struct cli_opt opts[] = {
+        {.name = "instance", .metavar = "NAME", .help = "x"},
+        {.name = "collection", .metavar = "C", .help = "y", .repeat = true},
+        {.name = "json", .help = "z"},
+    };
+    struct cli_spec spec = {.program = "p", .summary = "s", .usage = "u", .subcommands = subs,
+                            .opts = opts, .nopts = 3};
+    struct cli_common c;
+    char err[256];
+    unsetenv("DXSYNC_CONFIG");
+    const char *a1[] = {"p", "--instance", "a", NULL};
+    assert_int_equal(parse(&spec, &c, err, a1), 0);
+    assert_string_equal(c.subcommand, "run");
+    assert_string_equal(c.config_path, "dxsync.json");
+    assert_string_equal(cli_value(&spec, "instance"), "a");
+    assert_false(c.metrics);
+
+    setenv("DXSYNC_CONFIG", "/etc/dxsync.json", 1);
+    const char *a2[] = {"p", "snapshot", "--collection", "x", "--collection=y", "--instance=a",
+                        "--log-level", "debug", "--metrics-addr", "9100", "--json", NULL};
+    assert_int_equal(parse(&spec, &c, err, a2), 0);
+    assert_string_equal(c.subcommand, "snapshot");
+    assert_string_equal(c.config_path, "/etc/dxsync.json");
+    assert_int_equal(cli_option(&spec, "collection")->nvalues, 2);
+    assert_string_equal(cli_option(&spec, "collection")->values[1], "y");
+    assert_true(cli_option(&spec, "json")->given);
+    assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
+    assert_true(c.metrics);
+    assert_int_equal(c.metrics_port, 9100);
+    assert_string_equal(c.metrics_host, "127.0.0.1");
+    unsetenv("DXSYNC_CONFIG");
+
+    const char *bad1[] = {"p", "explode", NULL};
+    assert_int_equal(parse(&spec, &c, err, bad1), -1);
+    assert_non_null(strstr(err, "unknown subcommand \"explode\" (expected one of: run, check, snapshot)"));
+    const char *bad2[] = {"p", "--instanse", "a", NULL};
+    assert_int_equal(parse(&spec, &c, err, bad2), -1);
+    assert_non_null(strstr(err, "unknown option \"--instanse\""));
+    const char *bad3[] = {"p", "--instance", "a", "--instance", "b", NULL};
+    assert_int_equal(parse(&spec, &c, err, bad3), -1);
+    assert_non_null(strstr(err, "--instance given twice"));
+    const char *bad4[] = {"p", "--log-level", "loud", NULL};
+    assert_int_equal(parse(&spec, &c, err, bad4), -1);
+    assert_non_null(strstr(err, "--log-level"));
+    const char *bad5[] = {"p", "--metrics-addr", "x:y", NULL};
+    assert_int_equal(parse(&spec, &c, err, bad5), -1);
+    const char *bad6[] = {"p", "run", "check", NULL};
+    assert_int_equal(parse(&spec, &c, err, bad6), -1);
+    assert_non_null(strstr(err, "unexpected argument \"check\""));
+    const char *bad7[] = {"p", "--instance", NULL};
+    assert_int_equal(parse(&spec, &c, err, bad7), -1);
+    assert_non_null(strstr(err, "needs a value"));
+    cli_free(&spec);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(utf8),     cmocka_unit_test(times),    cmocka_unit_test(backoff_schedule),
+        cmocka_unit_test(log_lines), cmocka_unit_test(cli_flags),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,17 @@
+/* Helpers shared by the unit tests. */
+#ifndef DXSYNC_TESTUTIL_H
+#define DXSYNC_TESTUTIL_H
+
+#include <stddef.h>
+
+/* Reads a whole file (malloc'd, NUL-terminated; *len without the NUL). NULL on failure. */
+char *testutil_read_file(const char *path, size_t *len);
+
+/* Directory from environment variable env, or fallback (relative to the source tree). */
+const char *testutil_dir(const char *env, const char *fallback);
+
+/* Calls fn(path, name, opaque) for every regular file in dir, in name order; returns the count. */
+int testutil_each_file(const char *dir, void (*fn)(const char *path, const char *name, void *),
+                       void *opaque);
+
+#endif
