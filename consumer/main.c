@@ -11,7 +11,8 @@ int main(int argc, char **argv)
 {
     struct cli_opt opts[] = {
         {.name = "remote", .metavar = "NAME", .help = "the instance to write into"},
-        {.name = "since", .metavar = "TIME",
+        {.name = "since",
+         .metavar = "TIME",
          .help = "replay, audit: ISO 8601 time or a duration back from now (2h, 30m, 7d)"},
         {.name = "source", .metavar = "NAME", .help = "audit: the instance the item comes from"},
         {.name = "collection", .metavar = "C", .help = "audit: the item's collection"},

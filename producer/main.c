@@ -12,7 +12,9 @@ int main(int argc, char **argv)
 {
     struct cli_opt opts[] = {
         {.name = "instance", .metavar = "NAME", .help = "the instance to read (required)"},
-        {.name = "collection", .metavar = "C", .help = "snapshot: only this collection",
+        {.name = "collection",
+         .metavar = "C",
+         .help = "snapshot: only this collection",
          .repeat = true},
     };
     struct cli_spec spec = {

@@ -12,7 +12,7 @@ struct pgoutput_decoder {
     struct pgoutput_relation **rels;
     size_t nrels;
     size_t caprels;
-    size_t last; /* index of the last relation found */
+    size_t last;                 /* index of the last relation found */
     struct pgoutput_value *vals; /* reused by every tuple */
     size_t capvals;
 };
@@ -30,17 +30,28 @@ struct reader {
 static const char *type_name(uint8_t type)
 {
     switch (type) {
-    case 'B': return "Begin";
-    case 'C': return "Commit";
-    case 'R': return "Relation";
-    case 'I': return "Insert";
-    case 'U': return "Update";
-    case 'D': return "Delete";
-    case 'T': return "Truncate";
-    case 'Y': return "Type";
-    case 'O': return "Origin";
-    case 'M': return "Message";
-    default: return NULL;
+    case 'B':
+        return "Begin";
+    case 'C':
+        return "Commit";
+    case 'R':
+        return "Relation";
+    case 'I':
+        return "Insert";
+    case 'U':
+        return "Update";
+    case 'D':
+        return "Delete";
+    case 'T':
+        return "Truncate";
+    case 'Y':
+        return "Type";
+    case 'O':
+        return "Origin";
+    case 'M':
+        return "Message";
+    default:
+        return NULL;
     }
 }
 
@@ -259,8 +270,8 @@ static bool read_tuple(struct pgoutput_decoder *d, struct reader *r,
                 return false;
             }
             const uint8_t *p = r->buf + lat;
-            uint32_t len = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-                           (uint32_t)p[3];
+            uint32_t len =
+                (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
             size_t rest = r->len - lat - 4;
             if (len > (uint32_t)INT32_MAX) {
                 column_what(what, sizeof what, rel, i);
@@ -270,8 +281,8 @@ static bool read_tuple(struct pgoutput_decoder *d, struct reader *r,
             }
             if (len > rest) {
                 column_what(what, sizeof what, rel, i);
-                fail(r, lat, "%s length %" PRIu32 " runs past the end (%zu bytes left)", what,
-                     len, rest);
+                fail(r, lat, "%s length %" PRIu32 " runs past the end (%zu bytes left)", what, len,
+                     rest);
                 return false;
             }
             v->kind = (char)kind;
@@ -334,8 +345,10 @@ static int decode_commit(struct reader *r, struct pgoutput_msg *out)
         !rd_i64(r, "commit timestamp", &out->commit.commit_time_us) || !at_end(r))
         return -1;
     if (out->commit.end_lsn < out->commit.commit_lsn) {
-        fail(r, at, "end LSN %" PRIX64 " is before commit LSN %" PRIX64, out->commit.end_lsn,
-             out->commit.commit_lsn);
+        char end[PGOUTPUT_LSN_BUFLEN], commit[PGOUTPUT_LSN_BUFLEN];
+        pgoutput_lsn_format(out->commit.end_lsn, end, sizeof end);
+        pgoutput_lsn_format(out->commit.commit_lsn, commit, sizeof commit);
+        fail(r, at, "end LSN %s is before commit LSN %s", end, commit);
         return -1;
     }
     out->kind = PGOUTPUT_COMMIT;
@@ -344,8 +357,7 @@ static int decode_commit(struct reader *r, struct pgoutput_msg *out)
 
 /* Parses the whole Relation message first, then builds the relation in one allocation and
  * only then replaces the cached one: a bad message leaves the cache untouched. */
-static int decode_relation(struct pgoutput_decoder *d, struct reader *r,
-                           struct pgoutput_msg *out)
+static int decode_relation(struct pgoutput_decoder *d, struct reader *r, struct pgoutput_msg *out)
 {
     size_t at = r->pos;
     uint32_t oid;
@@ -419,8 +431,7 @@ static int decode_relation(struct pgoutput_decoder *d, struct reader *r,
     size_t colbytes = (size_t)ncols * sizeof(struct pgoutput_column);
     struct pgoutput_relation *rel = malloc(sizeof *rel + colbytes + strbytes);
     if (!rel) {
-        fail(r, 0, "out of memory for relation %.*s", (int)(rellen > 64 ? 64 : rellen),
-             relname);
+        fail(r, 0, "out of memory for relation %.*s", (int)(rellen > 64 ? 64 : rellen), relname);
         return -1;
     }
     char *s = (char *)(rel + 1) + colbytes;
@@ -479,8 +490,7 @@ static int decode_relation(struct pgoutput_decoder *d, struct reader *r,
     return 0;
 }
 
-static int decode_insert(struct pgoutput_decoder *d, struct reader *r,
-                         struct pgoutput_msg *out)
+static int decode_insert(struct pgoutput_decoder *d, struct reader *r, struct pgoutput_msg *out)
 {
     size_t at = r->pos;
     uint32_t oid;
@@ -488,8 +498,7 @@ static int decode_insert(struct pgoutput_decoder *d, struct reader *r,
         return -1;
     struct pgoutput_relation **slot = find_slot(d, oid);
     if (!slot) {
-        fail(r, at, "relation OID %" PRIu32 " was never described by a Relation message",
-             oid);
+        fail(r, at, "relation OID %" PRIu32 " was never described by a Relation message", oid);
         return -1;
     }
     at = r->pos;
@@ -592,15 +601,13 @@ static int skip_message(struct reader *r)
     const char *s;
     size_t n;
     uint32_t sz;
-    if (!rd_u8(r, "flags", &flags) || !rd_u64(r, "LSN", &lsn) ||
-        !rd_cstring(r, "prefix", &s, &n))
+    if (!rd_u8(r, "flags", &flags) || !rd_u64(r, "LSN", &lsn) || !rd_cstring(r, "prefix", &s, &n))
         return -1;
     size_t at = r->pos;
     if (!rd_len32(r, "content length", &sz))
         return -1;
     if (sz > left(r)) {
-        fail(r, at, "content length %" PRIu32 " runs past the end (%zu bytes left)", sz,
-             left(r));
+        fail(r, at, "content length %" PRIu32 " runs past the end (%zu bytes left)", sz, left(r));
         return -1;
     }
     r->pos += sz;
@@ -622,22 +629,40 @@ int pgoutput_decode(struct pgoutput_decoder *d, const uint8_t *buf, size_t len,
     r.pos = 1;
     int rc;
     switch (r.type) {
-    case 'B': rc = decode_begin(&r, out); break;
-    case 'C': rc = decode_commit(&r, out); break;
-    case 'R': rc = decode_relation(d, &r, out); break;
-    case 'I': rc = decode_insert(d, &r, out); break;
+    case 'B':
+        rc = decode_begin(&r, out);
+        break;
+    case 'C':
+        rc = decode_commit(&r, out);
+        break;
+    case 'R':
+        rc = decode_relation(d, &r, out);
+        break;
+    case 'I':
+        rc = decode_insert(d, &r, out);
+        break;
     case 'U':
-    case 'D': rc = skip_change(d, &r, out); break;
-    case 'T': rc = skip_truncate(&r, out); break;
-    case 'Y': rc = skip_type(&r); break;
-    case 'O': rc = skip_origin(&r); break;
-    case 'M': rc = skip_message(&r); break;
+    case 'D':
+        rc = skip_change(d, &r, out);
+        break;
+    case 'T':
+        rc = skip_truncate(&r, out);
+        break;
+    case 'Y':
+        rc = skip_type(&r);
+        break;
+    case 'O':
+        rc = skip_origin(&r);
+        break;
+    case 'M':
+        rc = skip_message(&r);
+        break;
     default:
         if (err && errlen) {
             if (r.type >= 0x20 && r.type < 0x7f)
                 snprintf(err, errlen,
-                         "pgoutput: unknown message type '%c' (0x%02x) at byte 0 of %zu",
-                         r.type, (unsigned)r.type, len);
+                         "pgoutput: unknown message type '%c' (0x%02x) at byte 0 of %zu", r.type,
+                         (unsigned)r.type, len);
             else
                 snprintf(err, errlen, "pgoutput: unknown message type 0x%02x at byte 0 of %zu",
                          (unsigned)r.type, len);
@@ -769,11 +794,16 @@ int64_t pgoutput_time_to_unix_ms(int64_t pg_us)
 const char *pgoutput_kind_name(enum pgoutput_kind kind)
 {
     switch (kind) {
-    case PGOUTPUT_BEGIN: return "begin";
-    case PGOUTPUT_COMMIT: return "commit";
-    case PGOUTPUT_RELATION: return "relation";
-    case PGOUTPUT_INSERT: return "insert";
-    case PGOUTPUT_SKIPPED: return "skipped";
+    case PGOUTPUT_BEGIN:
+        return "begin";
+    case PGOUTPUT_COMMIT:
+        return "commit";
+    case PGOUTPUT_RELATION:
+        return "relation";
+    case PGOUTPUT_INSERT:
+        return "insert";
+    case PGOUTPUT_SKIPPED:
+        return "skipped";
     }
     return "unknown";
 }

@@ -32,8 +32,8 @@
 /* Replica identity of a relation, as sent in its Relation message. */
 #define PGOUTPUT_REPLIDENT_DEFAULT 'd'
 #define PGOUTPUT_REPLIDENT_NOTHING 'n'
-#define PGOUTPUT_REPLIDENT_FULL 'f'
-#define PGOUTPUT_REPLIDENT_INDEX 'i'
+#define PGOUTPUT_REPLIDENT_FULL    'f'
+#define PGOUTPUT_REPLIDENT_INDEX   'i'
 
 struct pgoutput_column {
     char *name;
@@ -53,10 +53,10 @@ struct pgoutput_relation {
 };
 
 /* Kinds of one column value in a tuple. */
-#define PGOUTPUT_VALUE_NULL 'n'
+#define PGOUTPUT_VALUE_NULL      'n'
 #define PGOUTPUT_VALUE_UNCHANGED 'u' /* unchanged TOASTed value: not sent */
-#define PGOUTPUT_VALUE_TEXT 't'
-#define PGOUTPUT_VALUE_BINARY 'b'
+#define PGOUTPUT_VALUE_TEXT      't'
+#define PGOUTPUT_VALUE_BINARY    'b'
 
 struct pgoutput_value {
     char kind;        /* PGOUTPUT_VALUE_* */
@@ -85,7 +85,7 @@ struct pgoutput_msg {
     enum pgoutput_kind kind;
     union {
         struct {
-            uint64_t final_lsn; /* LSN of the commit record */
+            uint64_t final_lsn;     /* LSN of the commit record */
             int64_t commit_time_us; /* microseconds since 2000-01-01 UTC */
             uint32_t xid;
         } begin;
@@ -103,7 +103,7 @@ struct pgoutput_msg {
             struct pgoutput_tuple tuple; /* the new row */
         } insert;
         struct {
-            char type;     /* 'U', 'D', 'T', 'Y', 'O' or 'M' */
+            char type;      /* 'U', 'D', 'T', 'Y', 'O' or 'M' */
             uint32_t relid; /* 'U', 'D': the relation changed; 'T': the first one; else 0 */
         } skipped;
     };

@@ -22,13 +22,11 @@ void cli_print_help(const struct cli_spec *spec, FILE *f)
                  o->metavar ? o->metavar : "");
         fprintf(f, "  %-26s %s%s\n", left, o->help, o->repeat ? " (repeatable)" : "");
     }
-    fprintf(f,
-            "  %-26s %s\n  %-26s %s\n  %-26s %s\n  %-26s %s\n  %-26s %s\n",
-            "--config FILE", "configuration file (default: $DXSYNC_CONFIG, else dxsync.json)",
-            "--log-level LEVEL", "error, warn, info (default) or debug; logs go to stderr",
-            "--metrics-addr [HOST:]PORT",
-            "serve /metrics (Prometheus) and /healthz; HOST defaults to 127.0.0.1",
-            "--help", "show this help and exit", "--version", "print the version and exit");
+    fprintf(f, "  %-26s %s\n  %-26s %s\n  %-26s %s\n  %-26s %s\n  %-26s %s\n", "--config FILE",
+            "configuration file (default: $DXSYNC_CONFIG, else dxsync.json)", "--log-level LEVEL",
+            "error, warn, info (default) or debug; logs go to stderr", "--metrics-addr [HOST:]PORT",
+            "serve /metrics (Prometheus) and /healthz; HOST defaults to 127.0.0.1", "--help",
+            "show this help and exit", "--version", "print the version and exit");
     if (spec->details)
         fprintf(f, "\n%s\n", spec->details);
     fprintf(f, "\nExit status: 0 clean stop, 1 runtime failure, 2 usage or configuration "
@@ -202,9 +200,8 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
         fprintf(stderr, "%s: out of memory\n", spec->program);
         return 1;
     }
-    if (app->cli.metrics &&
-        metrics_serve(app->metrics, app->cli.metrics_host, app->cli.metrics_port, err,
-                      sizeof(err))) {
+    if (app->cli.metrics && metrics_serve(app->metrics, app->cli.metrics_host,
+                                          app->cli.metrics_port, err, sizeof(err))) {
         fprintf(stderr, "%s: %s\n", spec->program, err);
         return 2;
     }

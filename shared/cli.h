@@ -24,10 +24,10 @@ struct cli_opt {
 
 struct cli_spec {
     const char *program;
-    const char *summary;                /* one line */
-    const char *usage;                  /* the usage lines, without "usage:" */
-    const char *const *subcommands;     /* NULL-terminated; the first is the default */
-    const char *details;                /* text after the options: subcommands, examples */
+    const char *summary;            /* one line */
+    const char *usage;              /* the usage lines, without "usage:" */
+    const char *const *subcommands; /* NULL-terminated; the first is the default */
+    const char *details;            /* text after the options: subcommands, examples */
     struct cli_opt *opts;
     size_t nopts;
 };

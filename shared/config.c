@@ -189,8 +189,8 @@ static int get_int(struct parse *p, const cJSON *obj, const char *path, const ch
     return 0;
 }
 
-static int get_int32(struct parse *p, const cJSON *obj, const char *path, const char *key,
-                     int min, int max, int *out)
+static int get_int32(struct parse *p, const cJSON *obj, const char *path, const char *key, int min,
+                     int max, int *out)
 {
     int64_t v = *out;
     if (get_int(p, obj, path, key, min, max, &v))
@@ -307,8 +307,9 @@ static int string_array(struct parse *p, const cJSON *obj, const char *path, con
 
 static int parse_kafka(struct parse *p, const cJSON *k, struct config_kafka *out)
 {
-    static const char *const keys[] = {"brokers",           "topic_prefix", "partitions",
-                                       "replication_factor", "retention_ms", "properties"};
+    static const char *const keys[] = {"brokers",      "topic_prefix",
+                                       "partitions",   "replication_factor",
+                                       "retention_ms", "properties"};
     if (!k)
         return fail(p, "kafka", "required key is missing");
     if (!cJSON_IsObject(k))
@@ -351,8 +352,7 @@ static int parse_kafka(struct parse *p, const cJSON *k, struct config_kafka *out
                 snprintf(num, sizeof(num), "%.17g", it->valuedouble);
                 raw = num;
             } else {
-                return fail(p, sub, "expected a string, number or boolean, got %s",
-                            type_name(it));
+                return fail(p, sub, "expected a string, number or boolean, got %s", type_name(it));
             }
             for (size_t j = 0; j < out->nproperties; j++)
                 if (strcmp(out->properties[j].key, it->string) == 0)
@@ -439,8 +439,7 @@ static int parse_route(struct parse *p, const cJSON *v, const char *path, const 
         return fail(p, sub, "a route from \"%s\" to itself", out->to);
     if (!from->database) {
         join(sub, path, "from");
-        return fail(p, sub, "instance \"%s\" is a route source but has no \"database\"",
-                    out->from);
+        return fail(p, sub, "instance \"%s\" is a route source but has no \"database\"", out->from);
     }
     join(sub, path, "collections");
     const cJSON *cols = cJSON_GetObjectItemCaseSensitive(v, "collections");
@@ -556,9 +555,9 @@ static int parse_root(struct parse *p, const cJSON *root, struct config *cfg)
 
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(root, "consumer");
     if (c) {
-        static const char *const ckeys[] = {"batch_max",      "linger_ms",
+        static const char *const ckeys[] = {"batch_max",          "linger_ms",
                                             "request_timeout_ms", "retry_notify_after_s",
-                                            "item_attempts",  "max_in_flight"};
+                                            "item_attempts",      "max_in_flight"};
         if (!cJSON_IsObject(c))
             return fail(p, "consumer", "expected an object, got %s", type_name(c));
         if (check_keys(p, c, "consumer", ckeys, DX_ARRAY_LEN(ckeys)) ||

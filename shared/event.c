@@ -91,7 +91,8 @@ char *event_encode(const struct event *ev)
         !add(o, "key", ev->key ? cJSON_Duplicate(ev->key, true) : cJSON_CreateNull()) ||
         !add(o, "data", ev->data ? cJSON_Duplicate(ev->data, true) : cJSON_CreateNull()) ||
         !add(o, "delta", ev->delta ? cJSON_Duplicate(ev->delta, true) : cJSON_CreateNull()) ||
-        !add(o, "user", str_or_null(ev->user)) || !add(o, "timestamp", str_or_null(ev->timestamp)) ||
+        !add(o, "user", str_or_null(ev->user)) ||
+        !add(o, "timestamp", str_or_null(ev->timestamp)) ||
         !add(o, "activity_id", int_or_null(ev->has_activity_id, ev->activity_id)) ||
         !add(o, "revision_id", int_or_null(ev->has_revision_id, ev->revision_id)) ||
         !add(o, "lsn", str_or_null(ev->lsn)))

@@ -41,7 +41,8 @@ enum http_class http_classify(CURLcode curl, long status, const char *code)
     if (status == 400 && code && strcmp(code, "RECORD_NOT_UNIQUE") == 0)
         return HTTP_DUPLICATE;
     /* Directus says so when it is overloaded or rate-limits behind a 4xx. */
-    if (code && (strcmp(code, "REQUESTS_EXCEEDED") == 0 || strcmp(code, "SERVICE_UNAVAILABLE") == 0))
+    if (code &&
+        (strcmp(code, "REQUESTS_EXCEEDED") == 0 || strcmp(code, "SERVICE_UNAVAILABLE") == 0))
         return HTTP_TRANSIENT;
     return HTTP_PERMANENT;
 }
@@ -215,7 +216,8 @@ int http_prepare(struct http_client *c, CURL *easy, const char *method, const ch
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms < 10000 ? c->timeout_ms : 10000L);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     c->timeout_ms < 10000 ? c->timeout_ms : 10000L);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
@@ -236,8 +238,8 @@ void http_finish(CURL *easy, CURLcode result, struct http_response *resp)
         resp->status = 0;
         util_strlcpy(resp->message, curl_easy_strerror(result), sizeof(resp->message));
     } else if (resp->status >= 300) {
-        if (http_parse_error(resp->body, resp->len, resp->code, sizeof(resp->code),
-                             resp->message, sizeof(resp->message))) {
+        if (http_parse_error(resp->body, resp->len, resp->code, sizeof(resp->code), resp->message,
+                             sizeof(resp->message))) {
             snprintf(resp->message, sizeof(resp->message), "HTTP %ld with %s body", resp->status,
                      resp->len ? "a non-Directus" : "an empty");
         }

@@ -9,12 +9,12 @@
 
 /* What an answer means for the request that got it; decided here, where the answer is read. */
 enum http_class {
-    HTTP_OK = 0,        /* 2xx */
-    HTTP_TRANSIENT,     /* no answer, timeout, 401, 408, 429, 502, 503, 504: retry, keep order */
-    HTTP_SERVER_ERROR,  /* any other 5xx: an outage if /server/ping fails too, else the item */
-    HTTP_FORBIDDEN,     /* 403: a missing item for a non-admin, or a missing permission */
-    HTTP_DUPLICATE,     /* 400 RECORD_NOT_UNIQUE */
-    HTTP_PERMANENT      /* any other 4xx (and answers that make no sense): never succeeds */
+    HTTP_OK = 0,       /* 2xx */
+    HTTP_TRANSIENT,    /* no answer, timeout, 401, 408, 429, 502, 503, 504: retry, keep order */
+    HTTP_SERVER_ERROR, /* any other 5xx: an outage if /server/ping fails too, else the item */
+    HTTP_FORBIDDEN,    /* 403: a missing item for a non-admin, or a missing permission */
+    HTTP_DUPLICATE,    /* 400 RECORD_NOT_UNIQUE */
+    HTTP_PERMANENT     /* any other 4xx (and answers that make no sense): never succeeds */
 };
 
 const char *http_class_name(enum http_class c);

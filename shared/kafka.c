@@ -30,9 +30,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    enum log_level l = level <= 3 ? LOG_LEVEL_ERROR : level <= 4 ? LOG_LEVEL_WARN
-                       : level <= 6                ? LOG_LEVEL_INFO
-                                                   : LOG_LEVEL_DEBUG;
+    enum log_level l = level <= 3   ? LOG_LEVEL_ERROR
+                       : level <= 4 ? LOG_LEVEL_WARN
+                       : level <= 6 ? LOG_LEVEL_INFO
+                                    : LOG_LEVEL_DEBUG;
     /* librdkafka's own info lines are noise at our info level. */
     if (l == LOG_LEVEL_INFO)
         l = LOG_LEVEL_DEBUG;

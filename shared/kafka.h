@@ -11,11 +11,11 @@
 
 /* The rd_kafka_t opaque of every dxsync client. error_cb fills it; the owner polls it. */
 struct kafka_state {
-    const char *component;   /* log component, e.g. "producer" */
-    volatile bool fatal;     /* a fatal error happened: stop without confirming more */
+    const char *component; /* log component, e.g. "producer" */
+    volatile bool fatal;   /* a fatal error happened: stop without confirming more */
     char fatal_reason[512];
-    bool brokers_down;       /* last error said all brokers are down */
-    void *user;              /* the program's own context */
+    bool brokers_down; /* last error said all brokers are down */
+    void *user;        /* the program's own context */
 };
 
 /* A configuration with bootstrap.servers, the user's kafka.properties, error and log

@@ -30,8 +30,8 @@ void log_write(enum log_level level, const char *component, const char *fmt, ...
     __attribute__((format(printf, 3, 4)));
 
 #define log_error(comp, ...) log_write(LOG_LEVEL_ERROR, comp, __VA_ARGS__)
-#define log_warn(comp, ...) log_write(LOG_LEVEL_WARN, comp, __VA_ARGS__)
-#define log_info(comp, ...) log_write(LOG_LEVEL_INFO, comp, __VA_ARGS__)
+#define log_warn(comp, ...)  log_write(LOG_LEVEL_WARN, comp, __VA_ARGS__)
+#define log_info(comp, ...)  log_write(LOG_LEVEL_INFO, comp, __VA_ARGS__)
 #define log_debug(comp, ...)                                                                       \
     do {                                                                                           \
         if (log_enabled(LOG_LEVEL_DEBUG))                                                          \

@@ -21,8 +21,8 @@ struct metric {
     struct metrics *reg;
     struct family *fam;
     char *labels;
-    double value;       /* counter, gauge */
-    uint64_t *counts;   /* histogram: per bucket (not cumulative) + the +Inf bucket */
+    double value;     /* counter, gauge */
+    uint64_t *counts; /* histogram: per bucket (not cumulative) + the +Inf bucket */
     double sum;
     uint64_t count;
     struct metric *next;
@@ -355,8 +355,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned int status,
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size, void **ptr)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **ptr)
 {
     struct metrics *m = cls;
     (void)version;

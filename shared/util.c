@@ -226,7 +226,11 @@ int util_parse_time(const char *s, int64_t now_ms, int64_t *out_ms)
         num[l] = '\0';
         if (!util_parse_i64(num, 0, INT64_MAX / 1000 / 604800, &n))
             return -1;
-        int64_t unit = p[0] == 's' ? 1 : p[0] == 'm' ? 60 : p[0] == 'h' ? 3600 : p[0] == 'd' ? 86400 : 604800;
+        int64_t unit = p[0] == 's'   ? 1
+                       : p[0] == 'm' ? 60
+                       : p[0] == 'h' ? 3600
+                       : p[0] == 'd' ? 86400
+                                     : 604800;
         *out_ms = now_ms - n * unit * 1000;
         return 0;
     }
@@ -307,8 +311,8 @@ struct cJSON *util_json_parse(const char *buf, size_t len, size_t *err_at)
         return NULL;
     }
     size_t off = (size_t)(end - buf);
-    while (off < len && (buf[off] == ' ' || buf[off] == '\t' || buf[off] == '\n' ||
-                         buf[off] == '\r'))
+    while (off < len &&
+           (buf[off] == ' ' || buf[off] == '\t' || buf[off] == '\n' || buf[off] == '\r'))
         off++;
     if (off != len) {
         cJSON_Delete(root);

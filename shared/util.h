@@ -21,7 +21,8 @@ struct util_buf {
 
 void util_buf_append(struct util_buf *b, const void *p, size_t n);
 void util_buf_puts(struct util_buf *b, const char *s);
-void util_buf_printf(struct util_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void util_buf_printf(struct util_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void util_buf_reset(struct util_buf *b);
 void util_buf_free(struct util_buf *b);
 /* Hands the data over to the caller (who frees it) and resets the buffer. NULL on failure. */

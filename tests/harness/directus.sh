@@ -36,10 +36,15 @@ set_kv() {
 emit() { printf '%s=%s\n' "$2" "$3"; set_kv "$1" "$2" "$3"; }
 
 # ---------------------------------------------------------------------------- install
+installed() { [ -f "$DX_MARKER" ] && [ "$(cat "$DX_MARKER")" = "$DX_STAMP" ]; }
+
 cmd_install() {
-  if [ -f "$DX_MARKER" ] && [ "$(cat "$DX_MARKER")" = "$DX_STAMP" ]; then
-    echo "DIRECTUS_HOME=$DX_HOME"; return 0
-  fi
+  installed && { echo "DIRECTUS_HOME=$DX_HOME"; return 0; }
+  # One installer at a time; a second one waits and then finds the marker.
+  mkdir -p "$DXSYNC_CACHE"
+  exec 9>"$DXSYNC_CACHE/.directus-install.lock"
+  flock 9
+  installed && { echo "DIRECTUS_HOME=$DX_HOME"; return 0; }
   apt_need make g++ python3
   command -v npm >/dev/null || apt_need nodejs npm
   local start=$SECONDS
@@ -80,7 +85,7 @@ cmd_install() {
 # ---------------------------------------------------------------------------- start
 # ensure_database DB_URL: create the database of DB_URL on its server when missing.
 ensure_database() {
-  local url=$1 parts admin_url db
+  local url=$1 parts admin_url db exists
   command -v psql >/dev/null || apt_need postgresql-client
   # Split postgresql://user@host:port/db[?query] into the maintenance URL and the db name.
   parts=$(python3 - "$url" <<'PY'
@@ -94,7 +99,9 @@ print(db)
 PY
   ) || die "bad database url: $url"
   admin_url=$(sed -n 1p <<<"$parts"); db=$(sed -n 2p <<<"$parts")
-  if [ -z "$(psql "$admin_url" -XtAc "SELECT 1 FROM pg_database WHERE datname = '${db//\'/\'\'}'")" ]; then
+  exists=$(psql "$admin_url" -XtAc "SELECT 1 FROM pg_database WHERE datname = '${db//\'/\'\'}'") \
+    || die "cannot reach the PostgreSQL server of database $db"
+  if [ -z "$exists" ]; then
     log "creating database $db"
     psql "$admin_url" -Xq -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"${db//\"/\"\"}\"" >/dev/null
   fi
@@ -117,12 +124,12 @@ cmd_start() {
   local admin_password="${DXSYNC_DIRECTUS_ADMIN_PASSWORD:-dxsync-admin-password}"
   local admin_token="${DXSYNC_DIRECTUS_ADMIN_TOKEN:-dxsync-admin-token-$name}"
 
-  [ -f "$DX_MARKER" ] || cmd_install >/dev/null
-  [ -f "$DX_CLI" ] || die "$DX_CLI missing: rerun install"
+  installed || cmd_install >/dev/null
   mkdir -p "$dir/uploads" "$dir/extensions"
 
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     log "directus-$name already running (pid $(cat "$pidfile"))"
+    wait_http "$url/server/ping" "${DXSYNC_DIRECTUS_START_TIMEOUT:-90}" || die "directus-$name does not answer on $url"
   else
     rm -f "$pidfile"
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && die "port $port is already in use"
@@ -178,7 +185,7 @@ EOF
       if ! kill -0 "$pid" 2>/dev/null || (( SECONDS - t0 >= ${DXSYNC_DIRECTUS_START_TIMEOUT:-90} )); then
         tail -n 40 "$logfile" >&2
         stop_pidfile "$pidfile" 5
-        die "directus-$name did not come up on $url"
+        die "directus-$name did not come up on $url (log: $logfile)"
       fi
       sleep 0.3
     done

@@ -143,7 +143,8 @@ static void decoded_values(void **state)
     buf = testutil_read_file(path, &len);
     assert_int_equal(event_decode(buf, len, &ev, err, sizeof(err)), 0);
     const char *title = cJSON_GetObjectItem(ev.data, "title")->valuestring;
-    assert_string_equal(title, "Gr\xc3\xbc\xc3\x9f" "e \xf0\x9f\x8c\x8d \xe6\x9d\xb1\xe4\xba\xac \"quoted\" \\ back");
+    assert_string_equal(title, "Gr\xc3\xbc\xc3\x9f"
+                               "e \xf0\x9f\x8c\x8d \xe6\x9d\xb1\xe4\xba\xac \"quoted\" \\ back");
     /* U+2028 survives byte for byte through encode */
     const char *body = cJSON_GetObjectItem(ev.data, "body")->valuestring;
     assert_non_null(strstr(body, "\xe2\x80\xa8"));
@@ -293,9 +294,9 @@ static void encodes_the_design_shape(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(event_vectors),         cmocka_unit_test(specific_reasons),
-        cmocka_unit_test(decoded_values),        cmocka_unit_test(every_prefix_of_a_valid_event),
-        cmocka_unit_test(error_vectors),         cmocka_unit_test(encodes_the_design_shape),
+        cmocka_unit_test(event_vectors),  cmocka_unit_test(specific_reasons),
+        cmocka_unit_test(decoded_values), cmocka_unit_test(every_prefix_of_a_valid_event),
+        cmocka_unit_test(error_vectors),  cmocka_unit_test(encodes_the_design_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,13 +67,16 @@ static void parses_directus_errors(void **state)
     char code[64], msg[256];
     const char *body = "{\"errors\":[{\"message\":\"Value for field \\\"title\\\" is too long.\","
                        "\"extensions\":{\"code\":\"VALUE_TOO_LONG\",\"field\":\"title\"}}]}";
-    assert_int_equal(http_parse_error(body, strlen(body), code, sizeof(code), msg, sizeof(msg)),
-                     0);
+    assert_int_equal(http_parse_error(body, strlen(body), code, sizeof(code), msg, sizeof(msg)), 0);
     assert_string_equal(code, "VALUE_TOO_LONG");
     assert_string_equal(msg, "Value for field \"title\" is too long.");
     /* not JSON, truncated, wrong shape: no code, no crash */
-    const char *bad[] = {"<html>502 Bad Gateway</html>", "{\"errors\":[{\"message\":\"x", "{}",
-                         "{\"errors\":{}}", "[]", ""};
+    const char *bad[] = {"<html>502 Bad Gateway</html>",
+                         "{\"errors\":[{\"message\":\"x",
+                         "{}",
+                         "{\"errors\":{}}",
+                         "[]",
+                         ""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(
             http_parse_error(bad[i], strlen(bad[i]), code, sizeof(code), msg, sizeof(msg)), -1);
@@ -123,7 +126,8 @@ static void *serve_once(void *arg)
         return NULL;
     size_t n = 0;
     ssize_t r;
-    while (n < sizeof(s->request) - 1 && (r = read(c, s->request + n, sizeof(s->request) - 1 - n)) > 0) {
+    while (n < sizeof(s->request) - 1 &&
+           (r = read(c, s->request + n, sizeof(s->request) - 1 - n)) > 0) {
         n += (size_t)r;
         s->request[n] = '\0';
         char *hdr_end = strstr(s->request, "\r\n\r\n");
@@ -159,11 +163,12 @@ static void real_request_with_token_and_error(void **state)
     (void)state;
     struct server s = {0};
     pthread_t t;
-    start_server(&s,
-                 "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                 "Retry-After: 7\r\nContent-Length: 72\r\nConnection: close\r\n\r\n"
-                 "{\"errors\":[{\"message\":\"dup\",\"extensions\":{\"code\":\"RECORD_NOT_UNIQUE\"}}]}",
-                 &t);
+    start_server(
+        &s,
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+        "Retry-After: 7\r\nContent-Length: 72\r\nConnection: close\r\n\r\n"
+        "{\"errors\":[{\"message\":\"dup\",\"extensions\":{\"code\":\"RECORD_NOT_UNIQUE\"}}]}",
+        &t);
     char url[64], err[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
     struct http_client *c = http_client_new(url, "s3cret-token", 5000, err, sizeof(err));

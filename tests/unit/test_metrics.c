@@ -30,8 +30,8 @@ static void renders_prometheus_text(void **state)
     struct metric *lat =
         metrics_histogram(m, "dxsync_request_seconds", "Request latency", "method=\"POST\"", b, 3);
     assert_non_null(created);
-    assert_ptr_equal(created, metrics_counter(m, "dxsync_events_applied_total", "x",
-                                              "action=\"create\""));
+    assert_ptr_equal(created,
+                     metrics_counter(m, "dxsync_events_applied_total", "x", "action=\"create\""));
     assert_null(metrics_gauge(m, "dxsync_events_applied_total", "x", NULL)); /* type clash */
     metrics_add(created, 3);
     metrics_add(created, 2);
@@ -43,22 +43,21 @@ static void renders_prometheus_text(void **state)
     metrics_observe(lat, 5);
     metrics_add(NULL, 1); /* a metric that failed to register is a no-op */
     char *text = metrics_render(m);
-    const char *want =
-        "# HELP dxsync_events_applied_total Events applied to the remote\n"
-        "# TYPE dxsync_events_applied_total counter\n"
-        "dxsync_events_applied_total{action=\"create\"} 5\n"
-        "dxsync_events_applied_total{action=\"delete\"} 1\n"
-        "# HELP dxsync_lag_messages Messages behind\n"
-        "# TYPE dxsync_lag_messages gauge\n"
-        "dxsync_lag_messages 12.5\n"
-        "# HELP dxsync_request_seconds Request latency\n"
-        "# TYPE dxsync_request_seconds histogram\n"
-        "dxsync_request_seconds_bucket{method=\"POST\",le=\"0.01\"} 1\n"
-        "dxsync_request_seconds_bucket{method=\"POST\",le=\"0.1\"} 3\n"
-        "dxsync_request_seconds_bucket{method=\"POST\",le=\"1\"} 3\n"
-        "dxsync_request_seconds_bucket{method=\"POST\",le=\"+Inf\"} 4\n"
-        "dxsync_request_seconds_sum{method=\"POST\"} 5.1050000000000004\n"
-        "dxsync_request_seconds_count{method=\"POST\"} 4\n";
+    const char *want = "# HELP dxsync_events_applied_total Events applied to the remote\n"
+                       "# TYPE dxsync_events_applied_total counter\n"
+                       "dxsync_events_applied_total{action=\"create\"} 5\n"
+                       "dxsync_events_applied_total{action=\"delete\"} 1\n"
+                       "# HELP dxsync_lag_messages Messages behind\n"
+                       "# TYPE dxsync_lag_messages gauge\n"
+                       "dxsync_lag_messages 12.5\n"
+                       "# HELP dxsync_request_seconds Request latency\n"
+                       "# TYPE dxsync_request_seconds histogram\n"
+                       "dxsync_request_seconds_bucket{method=\"POST\",le=\"0.01\"} 1\n"
+                       "dxsync_request_seconds_bucket{method=\"POST\",le=\"0.1\"} 3\n"
+                       "dxsync_request_seconds_bucket{method=\"POST\",le=\"1\"} 3\n"
+                       "dxsync_request_seconds_bucket{method=\"POST\",le=\"+Inf\"} 4\n"
+                       "dxsync_request_seconds_sum{method=\"POST\"} 5.1050000000000004\n"
+                       "dxsync_request_seconds_count{method=\"POST\"} 4\n";
     assert_string_equal(text, want);
     assert_true(metrics_value(created) == 5.0);
     assert_true(metrics_value(lat) == 4.0);

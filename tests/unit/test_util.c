@@ -142,8 +142,12 @@ static void cli_flags(void **state)
         {.name = "collection", .metavar = "C", .help = "y", .repeat = true},
         {.name = "json", .help = "z"},
     };
-    struct cli_spec spec = {.program = "p", .summary = "s", .usage = "u", .subcommands = subs,
-                            .opts = opts, .nopts = 3};
+    struct cli_spec spec = {.program = "p",
+                            .summary = "s",
+                            .usage = "u",
+                            .subcommands = subs,
+                            .opts = opts,
+                            .nopts = 3};
     struct cli_common c;
     char err[256];
     unsetenv("DXSYNC_CONFIG");
@@ -155,8 +159,9 @@ static void cli_flags(void **state)
     assert_false(c.metrics);
 
     setenv("DXSYNC_CONFIG", "/etc/dxsync.json", 1);
-    const char *a2[] = {"p", "snapshot", "--collection", "x", "--collection=y", "--instance=a",
-                        "--log-level", "debug", "--metrics-addr", "9100", "--json", NULL};
+    const char *a2[] = {
+        "p",           "snapshot", "--collection",   "x",    "--collection=y", "--instance=a",
+        "--log-level", "debug",    "--metrics-addr", "9100", "--json",         NULL};
     assert_int_equal(parse(&spec, &c, err, a2), 0);
     assert_string_equal(c.subcommand, "snapshot");
     assert_string_equal(c.config_path, "/etc/dxsync.json");
@@ -171,7 +176,8 @@ static void cli_flags(void **state)
 
     const char *bad1[] = {"p", "explode", NULL};
     assert_int_equal(parse(&spec, &c, err, bad1), -1);
-    assert_non_null(strstr(err, "unknown subcommand \"explode\" (expected one of: run, check, snapshot)"));
+    assert_non_null(
+        strstr(err, "unknown subcommand \"explode\" (expected one of: run, check, snapshot)"));
     const char *bad2[] = {"p", "--instanse", "a", NULL};
     assert_int_equal(parse(&spec, &c, err, bad2), -1);
     assert_non_null(strstr(err, "unknown option \"--instanse\""));
@@ -195,8 +201,11 @@ static void cli_flags(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(utf8),     cmocka_unit_test(times),    cmocka_unit_test(backoff_schedule),
-        cmocka_unit_test(log_lines), cmocka_unit_test(cli_flags),
+        cmocka_unit_test(utf8),
+        cmocka_unit_test(times),
+        cmocka_unit_test(backoff_schedule),
+        cmocka_unit_test(log_lines),
+        cmocka_unit_test(cli_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

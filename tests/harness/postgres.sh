@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# PostgreSQL for the tests: a throwaway cluster with wal_level=logical on its own port.
+#   postgres.sh install          install Debian's postgresql when missing
+#   postgres.sh start            initdb (once) and start; prints PG_URL
+#   postgres.sh stop             fast shutdown, by the pid in postmaster.pid
+#   postgres.sh restart          stop + start (the data stays)
+# The cluster lives in $DXSYNC_RUN/pg; its socket in $DXSYNC_RUN/pg-sock.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+PGDATA_DIR="$DXSYNC_RUN/pg"
+PGSOCK_DIR="$DXSYNC_RUN/pg-sock"
+
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$d" ] || die "PostgreSQL server binaries not found (postgres.sh install)"
+  echo "$d"
+}
+
+# Runs a command as the postgres user when we are root (PostgreSQL refuses to run as root).
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+cmd_install() {
+  apt_need postgresql postgresql-contrib
+}
+
+cmd_start() {
+  local bin; bin=$(pg_bin)
+  mkdir -p "$DXSYNC_RUN" "$PGSOCK_DIR"
+  if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
+    mkdir -p "$PGDATA_DIR"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$PGDATA_DIR" "$PGSOCK_DIR"
+    as_pg "$bin/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$PGSOCK_DIR"
+  if [ -f "$PGDATA_DIR/postmaster.pid" ] && kill -0 "$(head -n 1 "$PGDATA_DIR/postmaster.pid")" 2>/dev/null; then
+    log "postgres already running on port $DXSYNC_PG_PORT"
+  else
+    touch "$DXSYNC_RUN/pg.log"; [ "$(id -u)" -eq 0 ] && chown postgres: "$DXSYNC_RUN/pg.log"
+    as_pg "$bin/pg_ctl" -D "$PGDATA_DIR" -l "$DXSYNC_RUN/pg.log" -w -t 60 start -o \
+      "-p $DXSYNC_PG_PORT -c listen_addresses=127.0.0.1 -k $PGSOCK_DIR -c wal_level=logical \
+       -c max_replication_slots=32 -c max_wal_senders=32 -c max_connections=200 \
+       -c fsync=off -c synchronous_commit=on -c full_page_writes=off \
+       -c wal_sender_timeout=60s -c max_slot_wal_keep_size=4GB" >/dev/null \
+      || { tail -n 30 "$DXSYNC_RUN/pg.log" >&2; die "postgres did not start"; }
+  fi
+  wait_port "$DXSYNC_PG_PORT" 30 || die "postgres is not listening on $DXSYNC_PG_PORT"
+  echo "PG_URL=postgresql://postgres@127.0.0.1:$DXSYNC_PG_PORT"
+  echo "PG_PID=$(head -n 1 "$PGDATA_DIR/postmaster.pid")"
+}
+
+cmd_stop() {
+  local pidfile="$PGDATA_DIR/postmaster.pid" pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(head -n 1 "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -INT "$pid"   # fast shutdown
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  fi
+  return 0
+}
+
+case "${1:-}" in
+  install) cmd_install ;;
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  restart) cmd_stop; cmd_start ;;
+  *) echo "usage: $0 install|start|stop|restart" >&2; exit 2 ;;
+esac

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Starts and stops every real service the tests need, on loopback:
+#   services.sh install         install what is missing (Debian packages, Kafka jars, Directus)
+#   services.sh up [NAMES...]   PostgreSQL, Kafka, and a prepared Directus per name (default: a b)
+#   services.sh down            stop everything this harness started (by pid)
+# `up` writes $DXSYNC_RUN/services.env (sourceable): DXSYNC_PG_URL, DXSYNC_KAFKA_BROKERS, and per
+# instance N (upper case) DXSYNC_N_URL, _DB_URL, _ADMIN_TOKEN, _SYNC_TOKEN, _SYNC_USER_ID,
+# _EDITOR1_ID, ... as written by directus.sh.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+: "${DXSYNC_DIRECTUS_BASE_PORT:=58055}"
+
+cmd_install() {
+  "$HARNESS_DIR/postgres.sh" install
+  "$HARNESS_DIR/kafka.sh" install
+  "$HARNESS_DIR/directus.sh" install >/dev/null
+}
+
+cmd_up() {
+  local names=("$@") env="$DXSYNC_RUN/services.env" i=0 name upper pg kafka
+  [ ${#names[@]} -gt 0 ] || names=(a b)
+  mkdir -p "$DXSYNC_RUN"
+  pg=$("$HARNESS_DIR/postgres.sh" start | sed -n 's/^PG_URL=//p')
+  kafka=$("$HARNESS_DIR/kafka.sh" start | sed -n 's/^KAFKA_BROKERS=//p')
+  {
+    echo "DXSYNC_RUN=$DXSYNC_RUN"
+    echo "DXSYNC_PG_URL=$pg"
+    echo "DXSYNC_KAFKA_BROKERS=$kafka"
+    echo "DXSYNC_INSTANCES=\"${names[*]}\""
+  } >"$env.tmp"
+  for name in "${names[@]}"; do
+    local port=$((DXSYNC_DIRECTUS_BASE_PORT + i))
+    i=$((i + 1))
+    "$HARNESS_DIR/directus.sh" start "$name" "$port" "$pg/directus_$name" >/dev/null
+    "$HARNESS_DIR/directus.sh" prepare "$name" >/dev/null
+    upper=$(echo "$name" | tr '[:lower:]' '[:upper:]')
+    sed -n "s/^\([A-Z0-9_]*\)=\(.*\)$/DXSYNC_${upper}_\1=\2/p" "$DXSYNC_RUN/directus-$name.env" >>"$env.tmp"
+    log "directus $name ready on port $port"
+  done
+  mv "$env.tmp" "$env"
+  log "services up; environment in $env"
+}
+
+cmd_down() {
+  local f name
+  for f in "$DXSYNC_RUN"/directus-*.pid; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .pid); name=${name#directus-}
+    "$HARNESS_DIR/directus.sh" stop "$name" || true
+  done
+  "$HARNESS_DIR/kafka.sh" stop || true
+  "$HARNESS_DIR/postgres.sh" stop || true
+}
+
+case "${1:-}" in
+  install) cmd_install ;;
+  up) shift; cmd_up "$@" ;;
+  down) cmd_down ;;
+  *) echo "usage: $0 install|up [NAMES...]|down" >&2; exit 2 ;;
+esac

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The three binaries: common flags, --help, --version, exit codes, and configuration errors
+# that name the key path.
+. "$(dirname "$0")/lib.sh"
+B=$DXSYNC_BIN
+P=$B/producer/dxsync-producer C=$B/consumer/dxsync-consumer N=$B/consumer/dxsync-notifier
+
+cat >"$T_TMP/good.json" <<JSON
+{ "kafka": {"brokers": "$DXSYNC_KAFKA_BROKERS"},
+  "instances": [
+    {"name": "a", "url": "$DXSYNC_A_URL", "token": "\${CLI_TOKEN_A}", "database": "$DXSYNC_A_DB_URL"},
+    {"name": "b", "url": "$DXSYNC_B_URL", "token": "\${CLI_TOKEN_B}", "database": "$DXSYNC_B_DB_URL"}],
+  "routes": [{"from": "a", "to": "b", "collections": [{"collection": "articles", "fields": ["title"]}]}] }
+JSON
+export CLI_TOKEN_A=token-a-secret-value CLI_TOKEN_B=token-b-secret-value
+
+for bin in "$P" "$C" "$N"; do
+  name=$(basename "$bin")
+  expect_exit 0 "$name --help" "$bin" --help
+  expect_output "Usage:" "$name --help shows usage"
+  expect_output "--metrics-addr" "$name --help lists the common flags"
+  expect_exit 0 "$name --version" "$bin" --version
+  expect_output "^$name [0-9]+\.[0-9]+\.[0-9]+" "$name --version prints the version"
+  expect_exit 2 "$name with an unknown flag" "$bin" --bogus
+  expect_output "unknown option \"--bogus\"" "$name names the unknown flag"
+  expect_exit 2 "$name with a missing config" "$bin" --config "$T_TMP/none.json"
+  expect_output "none.json: cannot open" "$name names the missing file"
+  unset CLI_TOKEN_B
+  expect_exit 2 "$name with an unset variable" "$bin" --config "$T_TMP/good.json"
+  expect_output "instances\[1\]\.token: environment variable CLI_TOKEN_B is not set" "$name names the key path"
+  export CLI_TOKEN_B=token-b-secret-value
+  expect_exit 2 "$name with a bad --log-level" "$bin" --config "$T_TMP/good.json" --log-level loud
+  expect_exit 2 "$name with a bad --metrics-addr" "$bin" --config "$T_TMP/good.json" --metrics-addr nope
+done
+
+DXSYNC_CONFIG=$T_TMP/none.json expect_exit 2 "DXSYNC_CONFIG is the default config path" "$P" --instance a
+expect_output "none.json" "DXSYNC_CONFIG path named"
+expect_exit 2 "producer without --instance" "$P" --config "$T_TMP/good.json"
+expect_output "--instance NAME is required" "producer asks for --instance"
+expect_exit 2 "producer with an unknown instance" "$P" --config "$T_TMP/good.json" --instance zz
+expect_output "\"zz\" is not in" "producer names the unknown instance"
+expect_exit 2 "producer with an unknown subcommand" "$P" --config "$T_TMP/good.json" --instance a explode
+expect_output "unknown subcommand \"explode\"" "producer names the unknown subcommand"
+expect_exit 2 "consumer without --remote" "$C" --config "$T_TMP/good.json" status
+expect_exit 2 "consumer with an unknown remote" "$C" --config "$T_TMP/good.json" --remote zz
+
+sed 's/"fields": \["title"\]/"fields": []/' "$T_TMP/good.json" >"$T_TMP/bad.json"
+expect_exit 2 "an empty field list" "$C" --config "$T_TMP/bad.json" --remote b
+expect_output "routes\[0\]\.collections\[0\]\.fields: must not be empty" "the empty field list is named"
+if grep -q "secret-value" "$T_TMP/out"; then fail "a token leaked into the output"; else pass "no token in the output"; fi
+finish

@@ -1,0 +1,2 @@
+# Tests of producer/ (included from tests/CMakeLists.txt).
+dx_unit(test_pgoutput dxsync_producer)

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The test command (README): on a fresh machine it installs what is missing, builds dxsync
+# twice (normal, and ASan+UBSan), starts the real services (PostgreSQL, Kafka, Directus), runs
+# every ctest label, stops the services, and exits non-zero on any failure.
+#
+#   tests/run.sh                 everything
+#   tests/run.sh -L unit         only these ctest labels (passed to ctest; services are started
+#                                only when a non-unit label may run)
+# Environment: DXSYNC_CACHE (downloads, default ~/.cache/dxsync), DXSYNC_RUN (state of this run,
+# default /tmp/dxsync-run, wiped at start), DXSYNC_SKIP_ASAN=1 to skip the sanitizer build.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+. tests/harness/lib.sh
+start_time=$SECONDS
+
+step() { printf '\n==== %s (%ds)\n' "$*" $((SECONDS - start_time)) >&2; }
+
+step "installing what is missing"
+apt_need build-essential cmake ninja-build pkg-config git curl ca-certificates python3 \
+  librdkafka-dev libpq-dev libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libcmocka-dev \
+  kcat clang clang-format postgresql-client
+tests/harness/services.sh install
+
+step "building"
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDXSYNC_WERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+if [ "${DXSYNC_SKIP_ASAN:-0}" != 1 ]; then
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDXSYNC_WERROR=ON \
+    -DDXSYNC_SANITIZE=ON >/dev/null
+  cmake --build build-asan -j"$jobs"
+fi
+
+step "checking formatting"
+files=$(git ls-files '*.c' '*.h' 2>/dev/null || find producer consumer shared tests -name '*.[ch]')
+clang-format --dry-run -Werror $files
+
+status=0
+ctest_args=("$@")
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0
+
+step "unit tests"
+(cd build && ctest -L unit --output-on-failure -j"$jobs") || status=1
+if [ -d build-asan ] && [ "${DXSYNC_SKIP_ASAN:-0}" != 1 ]; then
+  (cd build-asan && ctest -L unit --output-on-failure -j"$jobs") || status=1
+fi
+
+if [ "${ctest_args[*]:-}" != "-L unit" ]; then
+  step "starting services"
+  tests/harness/services.sh down >/dev/null 2>&1 || true
+  rm -rf "$DXSYNC_RUN"
+  trap 'tests/harness/services.sh down >/dev/null 2>&1 || true' EXIT
+  tests/harness/services.sh up a b
+  set -a; . "$DXSYNC_RUN/services.env"; set +a
+
+  step "all tests (build)"
+  (cd build && ctest --output-on-failure "${ctest_args[@]}") || status=1
+  if [ "${DXSYNC_SKIP_ASAN:-0}" != 1 ]; then
+    step "unit and integration tests under ASan+UBSan (build-asan)"
+    (cd build-asan && ctest --output-on-failure -L 'integration' "${ctest_args[@]}") || status=1
+  fi
+fi
+
+step "done: $([ $status = 0 ] && echo PASSED || echo FAILED) in $((SECONDS - start_time)) s"
+exit $status
