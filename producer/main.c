@@ -1,6 +1,7 @@
 /* dxsync-producer: streams one Directus instance's changes into Kafka. */
 #include "cli.h"
 #include "log.h"
+#include "run.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -55,6 +56,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "dxsync-producer: --instance: \"%s\" is not in %s\n", instance,
                 app.cli.config_path);
         rc = 2;
+        goto out;
+    }
+    const struct config_instance *inst = config_instance_find(&app.cfg, instance);
+    if (strcmp(app.cli.subcommand, "run") == 0) {
+        if (!inst->database) {
+            fprintf(stderr, "dxsync-producer: instance \"%s\" has no \"database\" in %s\n",
+                    instance, app.cli.config_path);
+            rc = 2;
+            goto out;
+        }
+        rc = producer_run(&app.cfg, inst, app.metrics);
         goto out;
     }
     log_error("producer", "event=not_implemented subcommand=%s", app.cli.subcommand);

@@ -1,0 +1,469 @@
+#include "capture.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct activity_row {
+    int64_t id;
+    char action[16];
+    char *user;
+    char *timestamp;
+    char *collection;
+    char *item;
+};
+
+struct revision_row {
+    int64_t id;
+    int64_t activity;
+    cJSON *data;
+    cJSON *delta;
+    bool has_version;
+};
+
+struct capture {
+    struct capture_config cfg;
+    bool in_txn;
+    uint64_t final_lsn;
+    int64_t commit_time_us;
+    struct activity_row *acts;
+    size_t nacts, capacts;
+    struct revision_row *revs;
+    size_t nrevs, caprevs;
+    struct capture_txn txn; /* the last finished transaction */
+    size_t capevents;
+    /* column indexes of the two tables, refreshed on every Relation message */
+    uint32_t act_oid, rev_oid;
+    int act_col[6]; /* id, action, user, timestamp, collection, item */
+    int rev_col[6]; /* id, activity, collection, data, delta, version */
+};
+
+static const char *const act_names[] = {"id", "action", "user", "timestamp", "collection", "item"};
+static const char *const rev_names[] = {"id", "activity", "collection", "data", "delta", "version"};
+
+struct capture *capture_new(const struct capture_config *cfg)
+{
+    struct capture *c = calloc(1, sizeof(*c));
+    if (c)
+        c->cfg = *cfg;
+    return c;
+}
+
+static void clear_rows(struct capture *c)
+{
+    for (size_t i = 0; i < c->nacts; i++) {
+        free(c->acts[i].user);
+        free(c->acts[i].timestamp);
+        free(c->acts[i].collection);
+        free(c->acts[i].item);
+    }
+    c->nacts = 0;
+    for (size_t i = 0; i < c->nrevs; i++) {
+        cJSON_Delete(c->revs[i].data);
+        cJSON_Delete(c->revs[i].delta);
+    }
+    c->nrevs = 0;
+}
+
+static void clear_txn(struct capture *c)
+{
+    for (size_t i = 0; i < c->txn.nevents; i++)
+        event_free(&c->txn.events[i].ev);
+    c->txn.nevents = 0;
+}
+
+bool capture_in_txn(const struct capture *c)
+{
+    return c->in_txn;
+}
+
+void capture_reset(struct capture *c)
+{
+    clear_rows(c);
+    clear_txn(c);
+    c->in_txn = false;
+}
+
+void capture_free(struct capture *c)
+{
+    if (!c)
+        return;
+    capture_reset(c);
+    free(c->acts);
+    free(c->revs);
+    free(c->txn.events);
+    free(c);
+}
+
+static void map_columns(const struct pgoutput_relation *rel, const char *const *names, int *cols)
+{
+    for (int i = 0; i < 6; i++)
+        cols[i] = pgoutput_relation_column(rel, names[i]);
+}
+
+static char *val_dup(const struct pgoutput_tuple *t, int col)
+{
+    if (col < 0 || col >= t->ncols)
+        return NULL;
+    return pgoutput_value_strdup(&t->vals[col]);
+}
+
+static bool val_i64(const struct pgoutput_tuple *t, int col, int64_t *out)
+{
+    if (col < 0 || col >= t->ncols || t->vals[col].kind != PGOUTPUT_VALUE_TEXT ||
+        t->vals[col].len == 0 || t->vals[col].len > 20)
+        return false;
+    char buf[24];
+    memcpy(buf, t->vals[col].data, t->vals[col].len);
+    buf[t->vals[col].len] = '\0';
+    return util_parse_i64(buf, INT64_MIN, INT64_MAX, out);
+}
+
+static cJSON *val_json(const struct pgoutput_tuple *t, int col)
+{
+    if (col < 0 || col >= t->ncols || t->vals[col].kind != PGOUTPUT_VALUE_TEXT)
+        return NULL;
+    size_t off;
+    return util_json_parse(t->vals[col].data, t->vals[col].len, &off);
+}
+
+static bool val_null(const struct pgoutput_tuple *t, int col)
+{
+    return col < 0 || col >= t->ncols || t->vals[col].kind == PGOUTPUT_VALUE_NULL;
+}
+
+static int grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t nc = *cap ? *cap * 2 : 16;
+    void *p = realloc(*arr, nc * size);
+    if (!p)
+        return -1;
+    *arr = p;
+    *cap = nc;
+    return 0;
+}
+
+static int on_activity(struct capture *c, const struct pgoutput_tuple *t, char *err, size_t errlen)
+{
+    char action[16] = "";
+    int col = c->act_col[1];
+    if (col >= 0 && col < t->ncols && t->vals[col].kind == PGOUTPUT_VALUE_TEXT &&
+        t->vals[col].len < sizeof(action)) {
+        memcpy(action, t->vals[col].data, t->vals[col].len);
+        action[t->vals[col].len] = '\0';
+    }
+    if (strcmp(action, "create") && strcmp(action, "update") && strcmp(action, "delete"))
+        return 0; /* login, comment, version_save, run, ...: not changes of an item */
+    if (grow((void **)&c->acts, &c->capacts, c->nacts, sizeof(*c->acts))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    struct activity_row *a = &c->acts[c->nacts];
+    memset(a, 0, sizeof(*a));
+    if (!val_i64(t, c->act_col[0], &a->id)) {
+        snprintf(err, errlen, "directus_activity insert without an integer id");
+        return -1;
+    }
+    memcpy(a->action, action, sizeof(action));
+    a->user = val_dup(t, c->act_col[2]);
+    a->timestamp = val_dup(t, c->act_col[3]);
+    a->collection = val_dup(t, c->act_col[4]);
+    a->item = val_dup(t, c->act_col[5]);
+    c->nacts++;
+    return 0;
+}
+
+static int on_revision(struct capture *c, const struct pgoutput_tuple *t, char *err, size_t errlen)
+{
+    int col = c->rev_col[2];
+    if (col < 0 || col >= t->ncols || t->vals[col].kind != PGOUTPUT_VALUE_TEXT)
+        return 0;
+    char coll[256];
+    if (t->vals[col].len >= sizeof(coll))
+        return 0;
+    memcpy(coll, t->vals[col].data, t->vals[col].len);
+    coll[t->vals[col].len] = '\0';
+    if (!c->cfg.lookup(c->cfg.opaque, coll))
+        return 0; /* not synced: do not parse its JSON */
+    if (grow((void **)&c->revs, &c->caprevs, c->nrevs, sizeof(*c->revs))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    struct revision_row *r = &c->revs[c->nrevs];
+    memset(r, 0, sizeof(*r));
+    if (!val_i64(t, c->rev_col[1], &r->activity))
+        return 0; /* a revision without activity is not one of ours */
+    val_i64(t, c->rev_col[0], &r->id);
+    r->data = val_json(t, c->rev_col[3]);
+    r->delta = val_json(t, c->rev_col[4]);
+    r->has_version = !val_null(t, c->rev_col[5]);
+    c->nrevs++;
+    return 0;
+}
+
+static bool column_type(const struct capture_collection *coll, const char *name,
+                        enum capture_type *type)
+{
+    for (size_t i = 0; i < coll->ncolumns; i++)
+        if (strcmp(coll->columns[i].name, name) == 0) {
+            *type = coll->columns[i].type;
+            return true;
+        }
+    return false;
+}
+
+/* Directus stores a create's payload as sent: "12" for an integer column. Type it. */
+static cJSON *typed(const struct capture_collection *coll, const char *name, cJSON *v)
+{
+    enum capture_type t;
+    if (!cJSON_IsString(v) || !column_type(coll, name, &t) || t == CAPTURE_TEXT)
+        return v;
+    const char *s = v->valuestring;
+    cJSON *nv = NULL;
+    if (t == CAPTURE_BOOLEAN) {
+        if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0)
+            nv = cJSON_CreateTrue();
+        else if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0)
+            nv = cJSON_CreateFalse();
+    } else if (*s) {
+        char *end;
+        errno = 0;
+        double d = strtod(s, &end);
+        if (!*end && !errno && (t == CAPTURE_NUMBER || (d == (double)(int64_t)d)))
+            nv = cJSON_CreateNumber(d);
+    }
+    if (!nv)
+        return v; /* leave what the remote will refuse as it is: it reaches the DLQ there */
+    cJSON_Delete(v);
+    return nv;
+}
+
+static bool routed(const struct capture_collection *coll, const char *name)
+{
+    for (size_t i = 0; i < coll->nfields; i++)
+        if (strcmp(coll->fields[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Keeps the routed members of obj (typed); adds the key when key is given. */
+static cJSON *filter(const struct capture_collection *coll, cJSON *obj, const cJSON *key)
+{
+    cJSON *out = cJSON_CreateObject();
+    if (!out) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    if (key)
+        cJSON_AddItemToObject(out, coll->pk, cJSON_Duplicate(key, true));
+    if (cJSON_IsObject(obj)) {
+        cJSON *it = obj->child;
+        while (it) {
+            cJSON *next = it->next;
+            if (strcmp(it->string, coll->pk) != 0 && routed(coll, it->string)) {
+                cJSON *v = cJSON_DetachItemViaPointer(obj, it);
+                char *name = strdup(v->string);
+                v = typed(coll, name, v);
+                if (name)
+                    cJSON_AddItemToObject(out, name, v);
+                else
+                    cJSON_Delete(v);
+                free(name);
+            }
+            it = next;
+        }
+    }
+    cJSON_Delete(obj);
+    return out;
+}
+
+cJSON *capture_shape(const struct capture_collection *coll, cJSON *item, const cJSON *key)
+{
+    return filter(coll, item, key);
+}
+
+void capture_set_row(struct capture_event *e, cJSON *row)
+{
+    cJSON_Delete(e->ev.data);
+    cJSON_Delete(e->ev.delta);
+    e->ev.data = filter(e->coll, row, e->ev.key);
+    e->ev.delta = e->ev.data ? cJSON_Duplicate(e->ev.data, true) : NULL;
+    if (e->ev.delta)
+        cJSON_DeleteItemFromObjectCaseSensitive(e->ev.delta, e->coll->pk);
+    e->needs_row = false;
+}
+
+int capture_timestamp(const char *pg, char *buf, size_t len)
+{
+    char tmp[64];
+    size_t n = strlen(pg);
+    if (n + 4 >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, pg, n + 1);
+    /* "+00" → "+00:00": util_parse_time wants minutes */
+    if (n >= 3 && (tmp[n - 3] == '+' || tmp[n - 3] == '-') && tmp[n - 2] >= '0' &&
+        tmp[n - 2] <= '9' && tmp[n - 1] >= '0' && tmp[n - 1] <= '9')
+        memcpy(tmp + n, ":00", 4);
+    int64_t ms;
+    if (util_parse_time(tmp, 0, &ms))
+        return -1;
+    util_iso8601_ms(ms, buf, len);
+    return 0;
+}
+
+static const struct revision_row *find_revision(const struct capture *c, int64_t activity)
+{
+    for (size_t i = 0; i < c->nrevs; i++)
+        if (c->revs[i].activity == activity)
+            return &c->revs[i];
+    return NULL;
+}
+
+static cJSON *make_key(const struct capture_collection *coll, const char *item)
+{
+    int64_t v;
+    if (coll->pk_type == CAPTURE_INTEGER &&
+        util_parse_i64(item, -9007199254740992LL, 9007199254740992LL, &v))
+        return cJSON_CreateNumber((double)v);
+    return cJSON_CreateString(item);
+}
+
+/* Builds the events of the finished transaction. */
+static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char *err,
+                  size_t errlen)
+{
+    clear_txn(c);
+    c->txn.commit_lsn = commit_lsn;
+    c->txn.end_lsn = end_lsn;
+    c->txn.commit_time_ms = pgoutput_time_to_unix_ms(c->commit_time_us);
+    char lsn[PGOUTPUT_LSN_BUFLEN];
+    pgoutput_lsn_format(commit_lsn, lsn, sizeof(lsn));
+    for (size_t i = 0; i < c->nacts; i++) {
+        struct activity_row *a = &c->acts[i];
+        if (!a->collection || !a->item || !*a->item)
+            continue;
+        if (c->cfg.sync_user && a->user && strcmp(a->user, c->cfg.sync_user) == 0)
+            continue; /* the sync user's own writes: never sent back */
+        const struct capture_collection *coll = c->cfg.lookup(c->cfg.opaque, a->collection);
+        if (!coll)
+            continue;
+        const struct revision_row *r = find_revision(c, a->id);
+        if (r && r->has_version)
+            continue; /* a content version's revision, not a change of the item */
+        enum event_action action = strcmp(a->action, "create") == 0   ? EVENT_CREATE
+                                   : strcmp(a->action, "update") == 0 ? EVENT_UPDATE
+                                                                      : EVENT_DELETE;
+        bool needs_row = false;
+        if (action != EVENT_DELETE && r && !r->data && action == EVENT_UPDATE) {
+            /* an admin's update of a missing item: Directus records it, nothing changed */
+            log_debug("capture", "event=skip reason=update_without_data activity=%lld",
+                      (long long)a->id);
+            continue;
+        }
+        if (action != EVENT_DELETE && !r)
+            needs_row = true;
+        if (grow((void **)&c->txn.events, &c->capevents, c->txn.nevents, sizeof(*c->txn.events))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        struct capture_event *e = &c->txn.events[c->txn.nevents];
+        memset(e, 0, sizeof(*e));
+        struct event *ev = &e->ev;
+        e->coll = coll;
+        e->needs_row = needs_row;
+        char id[64], ts[32];
+        snprintf(id, sizeof(id), "%s:%lld", c->cfg.source, (long long)a->id);
+        ev->event_id = strdup(id);
+        ev->source = strdup(c->cfg.source);
+        ev->collection = strdup(a->collection);
+        ev->action = action;
+        ev->key = make_key(coll, a->item);
+        ev->key_text = strdup(a->item);
+        ev->user = util_strdup(a->user);
+        if (!a->timestamp || capture_timestamp(a->timestamp, ts, sizeof(ts)))
+            util_iso8601_ms(c->txn.commit_time_ms, ts, sizeof(ts));
+        ev->timestamp = strdup(ts);
+        ev->has_activity_id = true;
+        ev->activity_id = a->id;
+        if (r) {
+            ev->has_revision_id = r->id != 0;
+            ev->revision_id = r->id;
+        }
+        ev->lsn = strdup(lsn);
+        c->txn.nevents++;
+        if (!ev->event_id || !ev->source || !ev->collection || !ev->key || !ev->key_text ||
+            !ev->timestamp || !ev->lsn) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        if (action != EVENT_DELETE && r) {
+            cJSON *data = cJSON_Duplicate(r->data, true);
+            cJSON *delta = cJSON_Duplicate(r->delta, true);
+            ev->data = filter(coll, data ? data : cJSON_CreateObject(), ev->key);
+            ev->delta = filter(coll, delta ? delta : cJSON_Duplicate(r->data, true), NULL);
+            if (action == EVENT_UPDATE && ev->delta && !ev->delta->child) {
+                /* nothing routed changed: no event (the consumer would skip it anyway) */
+                event_free(ev);
+                c->txn.nevents--;
+            }
+        }
+    }
+    clear_rows(c);
+    return 0;
+}
+
+int capture_feed(struct capture *c, const struct pgoutput_msg *msg, struct capture_txn **done,
+                 char *err, size_t errlen)
+{
+    *done = NULL;
+    switch (msg->kind) {
+    case PGOUTPUT_BEGIN:
+        if (c->in_txn)
+            clear_rows(c); /* an unfinished transaction was abandoned by the server */
+        c->in_txn = true;
+        c->final_lsn = msg->begin.final_lsn;
+        c->commit_time_us = msg->begin.commit_time_us;
+        return 0;
+    case PGOUTPUT_RELATION: {
+        const struct pgoutput_relation *rel = msg->relation.rel;
+        if (strcmp(rel->relname, "directus_activity") == 0) {
+            c->act_oid = rel->oid;
+            map_columns(rel, act_names, c->act_col);
+        } else if (strcmp(rel->relname, "directus_revisions") == 0) {
+            c->rev_oid = rel->oid;
+            map_columns(rel, rev_names, c->rev_col);
+        }
+        return 0;
+    }
+    case PGOUTPUT_INSERT:
+        if (!c->in_txn) {
+            snprintf(err, errlen, "insert outside a transaction");
+            return -1;
+        }
+        if (msg->insert.rel->oid == c->act_oid && c->act_oid)
+            return on_activity(c, &msg->insert.tuple, err, errlen);
+        if (msg->insert.rel->oid == c->rev_oid && c->rev_oid)
+            return on_revision(c, &msg->insert.tuple, err, errlen);
+        return 0;
+    case PGOUTPUT_COMMIT:
+        if (!c->in_txn) {
+            snprintf(err, errlen, "commit outside a transaction");
+            return -1;
+        }
+        c->in_txn = false;
+        if (finish(c, msg->commit.commit_lsn, msg->commit.end_lsn, err, errlen))
+            return -1;
+        *done = &c->txn;
+        return 0;
+    case PGOUTPUT_SKIPPED:
+        return 0;
+    }
+    snprintf(err, errlen, "unexpected message kind %d", (int)msg->kind);
+    return -1;
+}

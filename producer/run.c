@@ -1,0 +1,299 @@
+#include "run.h"
+
+#include "backoff.h"
+#include "capture.h"
+#include "http.h"
+#include "log.h"
+#include "pgoutput.h"
+#include "publish.h"
+#include "replication.h"
+#include "signals.h"
+#include "source.h"
+#include "util.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STATUS_INTERVAL_MS 10000
+#define STATUS_MIN_GAP_MS  100
+
+int producer_sync_user(const struct config_instance *inst, char *id, size_t idlen, char *err,
+                       size_t errlen)
+{
+    if (inst->sync_user) {
+        util_strlcpy(id, inst->sync_user, idlen);
+        return 0;
+    }
+    struct http_client *c = http_client_new(inst->url, inst->token, 10000, err, errlen);
+    if (!c)
+        return -1;
+    struct backoff b;
+    backoff_init(&b, 200, 30000, (uint64_t)util_wall_ms());
+    int rc = -1;
+    while (!signals_stop) {
+        struct http_response r;
+        http_request(c, "GET", "/users/me?fields=id", NULL, &r);
+        if (r.klass == HTTP_OK) {
+            cJSON *root = cJSON_ParseWithLength(r.body ? r.body : "", r.len);
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(root, "data"), "id");
+            if (cJSON_IsString(v)) {
+                util_strlcpy(id, v->valuestring, idlen);
+                rc = 0;
+            } else {
+                snprintf(err, errlen, "%s/users/me answered without a user id", inst->url);
+            }
+            cJSON_Delete(root);
+            http_response_free(&r);
+            break;
+        }
+        if (r.status == 401 || r.status == 403) {
+            snprintf(err, errlen, "%s/users/me: %ld %s: the token of instance %s is not valid",
+                     inst->url, r.status, r.code, inst->name);
+            http_response_free(&r);
+            break;
+        }
+        int64_t d = backoff_next(&b);
+        log_warn("producer",
+                 "event=directus_unreachable instance=%s url=%s error=\"%s\" retry_ms=%lld",
+                 inst->name, inst->url, r.message, (long long)d);
+        http_response_free(&r);
+        util_sleep_ms(d, &signals_stop);
+    }
+    if (rc && signals_stop && !err[0])
+        snprintf(err, errlen, "stopped");
+    http_client_free(c);
+    return rc;
+}
+
+struct producer {
+    const struct config *cfg;
+    const struct config_instance *inst;
+    struct metrics *m;
+    struct source *src;
+    struct publish *pub;
+    struct capture *cap;
+    struct pgoutput_decoder *dec;
+    struct replication repl;
+    char sync_user[64];
+    struct metric *m_lsn, *m_lag_bytes, *m_lag_seconds, *m_reconnects;
+};
+
+/* The LSN that may be confirmed: acknowledged transactions, and, when nothing is pending and no
+ * transaction is open, everything the server has sent (idle sources must not hold WAL). */
+static uint64_t flush_position(struct producer *p)
+{
+    int64_t t;
+    uint64_t lsn = publish_confirmed(p->pub, &t);
+    if (publish_idle(p->pub) && !capture_in_txn(p->cap) && p->repl.received_lsn > lsn)
+        lsn = p->repl.received_lsn;
+    if (lsn < p->repl.flushed_lsn)
+        lsn = p->repl.flushed_lsn; /* never report going backwards */
+    return lsn;
+}
+
+static void update_metrics(struct producer *p, uint64_t flush)
+{
+    int64_t commit_ms;
+    publish_confirmed(p->pub, &commit_ms);
+    metrics_set(p->m_lsn, (double)flush);
+    metrics_set(p->m_lag_bytes,
+                p->repl.received_lsn > flush ? (double)(p->repl.received_lsn - flush) : 0);
+    double lag_s = 0;
+    if (!publish_idle(p->pub) && commit_ms > 0)
+        lag_s = (double)(util_wall_ms() - commit_ms) / 1000.0;
+    metrics_set(p->m_lag_seconds, lag_s > 0 ? lag_s : 0);
+}
+
+static int maybe_status(struct producer *p, char *err, size_t errlen)
+{
+    uint64_t flush = flush_position(p);
+    int64_t since = util_mono_ms() - p->repl.last_status_ms;
+    bool changed = flush != p->repl.flushed_lsn && since >= STATUS_MIN_GAP_MS;
+    if (!changed && !p->repl.reply_requested && since < STATUS_INTERVAL_MS)
+        return 0;
+    update_metrics(p, flush);
+    return replication_status(&p->repl, flush, false, err, errlen);
+}
+
+/* Handles one pgoutput message. -1 means: reconnect. */
+static int on_data(struct producer *p, const uint8_t *data, size_t len, char *err, size_t errlen)
+{
+    struct pgoutput_msg msg;
+    if (pgoutput_decode(p->dec, data, len, &msg, err, errlen))
+        return -1;
+    struct capture_txn *txn;
+    if (capture_feed(p->cap, &msg, &txn, err, errlen))
+        return -1;
+    if (!txn)
+        return 0;
+    if (txn->nevents) {
+        if (source_fill_rows(p->src, txn, err, errlen)) {
+            char e2[256];
+            if (source_connect(p->src, e2, sizeof(e2)) ||
+                source_fill_rows(p->src, txn, err, errlen))
+                return -1;
+        }
+    }
+    if (publish_txn(p->pub, txn, &signals_stop, err, errlen))
+        return -1;
+    return 0;
+}
+
+static void stream(struct producer *p)
+{
+    char err[1024];
+    const uint8_t *data;
+    size_t len;
+    metrics_set_health(p->m, true, NULL);
+    log_info("producer", "event=streaming instance=%s slot=%s", p->inst->name, source_slot(p->src));
+    while (!signals_stop && !publish_failed(p->pub, err, sizeof(err))) {
+        metrics_heartbeat(p->m);
+        publish_poll(p->pub, 0);
+        if (maybe_status(p, err, sizeof(err))) {
+            log_warn("producer", "event=replication_lost reason=\"%s\"", err);
+            return;
+        }
+        int timeout = publish_idle(p->pub) ? 100 : 5;
+        enum replication_read rr =
+            replication_read(&p->repl, timeout, &data, &len, err, sizeof(err));
+        if (rr == REPL_CLOSED) {
+            log_warn("producer", "event=replication_lost reason=\"%s\"", err);
+            return;
+        }
+        if (rr == REPL_DATA && on_data(p, data, len, err, sizeof(err))) {
+            if (!signals_stop)
+                log_error("producer", "event=stream_error reason=\"%s\"", err);
+            return;
+        }
+    }
+}
+
+static int setup(struct producer *p, char *err, size_t errlen)
+{
+    struct backoff b;
+    backoff_init(&b, 200, 30000, (uint64_t)util_wall_ms());
+    while (source_connect(p->src, err, errlen) || source_ensure_slot(p->src, err, errlen)) {
+        if (signals_stop)
+            return -1;
+        int64_t d = backoff_next(&b);
+        log_warn("producer", "event=database_unavailable reason=\"%s\" retry_ms=%lld", err,
+                 (long long)d);
+        metrics_set_health(p->m, false, err);
+        util_sleep_ms(d, &signals_stop);
+    }
+    const char *const *names;
+    size_t n = source_collections(p->src, &names);
+    backoff_reset(&b);
+    while (publish_ensure_topics(p->pub, names, n, err, errlen)) {
+        if (signals_stop || publish_failed(p->pub, err, errlen))
+            return -1;
+        int64_t d = backoff_next(&b);
+        log_warn("producer", "event=kafka_unavailable reason=\"%s\" retry_ms=%lld", err,
+                 (long long)d);
+        metrics_set_health(p->m, false, err);
+        util_sleep_ms(d, &signals_stop);
+    }
+    for (size_t i = 0; i < n; i++)
+        source_lookup(p->src, names[i]); /* load what exists now; the rest when it appears */
+    return 0;
+}
+
+int producer_run(const struct config *cfg, const struct config_instance *inst, struct metrics *m)
+{
+    struct producer p = {.cfg = cfg, .inst = inst, .m = m};
+    char err[1024] = "";
+    int rc = 1;
+    char labels[96];
+    snprintf(labels, sizeof(labels), "source=\"%s\"", inst->name);
+    p.m_lsn = metrics_gauge(m, "dxsync_producer_confirmed_lsn",
+                            "LSN confirmed to PostgreSQL as flushed", labels);
+    p.m_lag_bytes = metrics_gauge(m, "dxsync_producer_replication_lag_bytes",
+                                  "WAL received but not yet confirmed", labels);
+    p.m_lag_seconds = metrics_gauge(m, "dxsync_producer_replication_lag_seconds",
+                                    "Age of the oldest unconfirmed transaction", labels);
+    p.m_reconnects = metrics_counter(m, "dxsync_producer_reconnects_total",
+                                     "Replication connections lost", labels);
+    metrics_set_stall_ms(m, 120000);
+
+    if (producer_sync_user(inst, p.sync_user, sizeof(p.sync_user), err, sizeof(err))) {
+        log_error("producer", "event=sync_user_unknown reason=\"%s\"", err);
+        return signals_stop ? 0 : 1;
+    }
+    log_info("producer", "event=sync_user instance=%s user=%s", inst->name, p.sync_user);
+    p.src = source_new(cfg, inst);
+    p.pub = p.src ? publish_new(cfg, inst->name, m, err, sizeof(err)) : NULL;
+    if (!p.src || !p.pub) {
+        log_error("producer", "event=start_failed reason=\"%s\"", err[0] ? err : "out of memory");
+        goto out;
+    }
+    struct capture_config cc = {
+        .source = inst->name, .sync_user = p.sync_user, .lookup = source_lookup, .opaque = p.src};
+    p.cap = capture_new(&cc);
+    if (!p.cap)
+        goto out;
+    if (setup(&p, err, sizeof(err))) {
+        rc = signals_stop ? 0 : 1;
+        if (!signals_stop)
+            log_error("producer", "event=start_failed reason=\"%s\"", err);
+        goto out;
+    }
+
+    struct backoff b;
+    backoff_init(&b, 200, 30000, (uint64_t)util_wall_ms());
+    while (!signals_stop && !publish_failed(p.pub, err, sizeof(err))) {
+        p.dec = pgoutput_decoder_new();
+        if (!p.dec)
+            goto out;
+        if (replication_start(&p.repl, inst->database, source_slot(p.src), source_slot(p.src), err,
+                              sizeof(err)) == 0) {
+            backoff_reset(&b);
+            stream(&p);
+        } else {
+            log_warn("producer", "event=replication_unavailable reason=\"%s\"", err);
+        }
+        /* Leaving the stream: hand over what Kafka still owes, confirm it, then start over
+         * from the slot's position (the server resends what was not confirmed). */
+        metrics_add(p.m_reconnects, 1);
+        if (!signals_stop)
+            metrics_set_health(m, false, "replication connection lost");
+        if (signals_stop)
+            publish_drain(p.pub, 10000, NULL); /* a second signal stops at once */
+        else
+            publish_drain(p.pub, -1, &signals_stop);
+        if (p.repl.conn && PQstatus(p.repl.conn) == CONNECTION_OK)
+            replication_status(&p.repl, flush_position(&p), false, err, sizeof(err));
+        replication_stop(&p.repl);
+        capture_reset(p.cap);
+        pgoutput_decoder_free(p.dec);
+        p.dec = NULL;
+        if (signals_stop || publish_failed(p.pub, err, sizeof(err)))
+            break;
+        int64_t d = backoff_next(&b);
+        util_sleep_ms(d, &signals_stop);
+        char e2[256];
+        if (source_connect(p.src, e2, sizeof(e2)))
+            log_warn("producer", "event=database_unavailable reason=\"%s\"", e2);
+    }
+    if (publish_failed(p.pub, err, sizeof(err))) {
+        log_error("producer",
+                  "event=stopping reason=\"%s\" (nothing more is confirmed; a "
+                  "restart resends from the last confirmed LSN)",
+                  err);
+        metrics_set_health(m, false, err);
+        rc = 1;
+    } else {
+        log_info("producer", "event=stopped instance=%s", inst->name);
+        rc = 0;
+    }
+out:
+    if (p.dec)
+        pgoutput_decoder_free(p.dec);
+    replication_stop(&p.repl);
+    capture_free(p.cap);
+    publish_free(p.pub, 5000);
+    source_free(p.src);
+    return rc;
+}

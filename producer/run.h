@@ -1,0 +1,18 @@
+/* run: the producer's main loop, wiring source, replication, capture and publish. */
+#ifndef DXSYNC_RUN_H
+#define DXSYNC_RUN_H
+
+#include "config.h"
+#include "metrics.h"
+
+/* Streams changes of inst into Kafka until signals_stop. Returns the exit code: 0 after a
+ * clean stop, 1 on a failure that must not be retried (Kafka fatal error, refused delivery,
+ * invalid token). */
+int producer_run(const struct config *cfg, const struct config_instance *inst, struct metrics *m);
+
+/* The sync user's id: inst->sync_user, else GET /users/me with the instance token, retried
+ * while Directus is unreachable. 0, or -1 with err (also when stopped). */
+int producer_sync_user(const struct config_instance *inst, char *id, size_t idlen, char *err,
+                       size_t errlen);
+
+#endif

@@ -1,0 +1,364 @@
+#include "source.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct source_coll {
+    struct capture_collection meta;
+    bool loaded;
+    int64_t next_try_ms; /* when missing: do not ask the catalog again before */
+};
+
+struct source {
+    const struct config *cfg;
+    const struct config_instance *inst;
+    char slot[64];
+    PGconn *conn;
+    struct source_coll *colls;
+    size_t ncolls;
+    const char **names;
+};
+
+static int add_field(struct capture_collection *c, const char *f)
+{
+    for (size_t i = 0; i < c->nfields; i++)
+        if (strcmp(c->fields[i], f) == 0)
+            return 0;
+    char **nf = realloc(c->fields, (c->nfields + 1) * sizeof(char *));
+    if (!nf)
+        return -1;
+    c->fields = nf;
+    if (!(c->fields[c->nfields] = strdup(f)))
+        return -1;
+    c->nfields++;
+    return 0;
+}
+
+struct source *source_new(const struct config *cfg, const struct config_instance *instance)
+{
+    struct source *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->cfg = cfg;
+    s->inst = instance;
+    snprintf(s->slot, sizeof(s->slot), "dxsync_%s", instance->name);
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        const struct config_route *route = &cfg->routes[r];
+        if (strcmp(route->from, instance->name) != 0)
+            continue;
+        for (size_t j = 0; j < route->ncollections; j++) {
+            const struct config_collection *cc = &route->collections[j];
+            struct source_coll *sc = NULL;
+            for (size_t k = 0; k < s->ncolls; k++)
+                if (strcmp(s->colls[k].meta.name, cc->collection) == 0)
+                    sc = &s->colls[k];
+            if (!sc) {
+                struct source_coll *n = realloc(s->colls, (s->ncolls + 1) * sizeof(*n));
+                if (!n)
+                    goto oom;
+                s->colls = n;
+                sc = &s->colls[s->ncolls++];
+                memset(sc, 0, sizeof(*sc));
+                if (!(sc->meta.name = strdup(cc->collection)))
+                    goto oom;
+            }
+            for (size_t f = 0; f < cc->nfields; f++)
+                if (add_field(&sc->meta, cc->fields[f]))
+                    goto oom;
+        }
+    }
+    s->names = calloc(s->ncolls + 1, sizeof(char *));
+    if (!s->names)
+        goto oom;
+    for (size_t k = 0; k < s->ncolls; k++)
+        s->names[k] = s->colls[k].meta.name;
+    return s;
+oom:
+    source_free(s);
+    return NULL;
+}
+
+static void free_meta(struct capture_collection *m)
+{
+    free(m->pk);
+    m->pk = NULL;
+    for (size_t i = 0; i < m->ncolumns; i++)
+        free(m->columns[i].name);
+    free(m->columns);
+    m->columns = NULL;
+    m->ncolumns = 0;
+}
+
+void source_free(struct source *s)
+{
+    if (!s)
+        return;
+    if (s->conn)
+        PQfinish(s->conn);
+    for (size_t k = 0; k < s->ncolls; k++) {
+        free_meta(&s->colls[k].meta);
+        for (size_t i = 0; i < s->colls[k].meta.nfields; i++)
+            free(s->colls[k].meta.fields[i]);
+        free(s->colls[k].meta.fields);
+        free(s->colls[k].meta.name);
+    }
+    free(s->colls);
+    free(s->names);
+    free(s);
+}
+
+PGconn *source_connect_params(const char *database, const char *const *keys,
+                              const char *const *vals)
+{
+    const char *k[16], *v[16];
+    size_t n = 0;
+    k[n] = "dbname";
+    v[n++] = database;
+    k[n] = "options";
+    v[n++] = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3";
+    k[n] = "connect_timeout";
+    v[n++] = "10";
+    for (size_t i = 0; keys && keys[i] && n < 15; i++) {
+        k[n] = keys[i];
+        v[n++] = vals[i];
+    }
+    k[n] = NULL;
+    v[n] = NULL;
+    return PQconnectdbParams(k, v, 1);
+}
+
+int source_connect(struct source *s, char *err, size_t errlen)
+{
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+        return 0;
+    if (s->conn)
+        PQfinish(s->conn);
+    static const char *const keys[] = {"application_name", NULL};
+    const char *vals[] = {"dxsync-producer", NULL};
+    s->conn = source_connect_params(s->inst->database, keys, vals);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        snprintf(err, errlen, "database of %s: %s", s->inst->name, PQerrorMessage(s->conn));
+        PQfinish(s->conn);
+        s->conn = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+PGconn *source_conn(struct source *s)
+{
+    return s->conn;
+}
+
+const char *source_slot(const struct source *s)
+{
+    return s->slot;
+}
+
+size_t source_collections(const struct source *s, const char *const **names)
+{
+    *names = s->names;
+    return s->ncolls;
+}
+
+/* Runs a query with text parameters; returns the result when its status is ok, else NULL
+ * with err set (the result cleared). */
+static PGresult *query(PGconn *c, const char *sql, int n, const char *const *params, char *err,
+                       size_t errlen)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return r;
+    snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    size_t l = strlen(err);
+    while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
+        err[--l] = '\0';
+    PQclear(r);
+    return NULL;
+}
+
+int source_ensure_slot(struct source *s, char *err, size_t errlen)
+{
+    char e[512];
+    const char *p[1] = {s->slot};
+    PGresult *r =
+        query(s->conn, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, p, e, sizeof(e));
+    if (!r) {
+        snprintf(err, errlen, "looking up publication %s: %s", s->slot, e);
+        return -1;
+    }
+    bool have_pub = PQntuples(r) > 0;
+    PQclear(r);
+    if (!have_pub) {
+        char sql[256];
+        snprintf(sql, sizeof(sql),
+                 "CREATE PUBLICATION %s FOR TABLE directus_activity, directus_revisions "
+                 "WITH (publish = 'insert')",
+                 s->slot);
+        if (!(r = query(s->conn, sql, 0, NULL, e, sizeof(e)))) {
+            snprintf(err, errlen, "creating publication %s: %s", s->slot, e);
+            return -1;
+        }
+        PQclear(r);
+        log_info("producer", "event=publication_created publication=%s", s->slot);
+    }
+    r = query(s->conn, "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1", 1, p, e,
+              sizeof(e));
+    if (!r) {
+        snprintf(err, errlen, "looking up slot %s: %s", s->slot, e);
+        return -1;
+    }
+    bool have_slot = PQntuples(r) > 0;
+    bool right_plugin = have_slot && strcmp(PQgetvalue(r, 0, 0), "pgoutput") == 0;
+    PQclear(r);
+    if (have_slot && !right_plugin) {
+        snprintf(err, errlen, "replication slot %s exists with another plugin than pgoutput",
+                 s->slot);
+        return -1;
+    }
+    if (!have_slot) {
+        r = query(s->conn, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", 1, p, e,
+                  sizeof(e));
+        if (!r) {
+            snprintf(err, errlen, "creating replication slot %s: %s", s->slot, e);
+            return -1;
+        }
+        PQclear(r);
+        log_info("producer", "event=slot_created slot=%s", s->slot);
+    }
+    return 0;
+}
+
+static enum capture_type map_type(const char *t)
+{
+    if (!strcmp(t, "smallint") || !strcmp(t, "integer") || !strcmp(t, "bigint"))
+        return CAPTURE_INTEGER;
+    if (!strcmp(t, "numeric") || !strcmp(t, "real") || !strcmp(t, "double precision"))
+        return CAPTURE_NUMBER;
+    if (!strcmp(t, "boolean"))
+        return CAPTURE_BOOLEAN;
+    return CAPTURE_TEXT;
+}
+
+static int load_meta(struct source *s, struct source_coll *sc, char *err, size_t errlen)
+{
+    const char *p[1] = {sc->meta.name};
+    PGresult *r = query(s->conn,
+                        "SELECT a.attname, format_type(a.atttypid, NULL), "
+                        "       COALESCE(a.attnum = ANY(i.indkey), false) "
+                        "FROM pg_attribute a "
+                        "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+                        "WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 "
+                        "  AND NOT a.attisdropped ORDER BY a.attnum",
+                        1, p, err, errlen);
+    if (!r)
+        return -1;
+    int n = PQntuples(r);
+    if (n == 0) {
+        PQclear(r);
+        snprintf(err, errlen, "table %s does not exist", sc->meta.name);
+        return -1;
+    }
+    free_meta(&sc->meta);
+    sc->meta.columns = calloc((size_t)n, sizeof(*sc->meta.columns));
+    if (!sc->meta.columns) {
+        PQclear(r);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        struct capture_column *c = &sc->meta.columns[sc->meta.ncolumns++];
+        c->name = strdup(PQgetvalue(r, i, 0));
+        c->type = map_type(PQgetvalue(r, i, 1));
+        if (strcmp(PQgetvalue(r, i, 2), "t") == 0 && !sc->meta.pk) {
+            sc->meta.pk = strdup(PQgetvalue(r, i, 0));
+            sc->meta.pk_type = c->type;
+        }
+    }
+    PQclear(r);
+    if (!sc->meta.pk) {
+        snprintf(err, errlen, "table %s has no primary key", sc->meta.name);
+        return -1;
+    }
+    sc->loaded = true;
+    log_info("producer", "event=collection_loaded collection=%s pk=%s pk_type=%s columns=%zu",
+             sc->meta.name, sc->meta.pk, sc->meta.pk_type == CAPTURE_INTEGER ? "integer" : "text",
+             sc->meta.ncolumns);
+    return 0;
+}
+
+const struct capture_collection *source_lookup(void *source, const char *collection)
+{
+    struct source *s = source;
+    for (size_t k = 0; k < s->ncolls; k++) {
+        struct source_coll *sc = &s->colls[k];
+        if (strcmp(sc->meta.name, collection) != 0)
+            continue;
+        if (sc->loaded)
+            return &sc->meta;
+        int64_t now = util_mono_ms();
+        if (now < sc->next_try_ms || !s->conn)
+            return NULL;
+        char err[512];
+        if (load_meta(s, sc, err, sizeof(err))) {
+            sc->next_try_ms = now + 5000;
+            log_warn("producer", "event=collection_unavailable collection=%s reason=\"%s\"",
+                     collection, err);
+            return NULL;
+        }
+        return &sc->meta;
+    }
+    return NULL;
+}
+
+int source_fill_rows(struct source *s, struct capture_txn *txn, char *err, size_t errlen)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < txn->nevents; i++) {
+        struct capture_event *e = &txn->events[i];
+        if (e->needs_row) {
+            char *table = PQescapeIdentifier(s->conn, e->coll->name, strlen(e->coll->name));
+            char *pk = PQescapeIdentifier(s->conn, e->coll->pk, strlen(e->coll->pk));
+            if (!table || !pk) {
+                PQfreemem(table);
+                PQfreemem(pk);
+                snprintf(err, errlen, "%s", PQerrorMessage(s->conn));
+                return -1;
+            }
+            char sql[1024];
+            snprintf(sql, sizeof(sql), "SELECT row_to_json(t)::text FROM %s t WHERE %s::text = $1",
+                     table, pk);
+            PQfreemem(table);
+            PQfreemem(pk);
+            const char *p[1] = {e->ev.key_text};
+            PGresult *r = query(s->conn, sql, 1, p, err, errlen);
+            if (!r)
+                return -1;
+            if (PQntuples(r) == 0) {
+                log_info("producer", "event=skip reason=row_gone collection=%s key=%s",
+                         e->coll->name, e->ev.key_text);
+                PQclear(r);
+                event_free(&e->ev);
+                continue;
+            }
+            size_t off;
+            cJSON *row = util_json_parse(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), &off);
+            PQclear(r);
+            if (!row) {
+                snprintf(err, errlen, "row of %s %s is not JSON", e->coll->name, e->ev.key_text);
+                return -1;
+            }
+            capture_set_row(e, row);
+        }
+        if (out != i)
+            txn->events[out] = txn->events[i];
+        out++;
+    }
+    txn->nevents = out;
+    return 0;
+}

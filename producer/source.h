@@ -1,0 +1,48 @@
+/* source: the producer's ordinary connection to the instance's PostgreSQL: publication and
+ * slot set-up, what it knows of each synced collection (primary key, column types), and
+ * reading an item's current row when Directus wrote no revision. */
+#ifndef DXSYNC_SOURCE_H
+#define DXSYNC_SOURCE_H
+
+#include "capture.h"
+#include "config.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct source;
+
+/* Prepares (does not connect) the source of instance `instance`, syncing the collections
+ * of every route from it (fields: the union of the routes' lists). NULL when out of memory. */
+struct source *source_new(const struct config *cfg, const struct config_instance *instance);
+void source_free(struct source *s);
+
+/* Connects (or reconnects) the ordinary connection. 0, or -1 with err. */
+int source_connect(struct source *s, char *err, size_t errlen);
+PGconn *source_conn(struct source *s);
+
+/* Slot and publication name: dxsync_<instance>. */
+const char *source_slot(const struct source *s);
+
+/* Creates the publication (inserts of directus_activity and directus_revisions) and the
+ * pgoutput slot when missing. 0, or -1 with err. */
+int source_ensure_slot(struct source *s, char *err, size_t errlen);
+
+/* The synced collection names (for topic creation). */
+size_t source_collections(const struct source *s, const char *const **names);
+
+/* capture_lookup_fn: metadata of a synced collection, read once from the catalog (again when a
+ * collection that was missing appears, at most every 5 s); NULL when not synced or missing. */
+const struct capture_collection *source_lookup(void *source, const char *collection);
+
+/* Fills every needs_row event of txn with the item's current row. An item already gone is
+ * left without data and dropped from the transaction (a delete event follows it). */
+int source_fill_rows(struct source *s, struct capture_txn *txn, char *err, size_t errlen);
+
+/* Connection parameters for libpq: the instance's database plus extra pairs (NULL-terminated
+ * keywords/values arrays), e.g. replication=database. Uses expand_dbname. */
+PGconn *source_connect_params(const char *database, const char *const *keys,
+                              const char *const *vals);
+
+#endif

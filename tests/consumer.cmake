@@ -1,0 +1,4 @@
+# Tests of consumer/ (dxsync-consumer): unit tests of the pure modules, integration scripts
+# against the real Kafka and Directus of the harness. Included by tests/CMakeLists.txt.
+
+dx_unit(test_plan dxsync_consumer)
