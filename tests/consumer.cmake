@@ -2,3 +2,4 @@
 # against the real Kafka and Directus of the harness. Included by tests/CMakeLists.txt.
 
 dx_unit(test_plan dxsync_consumer)
+dx_unit(test_apply dxsync_consumer)

@@ -1,2 +1,3 @@
 # Tests of producer/ (included from tests/CMakeLists.txt).
 dx_unit(test_pgoutput dxsync_producer)
+dx_script(integration_producer integration integration/producer.sh)

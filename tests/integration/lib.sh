@@ -54,3 +54,29 @@ finish() {
   printf '%s: %d passed, %d failed\n' "$T_NAME" $((T_COUNT - T_FAILED)) "$T_FAILED"
   [ "$T_FAILED" -eq 0 ]
 }
+
+# topic_json TOPIC: every message of TOPIC so far, one kcat JSON envelope a line.
+topic_json() { kcat -b "$DXSYNC_KAFKA_BROKERS" -C -t "$1" -e -q -J 2>/dev/null || true; }
+
+# wait_for SECONDS CMD...: retries CMD until it succeeds or the time is up.
+wait_for() {
+  local t=$1 start=$SECONDS; shift
+  until "$@"; do (( SECONDS - start >= t )) && return 1; sleep 0.3; done
+}
+
+# start_proc NAME CMD...: starts a dxsync process in the background, log in $T_TMP/NAME.log,
+# pid in $T_TMP/NAME.pid; stop_proc NAME [SIGNAL] stops it by that pid.
+start_proc() {
+  local name=$1; shift
+  "$@" >>"$T_TMP/$name.log" 2>&1 &
+  echo $! >"$T_TMP/$name.pid"
+}
+stop_proc() {
+  local pid; pid=$(cat "$T_TMP/$1.pid" 2>/dev/null) || return 0
+  kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+stop_all_procs() { local f; for f in "$T_TMP"/*.pid; do [ -e "$f" ] && stop_proc "$(basename "$f" .pid)"; done; }
+trap 'stop_all_procs; rm -rf "$T_TMP"' EXIT
