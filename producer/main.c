@@ -1,6 +1,7 @@
 /* dxsync-producer: streams one Directus instance's changes into Kafka. */
 #include "cli.h"
 #include "log.h"
+#include "check.h"
 #include "run.h"
 
 #include <stdio.h>
@@ -59,6 +60,12 @@ int main(int argc, char **argv)
         goto out;
     }
     const struct config_instance *inst = config_instance_find(&app.cfg, instance);
+    if (strcmp(app.cli.subcommand, "check") == 0) {
+        int problems = producer_check(&app.cfg, inst, stdout);
+        printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");
+        rc = problems ? 1 : 0;
+        goto out;
+    }
     if (strcmp(app.cli.subcommand, "run") == 0) {
         if (!inst->database) {
             fprintf(stderr, "dxsync-producer: instance \"%s\" has no \"database\" in %s\n",

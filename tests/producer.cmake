@@ -1,3 +1,4 @@
 # Tests of producer/ (included from tests/CMakeLists.txt).
 dx_unit(test_pgoutput dxsync_producer)
 dx_script(integration_producer integration integration/producer.sh)
+dx_script(integration_producer_check integration integration/producer_check.sh)

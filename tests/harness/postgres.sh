@@ -41,7 +41,7 @@ cmd_start() {
   else
     touch "$DXSYNC_RUN/pg.log"; [ "$(id -u)" -eq 0 ] && chown postgres: "$DXSYNC_RUN/pg.log"
     as_pg "$bin/pg_ctl" -D "$PGDATA_DIR" -l "$DXSYNC_RUN/pg.log" -w -t 60 start -o \
-      "-p $DXSYNC_PG_PORT -c listen_addresses=127.0.0.1 -k $PGSOCK_DIR -c wal_level=logical \
+      "-p $DXSYNC_PG_PORT -c listen_addresses=127.0.0.1 -k $PGSOCK_DIR -c wal_level=${DXSYNC_PG_WAL_LEVEL:-logical} \
        -c max_replication_slots=32 -c max_wal_senders=32 -c max_connections=200 \
        -c fsync=off -c synchronous_commit=on -c full_page_writes=off \
        -c wal_sender_timeout=60s -c max_slot_wal_keep_size=4GB" >/dev/null \

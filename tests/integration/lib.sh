@@ -78,5 +78,11 @@ stop_proc() {
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
-stop_all_procs() { local f; for f in "$T_TMP"/*.pid; do [ -e "$f" ] && stop_proc "$(basename "$f" .pid)"; done; }
+stop_all_procs() {
+  local f
+  for f in "$T_TMP"/*.pid; do
+    if [ -e "$f" ]; then stop_proc "$(basename "$f" .pid)"; fi
+  done
+  return 0
+}
 trap 'stop_all_procs; rm -rf "$T_TMP"' EXIT
