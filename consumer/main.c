@@ -1,5 +1,6 @@
 /* dxsync-consumer: applies changes from Kafka to one remote Directus instance. */
 #include "cli.h"
+#include "consume.h"
 #include "log.h"
 
 #include <stdio.h>
@@ -64,8 +65,12 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    log_error("consumer", "event=not_implemented subcommand=%s", app.cli.subcommand);
-    rc = 1;
+    if (strcmp(app.cli.subcommand, "run") == 0) {
+        rc = consume_run(&app.cfg, remote, app.metrics);
+    } else {
+        log_error("consumer", "event=not_implemented subcommand=%s", app.cli.subcommand);
+        rc = 1;
+    }
 out:
     app_stop(&app);
     cli_free(&spec);

@@ -3,6 +3,7 @@
 #include "log.h"
 #include "check.h"
 #include "run.h"
+#include "snapshot.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -64,6 +65,11 @@ int main(int argc, char **argv)
         int problems = producer_check(&app.cfg, inst, stdout);
         printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");
         rc = problems ? 1 : 0;
+        goto out;
+    }
+    if (strcmp(app.cli.subcommand, "snapshot") == 0) {
+        const struct cli_opt *only = cli_option(&spec, "collection");
+        rc = producer_snapshot(&app.cfg, inst, only->values, only->nvalues, app.metrics);
         goto out;
     }
     if (strcmp(app.cli.subcommand, "run") == 0) {

@@ -2,3 +2,4 @@
 dx_unit(test_pgoutput dxsync_producer)
 dx_script(integration_producer integration integration/producer.sh)
 dx_script(integration_producer_check integration integration/producer_check.sh)
+dx_unit(test_capture dxsync_producer)

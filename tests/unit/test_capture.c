@@ -1,0 +1,256 @@
+/* capture: pgoutput messages recorded from a real server (tests/fixtures/pgoutput) become the
+ * right events: joins activity with revision, filters actions, users and collections, keeps
+ * the routed fields, types keys and values, and follows a relation change. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "capture.h"
+#include "pgoutput.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct recorded {
+    uint8_t *msgs[64];
+    size_t lens[64];
+    size_t n;
+};
+
+static void load(const char *name, struct recorded *rec)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/pgoutput/%s.hex",
+             testutil_dir("DXSYNC_FIXTURES", DXSYNC_SOURCE_DIR "/tests/fixtures"), name);
+    size_t len;
+    char *text = testutil_read_file(path, &len);
+    assert_non_null(text);
+    memset(rec, 0, sizeof(*rec));
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#' || !line[0])
+            continue;
+        char *hex = strchr(line, ' ');
+        assert_non_null(hex);
+        hex++;
+        size_t n = strlen(hex) / 2;
+        uint8_t *m = malloc(n);
+        for (size_t i = 0; i < n; i++) {
+            unsigned v;
+            sscanf(hex + 2 * i, "%2x", &v);
+            m[i] = (uint8_t)v;
+        }
+        rec->msgs[rec->n] = m;
+        rec->lens[rec->n++] = n;
+    }
+    free(text);
+}
+
+static void unload(struct recorded *rec)
+{
+    for (size_t i = 0; i < rec->n; i++)
+        free(rec->msgs[i]);
+}
+
+static char *fields[] = {"title"};
+static struct capture_column columns[] = {{"id", CAPTURE_INTEGER}, {"title", CAPTURE_TEXT}};
+static struct capture_collection articles = {.name = "articles",
+                                             .pk = "id",
+                                             .pk_type = CAPTURE_INTEGER,
+                                             .fields = fields,
+                                             .nfields = 1,
+                                             .columns = columns,
+                                             .ncolumns = 2};
+static int lookups;
+
+static const struct capture_collection *lookup(void *opaque, const char *collection)
+{
+    (void)opaque;
+    lookups++;
+    return strcmp(collection, "articles") == 0 ? &articles : NULL;
+}
+
+static const struct capture_collection *lookup_none(void *opaque, const char *collection)
+{
+    (void)opaque;
+    (void)collection;
+    return NULL;
+}
+
+/* Feeds every message; copies the encoded events of each finished transaction into out. */
+static size_t run(const char *fixture, const struct capture_config *cfg, char **out, size_t max,
+                  size_t *ntxn)
+{
+    struct recorded rec;
+    load(fixture, &rec);
+    struct pgoutput_decoder *d = pgoutput_decoder_new();
+    struct capture *c = capture_new(cfg);
+    size_t n = 0;
+    *ntxn = 0;
+    for (size_t i = 0; i < rec.n; i++) {
+        struct pgoutput_msg msg;
+        char err[256];
+        assert_int_equal(pgoutput_decode(d, rec.msgs[i], rec.lens[i], &msg, err, sizeof(err)), 0);
+        struct capture_txn *txn;
+        if (capture_feed(c, &msg, &txn, err, sizeof(err)))
+            fail_msg("capture_feed: %s", err);
+        if (!txn)
+            continue;
+        (*ntxn)++;
+        assert_true(txn->end_lsn > txn->commit_lsn);
+        for (size_t k = 0; k < txn->nevents && n < max; k++) {
+            assert_false(txn->events[k].needs_row);
+            out[n++] = event_encode(&txn->events[k].ev);
+        }
+    }
+    capture_free(c);
+    pgoutput_decoder_free(d);
+    unload(&rec);
+    return n;
+}
+
+static void multi_row_transaction(void **state)
+{
+    (void)state;
+    struct capture_config cfg = {.source = "a", .sync_user = NULL, .lookup = lookup};
+    char *ev[16];
+    size_t ntxn;
+    size_t n = run("multi-row", &cfg, ev, 16, &ntxn);
+    assert_int_equal(ntxn, 1);
+    assert_int_equal(n, 4);
+    assert_non_null(strstr(ev[0], "\"action\":\"create\",\"key\":10,\"data\":{\"id\":10,"
+                                  "\"title\":\"first\"},\"delta\":{\"title\":\"first\"}"));
+    assert_non_null(strstr(ev[0], "\"user\":\"e1e260ff-3b6f-4c34-a2f8-bf8a0d4e5a21\","
+                                  "\"timestamp\":\"2026-11-25T22:31:00.000Z\""));
+    assert_non_null(strstr(ev[1], "\"action\":\"create\",\"key\":11,"));
+    assert_non_null(strstr(ev[2], "\"action\":\"update\",\"key\":10,\"data\":{\"id\":10,"
+                                  "\"title\":\"first, edited\"},\"delta\":{\"title\":\"first, "
+                                  "edited\"}"));
+    assert_non_null(strstr(ev[3], "\"action\":\"delete\",\"key\":11,\"data\":null,\"delta\":null"));
+    assert_non_null(strstr(ev[3], "\"revision_id\":null"));
+    /* event ids are <source>:<activity id>, in commit order */
+    long ids[4];
+    for (int i = 0; i < 4; i++) {
+        const char *p = strstr(ev[i], "\"event_id\":\"a:");
+        assert_non_null(p);
+        ids[i] = atol(p + 14);
+        if (i)
+            assert_true(ids[i] > ids[i - 1]);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ev[i]);
+}
+
+static void sync_user_and_unrouted_are_ignored(void **state)
+{
+    (void)state;
+    char *ev[16];
+    size_t ntxn;
+    struct capture_config mine = {
+        .source = "a", .sync_user = "e1e260ff-3b6f-4c34-a2f8-bf8a0d4e5a21", .lookup = lookup};
+    assert_int_equal(run("multi-row", &mine, ev, 16, &ntxn), 0);
+    assert_int_equal(ntxn, 1); /* the transaction still moves the LSN on */
+    struct capture_config none = {.source = "a", .lookup = lookup_none};
+    assert_int_equal(run("multi-row", &none, ev, 16, &ntxn), 0);
+}
+
+static void unicode_and_string_key(void **state)
+{
+    (void)state;
+    struct capture_collection uuid_articles = articles;
+    uuid_articles.pk_type = CAPTURE_TEXT;
+    char *fields2[] = {"title", "body"};
+    uuid_articles.fields = fields2;
+    uuid_articles.nfields = 2;
+    struct capture_config cfg = {.source = "src", .lookup = lookup};
+    articles = uuid_articles; /* the lookup hands out `articles` */
+    char *ev[4];
+    size_t ntxn;
+    assert_int_equal(run("single-insert", &cfg, ev, 4, &ntxn), 1);
+    assert_non_null(strstr(ev[0], "\"key\":\"355d2d13-7d08-45b4-8536-fd6827173536\""));
+    assert_non_null(strstr(ev[0], "\"title\":\"Zo\xc3\xab says \\\"h\xc3\xa9llo\\\""));
+    assert_non_null(strstr(ev[0], "\"body\":null"));
+    assert_non_null(strstr(ev[0], "\"timestamp\":\"2026-11-25T22:30:39.839Z\""));
+    free(ev[0]);
+    articles.pk_type = CAPTURE_INTEGER;
+    articles.fields = fields;
+    articles.nfields = 1;
+}
+
+static void relation_change_midway(void **state)
+{
+    (void)state;
+    struct capture_config cfg = {.source = "a", .lookup = lookup};
+    char *ev[8];
+    size_t ntxn;
+    assert_int_equal(run("relation-change", &cfg, ev, 8, &ntxn), 2);
+    assert_int_equal(ntxn, 2);
+    assert_non_null(strstr(ev[0], "\"key\":20,\"data\":{\"id\":20}"));
+    assert_non_null(strstr(ev[1], "\"key\":21,\"data\":{\"id\":21}"));
+    assert_non_null(strstr(ev[1], "\"timestamp\":\"2026-11-25T22:33:00.000Z\""));
+    free(ev[0]);
+    free(ev[1]);
+}
+
+static void timestamps(void **state)
+{
+    (void)state;
+    char buf[32];
+    assert_int_equal(capture_timestamp("2026-11-25 22:30:39.839+00", buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "2026-11-25T22:30:39.839Z");
+    assert_int_equal(capture_timestamp("2026-11-25 22:30:39.839123+00", buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "2026-11-25T22:30:39.839Z");
+    assert_int_equal(capture_timestamp("2026-11-25 23:30:39+01", buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "2026-11-25T22:30:39.000Z");
+    assert_int_equal(capture_timestamp("garbage", buf, sizeof(buf)), -1);
+}
+
+static void shapes_and_types_values(void **state)
+{
+    (void)state;
+    struct capture_column cols[] = {{"id", CAPTURE_INTEGER},
+                                    {"title", CAPTURE_TEXT},
+                                    {"rating", CAPTURE_INTEGER},
+                                    {"price", CAPTURE_NUMBER},
+                                    {"ok", CAPTURE_BOOLEAN}};
+    char *f[] = {"title", "rating", "price", "ok"};
+    struct capture_collection c = {.name = "x",
+                                   .pk = "id",
+                                   .pk_type = CAPTURE_INTEGER,
+                                   .fields = f,
+                                   .nfields = 4,
+                                   .columns = cols,
+                                   .ncolumns = 5};
+    cJSON *item = cJSON_Parse("{\"title\":\"12\",\"rating\":\"12\",\"price\":\"1.5\",\"ok\":"
+                              "\"true\",\"secret\":\"no\",\"id\":\"99\"}");
+    cJSON *key = cJSON_CreateNumber(7);
+    cJSON *out = capture_shape(&c, item, key);
+    char *s = cJSON_PrintUnformatted(out);
+    assert_string_equal(s, "{\"id\":7,\"title\":\"12\",\"rating\":12,\"price\":1.5,\"ok\":true}");
+    free(s);
+    cJSON_Delete(out);
+    /* a value the column cannot hold is left for the remote to refuse (DLQ there) */
+    item = cJSON_Parse("{\"rating\":\"abc\"}");
+    out = capture_shape(&c, item, key);
+    s = cJSON_PrintUnformatted(out);
+    assert_string_equal(s, "{\"id\":7,\"rating\":\"abc\"}");
+    free(s);
+    cJSON_Delete(out);
+    cJSON_Delete(key);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(multi_row_transaction),
+        cmocka_unit_test(sync_user_and_unrouted_are_ignored),
+        cmocka_unit_test(unicode_and_string_key),
+        cmocka_unit_test(relation_change_midway),
+        cmocka_unit_test(timestamps),
+        cmocka_unit_test(shapes_and_types_values),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
