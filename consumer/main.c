@@ -1,4 +1,6 @@
 /* dxsync-consumer: applies changes from Kafka to one remote Directus instance. */
+#include "admin.h"
+#include "check.h"
 #include "cli.h"
 #include "consume.h"
 #include "log.h"
@@ -67,6 +69,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(app.cli.subcommand, "run") == 0) {
         rc = consume_run(&app.cfg, remote, app.metrics);
+    } else if (strcmp(app.cli.subcommand, "check") == 0) {
+        rc = check_remote(&app.cfg, remote, stdout);
+    } else if (strcmp(app.cli.subcommand, "status") == 0) {
+        rc = admin_status(&app.cfg, remote, stdout);
     } else {
         log_error("consumer", "event=not_implemented subcommand=%s", app.cli.subcommand);
         rc = 1;

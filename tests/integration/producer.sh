@@ -126,4 +126,17 @@ check "after kill -9 twice, every change is on Kafka" wait_for 60 all_there
 echo "     missing: $(wc -l <"$T_TMP/missing"), events on the topic: $(topic_json "$PREFIX.a.articles" | wc -l)"
 stop_proc producer TERM
 check "the producer stops cleanly on SIGTERM" grep -q event=stopped "$T_TMP/producer.log"
+
+# snapshot: every current row, as snapshot events, from one consistent view.
+expect_exit 0 "snapshot --collection counters" "$P" --config "$T_TMP/cfg.json" --instance a snapshot --collection counters
+rows=$(psql_q "$DB" "select count(*) from counters")
+expect_output "rows acknowledged by Kafka" "snapshot reports the acknowledged rows"
+snaps=$(topic_json "$PREFIX.a.counters" | python3 -c 'import json,sys
+n=0
+for l in sys.stdin:
+    e=json.loads(json.loads(l)["payload"])
+    if e["action"]=="snapshot" and e["activity_id"] is None and e["event_id"].startswith("a:snapshot:") and "id" in e["data"]: n+=1
+print(n)')
+check "one snapshot event per row ($snaps of $rows)" test "$snaps" = "$rows"
+expect_exit 2 "snapshot of a collection no route names" "$P" --config "$T_TMP/cfg.json" --instance a snapshot --collection unrouted_notes
 finish
