@@ -1,6 +1,7 @@
 /* dxsync-notifier: turns sync errors into Directus notifications. */
 #include "cli.h"
 #include "log.h"
+#include "notify_run.h"
 
 static const char *const subcommands[] = {"run", NULL};
 
@@ -14,7 +15,8 @@ int main(int argc, char **argv)
         .details = "Reads <prefix>.errors in group <prefix>.notify and creates, in the source\n"
                    "instance of each failed route, one notification per user listed in the\n"
                    "route's \"notify\"; errors of one route and code within\n"
-                   "notify.digest_window_s become one digest notification.",
+                   "notify.digest_window_s become one digest notification. Offsets are\n"
+                   "committed only once the notifications covering them exist.",
         .opts = NULL,
         .nopts = 0,
     };
@@ -22,9 +24,9 @@ int main(int argc, char **argv)
     int rc = app_start(&app, argc, argv, &spec);
     if (rc >= 0)
         goto out;
-    log_error("notifier", "event=not_implemented subcommand=%s", app.cli.subcommand);
-    rc = 1;
+    rc = notify_run(&app.cfg, app.metrics);
 out:
     app_stop(&app);
+    cli_free(&spec);
     return rc;
 }

@@ -160,6 +160,16 @@ static int on_activity(struct capture *c, const struct pgoutput_tuple *t, char *
     }
     if (strcmp(action, "create") && strcmp(action, "update") && strcmp(action, "delete"))
         return 0; /* login, comment, version_save, run, ...: not changes of an item */
+    col = c->act_col[4];
+    if (col < 0 || col >= t->ncols || t->vals[col].kind != PGOUTPUT_VALUE_TEXT)
+        return 0;
+    char coll[256];
+    if (t->vals[col].len >= sizeof(coll))
+        return 0;
+    memcpy(coll, t->vals[col].data, t->vals[col].len);
+    coll[t->vals[col].len] = '\0';
+    if (!c->cfg.lookup(c->cfg.opaque, coll))
+        return 0; /* not synced from here */
     if (grow((void **)&c->acts, &c->capacts, c->nacts, sizeof(*c->acts))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -317,11 +327,17 @@ int capture_timestamp(const char *pg, char *buf, size_t len)
     return 0;
 }
 
-static const struct revision_row *find_revision(const struct capture *c, int64_t activity)
+/* Revisions usually follow their activity in the same order: search from where the last one
+ * was found, so a transaction of n items costs O(n), not O(n^2). */
+static struct revision_row *find_revision(struct capture *c, int64_t activity, size_t *hint)
 {
-    for (size_t i = 0; i < c->nrevs; i++)
-        if (c->revs[i].activity == activity)
+    for (size_t k = 0; k < c->nrevs; k++) {
+        size_t i = (*hint + k) % c->nrevs;
+        if (c->revs[i].activity == activity) {
+            *hint = i + 1;
             return &c->revs[i];
+        }
+    }
     return NULL;
 }
 
@@ -344,6 +360,7 @@ static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char
     c->txn.commit_time_ms = pgoutput_time_to_unix_ms(c->commit_time_us);
     char lsn[PGOUTPUT_LSN_BUFLEN];
     pgoutput_lsn_format(commit_lsn, lsn, sizeof(lsn));
+    size_t hint = 0;
     for (size_t i = 0; i < c->nacts; i++) {
         struct activity_row *a = &c->acts[i];
         if (!a->collection || !a->item || !*a->item)
@@ -353,7 +370,7 @@ static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char
         const struct capture_collection *coll = c->cfg.lookup(c->cfg.opaque, a->collection);
         if (!coll)
             continue;
-        const struct revision_row *r = find_revision(c, a->id);
+        struct revision_row *r = find_revision(c, a->id, &hint);
         if (r && r->has_version)
             continue; /* a content version's revision, not a change of the item */
         enum event_action action = strcmp(a->action, "create") == 0   ? EVENT_CREATE
@@ -403,10 +420,13 @@ static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char
             return -1;
         }
         if (action != EVENT_DELETE && r) {
-            cJSON *data = cJSON_Duplicate(r->data, true);
-            cJSON *delta = cJSON_Duplicate(r->delta, true);
+            /* each revision belongs to one activity: take its trees instead of copying */
+            cJSON *data = r->data, *delta = r->delta;
+            r->data = r->delta = NULL;
+            if (!delta && data)
+                delta = cJSON_Duplicate(data, true);
             ev->data = filter(coll, data ? data : cJSON_CreateObject(), ev->key);
-            ev->delta = filter(coll, delta ? delta : cJSON_Duplicate(r->data, true), NULL);
+            ev->delta = filter(coll, delta, NULL);
             if (action == EVENT_UPDATE && ev->delta && !ev->delta->child) {
                 /* nothing routed changed: no event (the consumer would skip it anyway) */
                 event_free(ev);

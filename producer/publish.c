@@ -70,12 +70,16 @@ static void advance(struct publish *p)
 struct publish *publish_new(const struct config *cfg, const char *source, struct metrics *m,
                             char *err, size_t errlen)
 {
+    /* Small queues: the replication stream waits (QUEUE_FULL) instead of the process growing
+     * with the backlog; a lone change still leaves at once (linger.ms 1). */
     static const char *const defaults[] = {"linger.ms",
                                            "1",
                                            "batch.num.messages",
-                                           "10000",
+                                           "2000",
                                            "queue.buffering.max.messages",
-                                           "200000",
+                                           "10000",
+                                           "queue.buffering.max.kbytes",
+                                           "8192",
                                            "compression.codec",
                                            "none",
                                            NULL};

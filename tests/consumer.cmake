@@ -3,3 +3,5 @@
 
 dx_unit(test_plan dxsync_consumer)
 dx_unit(test_apply dxsync_consumer)
+
+dx_script(consumer_apply integration integration/consumer_apply.sh)
