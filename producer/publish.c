@@ -207,13 +207,14 @@ int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile
         }
         const char *action = event_action_name(ev->action);
         for (;;) {
-            rd_kafka_resp_err_t e = rd_kafka_producev(
-                p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(ev->key_text, strlen(ev->key_text)),
-                RD_KAFKA_V_VALUE(value, strlen(value)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-                RD_KAFKA_V_HEADER("dxsync-event-id", ev->event_id, (ssize_t)strlen(ev->event_id)),
-                RD_KAFKA_V_HEADER("dxsync-action", action, (ssize_t)strlen(action)),
-                RD_KAFKA_V_HEADER("dxsync-source", p->source, (ssize_t)strlen(p->source)),
-                RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
+            const struct kafka_header hdrs[] = {
+                {"dxsync-event-id", ev->event_id, strlen(ev->event_id)},
+                {"dxsync-action", action, strlen(action)},
+                {"dxsync-source", p->source, strlen(p->source)},
+            };
+            rd_kafka_resp_err_t e = kafka_produce(p->rk, topic, RD_KAFKA_PARTITION_UA, ev->key_text,
+                                                  strlen(ev->key_text), value, strlen(value),
+                                                  RD_KAFKA_MSG_F_FREE, hdrs, 3, t);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
                 break;
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !(stop && *stop) && !p->kst.fatal) {

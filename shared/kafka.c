@@ -3,6 +3,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,43 @@ out:
             rd_kafka_NewTopic_destroy(nt[i]);
     free(nt);
     return rc;
+}
+
+rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, int32_t partition,
+                                  const void *key, size_t keylen, void *value, size_t len,
+                                  int msgflags, const struct kafka_header *hdrs, size_t nhdrs,
+                                  void *opaque)
+{
+    rd_kafka_vu_t vu[16];
+    size_t n = 0;
+    vu[n].vtype = RD_KAFKA_VTYPE_TOPIC;
+    vu[n++].u.cstr = topic;
+    vu[n].vtype = RD_KAFKA_VTYPE_PARTITION;
+    vu[n++].u.i32 = partition;
+    if (key) {
+        vu[n].vtype = RD_KAFKA_VTYPE_KEY;
+        vu[n].u.mem.ptr = (void *)(uintptr_t)key;
+        vu[n++].u.mem.size = keylen;
+    }
+    vu[n].vtype = RD_KAFKA_VTYPE_VALUE;
+    vu[n].u.mem.ptr = value;
+    vu[n++].u.mem.size = len;
+    vu[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vu[n++].u.i = msgflags;
+    vu[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    vu[n++].u.ptr = opaque;
+    for (size_t i = 0; i < nhdrs && n < DX_ARRAY_LEN(vu); i++) {
+        vu[n].vtype = RD_KAFKA_VTYPE_HEADER;
+        vu[n].u.header.name = hdrs[i].name;
+        vu[n].u.header.val = hdrs[i].value;
+        vu[n++].u.header.size = (ssize_t)hdrs[i].len;
+    }
+    rd_kafka_error_t *e = rd_kafka_produceva(rk, vu, n);
+    if (!e)
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_resp_err_t code = rd_kafka_error_code(e);
+    rd_kafka_error_destroy(e);
+    return code;
 }
 
 void kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *buf, size_t len)

@@ -41,6 +41,20 @@ int kafka_group_notify(const struct config *cfg, char *buf, size_t len);
 int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
                         size_t ntopics, int timeout_ms, char *err, size_t errlen);
 
+struct kafka_header {
+    const char *name;
+    const void *value;
+    size_t len;
+};
+
+/* Produces one message with rd_kafka_produceva (no GNU extensions). partition may be
+ * RD_KAFKA_PARTITION_UA; msgflags as rd_kafka_produce (RD_KAFKA_MSG_F_FREE hands value over on
+ * success). Returns RD_KAFKA_RESP_ERR_NO_ERROR or the error (e.g. __QUEUE_FULL). */
+rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, int32_t partition,
+                                  const void *key, size_t keylen, void *value, size_t len,
+                                  int msgflags, const struct kafka_header *hdrs, size_t nhdrs,
+                                  void *opaque);
+
 /* Copies the value of a message header into buf ("" when absent). */
 void kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *buf, size_t len);
 

@@ -5,3 +5,5 @@ dx_unit(test_plan dxsync_consumer)
 dx_unit(test_apply dxsync_consumer)
 
 dx_script(consumer_apply integration integration/consumer_apply.sh)
+dx_script(consumer_deadletter integration integration/consumer_deadletter.sh)
+dx_script(consumer_outage integration integration/consumer_outage.sh)

@@ -7,7 +7,8 @@
 #   tests/run.sh -L unit         only these ctest labels (passed to ctest; services are started
 #                                only when a non-unit label may run)
 # Environment: DXSYNC_CACHE (downloads, default ~/.cache/dxsync), DXSYNC_RUN (state of this run,
-# default /tmp/dxsync-run, wiped at start), DXSYNC_SKIP_ASAN=1 to skip the sanitizer build.
+# default /tmp/dxsync-run, wiped at start), DXSYNC_SKIP_ASAN=1 to skip the sanitizer build,
+# DXSYNC_SKIP_FUZZ=1 to skip the fuzzers, DXSYNC_FUZZ_SECONDS (default 60 per target).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -19,7 +20,7 @@ step() { printf '\n==== %s (%ds)\n' "$*" $((SECONDS - start_time)) >&2; }
 step "installing what is missing"
 apt_need build-essential cmake ninja-build pkg-config git curl ca-certificates python3 \
   librdkafka-dev libpq-dev libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libcmocka-dev \
-  kcat clang clang-format postgresql-client
+  kcat clang clang-format libclang-rt-14-dev postgresql-client
 tests/harness/services.sh install
 
 step "building"
@@ -46,6 +47,14 @@ step "unit tests"
 (cd build && ctest -L unit --output-on-failure -j"$jobs") || status=1
 if [ -d build-asan ] && [ "${DXSYNC_SKIP_ASAN:-0}" != 1 ]; then
   (cd build-asan && ctest -L unit --output-on-failure -j"$jobs") || status=1
+fi
+
+if [ "${DXSYNC_SKIP_FUZZ:-0}" != 1 ] && [ "${ctest_args[*]:-}" != "-L unit" ]; then
+  step "fuzzing (libFuzzer, ASan+UBSan, ${DXSYNC_FUZZ_SECONDS:-60} s per target)"
+  CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDXSYNC_FUZZ=ON \
+    -DDXSYNC_FUZZ_SECONDS="${DXSYNC_FUZZ_SECONDS:-60}" >/dev/null
+  cmake --build build-fuzz -j"$jobs" >/dev/null
+  (cd build-fuzz && ctest -L fuzz --output-on-failure) || status=1
 fi
 
 if [ "${ctest_args[*]:-}" != "-L unit" ]; then

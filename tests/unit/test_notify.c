@@ -452,11 +452,9 @@ static void test_ledger(void **state)
     notify_ledger_done(l, (struct notify_pos){7, 1});
     assert_int_equal(notify_ledger_pending(l), 3);
     size_t k = notify_ledger_advanced(l, adv, 8);
-    assert_int_equal(k, 2);
+    assert_int_equal(k, 1); /* partition 1 is where reading started: nothing to say */
     assert_int_equal(adv[0].partition, 0);
     assert_int_equal(adv[0].offset, 13);
-    assert_int_equal(adv[1].partition, 1);
-    assert_int_equal(adv[1].offset, 3);
     assert_int_equal(notify_ledger_advanced(l, adv, 8), 0); /* nothing moved */
     notify_ledger_done(l, (struct notify_pos){1, 3});
     notify_ledger_done(l, (struct notify_pos){0, 14});
