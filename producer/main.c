@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "log.h"
 #include "check.h"
+#include "import.h"
 #include "run.h"
 #include "snapshot.h"
 
@@ -67,23 +68,28 @@ int main(int argc, char **argv)
         rc = problems ? 1 : 0;
         goto out;
     }
+    if (strcmp(app.cli.subcommand, "import-extension-config") == 0) {
+        if (!inst->database) {
+            fprintf(stderr, "dxsync-producer: instance \"%s\" has no \"database\"\n", instance);
+            rc = 2;
+            goto out;
+        }
+        rc = producer_import(&app.cfg, inst, stdout, stderr);
+        goto out;
+    }
     if (strcmp(app.cli.subcommand, "snapshot") == 0) {
         const struct cli_opt *only = cli_option(&spec, "collection");
         rc = producer_snapshot(&app.cfg, inst, only->values, only->nvalues, app.metrics);
         goto out;
     }
-    if (strcmp(app.cli.subcommand, "run") == 0) {
-        if (!inst->database) {
-            fprintf(stderr, "dxsync-producer: instance \"%s\" has no \"database\" in %s\n",
-                    instance, app.cli.config_path);
-            rc = 2;
-            goto out;
-        }
-        rc = producer_run(&app.cfg, inst, app.metrics);
+    /* run */
+    if (!inst->database) {
+        fprintf(stderr, "dxsync-producer: instance \"%s\" has no \"database\" in %s\n", instance,
+                app.cli.config_path);
+        rc = 2;
         goto out;
     }
-    log_error("producer", "event=not_implemented subcommand=%s", app.cli.subcommand);
-    rc = 1;
+    rc = producer_run(&app.cfg, inst, app.metrics);
 out:
     app_stop(&app);
     cli_free(&spec);
