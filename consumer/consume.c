@@ -1070,7 +1070,7 @@ static int make_consumer(struct consume *c, char *err, size_t errlen)
                                            "queued.max.messages.kbytes", "8192",
                                            "fetch.wait.max.ms", "100",
                                            "auto.commit.interval.ms", "1000",
-                                           "session.timeout.ms", "30000",
+                                           "session.timeout.ms", "10000",
                                            NULL};
     const char *forced[] = {"group.id", c->group,
                             "enable.auto.offset.store", "false",

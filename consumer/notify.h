@@ -56,14 +56,14 @@ struct notify_group {
     char *remote;
     char *code; /* "" when the events carry none */
     int64_t opened_ms;
-    int64_t due_ms;      /* when the window closes and the notification goes out */
-    size_t count;        /* error events folded in */
+    int64_t due_ms; /* when the window closes and the notification goes out */
+    size_t count;   /* error events folded in */
     struct error_event first[NOTIFY_DIGEST_LIST]; /* the first events, in reading order */
     size_t nfirst;
-    char *last_timestamp;  /* timestamp of the last event folded in */
-    bool one_collection;   /* every event has first[0]'s collection */
-    bool one_key;          /* ... and key */
-    bool one_status;       /* ... and status */
+    char *last_timestamp; /* timestamp of the last event folded in */
+    bool one_collection;  /* every event has first[0]'s collection */
+    bool one_key;         /* ... and key */
+    bool one_status;      /* ... and status */
     struct notify_tally collections[NOTIFY_DIGEST_COLLECTIONS];
     size_t ncollections;
     size_t other_collections; /* events of collections beyond the tally */

@@ -79,8 +79,7 @@ static struct target *target_of(struct notifier *n, const char *instance)
 static void target_ok(struct target *t)
 {
     if (t->failing)
-        log_info(COMP, "event=directus_available instance=%s url=%s", t->inst->name,
-                 t->inst->url);
+        log_info(COMP, "event=directus_available instance=%s url=%s", t->inst->name, t->inst->url);
     t->failing = false;
     t->retry_at_ms = 0;
     backoff_reset(&t->b);
@@ -157,8 +156,8 @@ static void enqueue(struct notifier *n, struct notify_group *g)
         n->out_head = o;
     n->out_tail = o;
     n->nout++;
-    log_debug(COMP, "event=notification_due source=%s remote=%s code=%s events=%zu",
-              g->source, g->remote, g->code[0] ? g->code : "-", g->count);
+    log_debug(COMP, "event=notification_due source=%s remote=%s code=%s events=%zu", g->source,
+              g->remote, g->code[0] ? g->code : "-", g->count);
 }
 
 static void free_outbox(struct notifier *n)
@@ -438,6 +437,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static int setup_kafka(struct notifier *n, char *err, size_t errlen)
 {
     static const char *const defaults[] = {"auto.commit.interval.ms", "1000", NULL};
+    /* The range/roundrobin assignors are eager: a rebalance revokes everything, which
+     * discard_all relies on. */
     const char *const forced[] = {"group.id",
                                   n->group,
                                   "enable.auto.offset.store",
@@ -448,8 +449,6 @@ static int setup_kafka(struct notifier *n, char *err, size_t errlen)
                                   "earliest",
                                   "enable.partition.eof",
                                   "false",
-                                  /* eager: a rebalance revokes everything, which discard_all
-                                   * relies on */
                                   "partition.assignment.strategy",
                                   "range,roundrobin",
                                   NULL};
@@ -506,8 +505,8 @@ static int setup_targets(struct notifier *n, char *err, size_t errlen)
     for (size_t i = 0; i < n->ntargets; i++) {
         struct target *t = &n->targets[i];
         t->inst = &n->cfg->instances[i];
-        t->http = http_client_new(t->inst->url, t->inst->token,
-                                  n->cfg->consumer.request_timeout_ms, err, errlen);
+        t->http = http_client_new(t->inst->url, t->inst->token, n->cfg->consumer.request_timeout_ms,
+                                  err, errlen);
         if (!t->http)
             return -1;
         backoff_init(&t->b, 200, 30000, (uint64_t)util_wall_ms() + i);

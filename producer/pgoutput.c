@@ -565,7 +565,7 @@ static int skip_truncate(struct reader *r, struct pgoutput_msg *out)
         return -1;
     }
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t oid;
+        uint32_t oid = 0;
         (void)rd_u32(r, "relation OID", &oid);
         if (i == 0)
             out->skipped.relid = oid;

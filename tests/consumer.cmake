@@ -3,8 +3,12 @@
 
 dx_unit(test_plan dxsync_consumer)
 dx_unit(test_apply dxsync_consumer)
+dx_unit(test_check dxsync_consumer)
+dx_unit(test_deadletter dxsync_consumer)
 
 dx_script(consumer_apply integration integration/consumer_apply.sh)
 dx_script(consumer_deadletter integration integration/consumer_deadletter.sh)
 dx_script(consumer_outage integration integration/consumer_outage.sh)
 dx_script(consumer_crash integration integration/consumer_crash.sh)
+dx_script(consumer_group integration integration/consumer_group.sh)
+dx_script(consumer_check integration integration/consumer_check.sh)

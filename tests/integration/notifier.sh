@@ -7,7 +7,8 @@
 # each; malformed events, unknown routes and routes without notify are skipped with a log line
 # and later events still notify; a key longer than 255 characters still yields a notification;
 # Directus a stopped while errors arrive: the notifications appear once after it returns;
-# SIGTERM flushes an open digest and commits, and a restart sends nothing twice.
+# SIGTERM flushes an open digest and commits, and a restart sends nothing twice; kill -9 with
+# a digest open loses nothing (its offset was not stored).
 . "$(dirname "$0")/lib.sh"
 N=$DXSYNC_BIN/consumer/dxsync-notifier
 HARNESS=${DXSYNC_SOURCE:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/harness
@@ -26,7 +27,8 @@ trap 'stop_all_procs; [ "$A_STOPPED" = 1 ] && restart_a; rm -rf "$T_TMP"' EXIT
 
 write_cfg() { # FILE WINDOW_S
   cat >"$1" <<JSON
-{ "kafka": {"brokers": "$DXSYNC_KAFKA_BROKERS", "topic_prefix": "$PREFIX", "partitions": 3},
+{ "kafka": {"brokers": "$DXSYNC_KAFKA_BROKERS", "topic_prefix": "$PREFIX", "partitions": 3,
+             "properties": {"session.timeout.ms": "6000"}},
   "instances": [
     {"name": "a", "url": "$DXSYNC_A_URL", "token": "\${ITN_TOKEN_A}", "database": "$DXSYNC_A_DB_URL"},
     {"name": "b", "url": "$DXSYNC_B_URL", "token": "\${ITN_TOKEN_B}", "database": "$DXSYNC_B_DB_URL"}],
@@ -204,6 +206,17 @@ check "a third start joins" wait_for 60 log_has event=partitions_assigned
 sleep $((WINDOW + 2))
 check "the flushed digest was committed: not sent again" seen 1 "$PREFIX-flush"
 check "and no event was read again" bash -c "! grep -q 'event=error_event ' '$T_TMP/notifier.log'"
+
+# ---- kill -9 while a digest is open: its offset was not stored, so the next start sends it
+gen apply_failed a b "$PREFIX-crash" CRASH | produce
+check "the event is read" wait_for 20 log_has "event=error_event "
+stop_proc notifier KILL
+check "nothing was sent before the crash" test "$(count "$ED1" "$PREFIX-crash")" = 0
+mv "$T_TMP/notifier.log" "$T_TMP/notifier-3.log"
+start_proc notifier "$N" --config "$T_TMP/cfg.json" --log-level debug
+check "after the crash the notification is sent, not lost" wait_for $((WINDOW + 60)) seen 1 "$PREFIX-crash"
+sleep 2
+check "once" seen 1 "$PREFIX-crash"
 stop_proc notifier
 check "no token in the logs" bash -c "! cat '$T_TMP'/notifier*.log | grep -qF -e '$DXSYNC_A_SYNC_TOKEN' -e '$DXSYNC_B_SYNC_TOKEN'"
 finish

@@ -326,8 +326,8 @@ static void test_digest_one_per_window(void **state)
         struct error_event ev;
         char key[32];
         snprintf(key, sizeof(key), "key-%03d", i);
-        apply_failed(&ev, "a", "b", i < 480 ? "articles" : "counters", key, "VALUE_TOO_LONG",
-                     400, "too long");
+        apply_failed(&ev, "a", "b", i < 480 ? "articles" : "counters", key, "VALUE_TOO_LONG", 400,
+                     "too long");
         /* Spread over 59 s after the first: all inside the window. */
         long n = notify_digest_add(d, &ev, (struct notify_pos){i % 3, i / 3}, 1000 + i * 118);
         assert_int_equal(n, i + 1);
@@ -498,14 +498,14 @@ static void test_offset_rule(void **state)
         notify_digest_add(d, &ev, p, o == 1 ? 500 : 0);
     }
     assert_int_equal(notify_ledger_read(l, (struct notify_pos){0, 3}), 0);
-    notify_ledger_done(l, (struct notify_pos){0, 3}); /* malformed: skipped */
+    notify_ledger_done(l, (struct notify_pos){0, 3});  /* malformed: skipped */
     assert_int_equal(notify_ledger_storable(l, 0), 0); /* nothing is notified yet */
 
     struct notify_group *x = notify_digest_take(d, 1000);
     assert_non_null(x);
     assert_string_equal(x->code, "X");
     assert_null(notify_digest_take(d, 1000)); /* Y's window is open until 1500 */
-    for (size_t i = 0; i < x->npos; i++)       /* X's notifications were created */
+    for (size_t i = 0; i < x->npos; i++)      /* X's notifications were created */
         notify_ledger_done(l, x->pos[i]);
     assert_int_equal(notify_ledger_storable(l, 0), 1);
 
@@ -523,16 +523,11 @@ static void test_offset_rule(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_text_shorten),
-        cmocka_unit_test(test_md_escape),
-        cmocka_unit_test(test_compose_single),
-        cmocka_unit_test(test_compose_long),
-        cmocka_unit_test(test_compose_secret_masked),
-        cmocka_unit_test(test_compose_remote),
-        cmocka_unit_test(test_compose_vectors),
-        cmocka_unit_test(test_digest_one_per_window),
-        cmocka_unit_test(test_digest_separates),
-        cmocka_unit_test(test_ledger),
+        cmocka_unit_test(test_text_shorten),          cmocka_unit_test(test_md_escape),
+        cmocka_unit_test(test_compose_single),        cmocka_unit_test(test_compose_long),
+        cmocka_unit_test(test_compose_secret_masked), cmocka_unit_test(test_compose_remote),
+        cmocka_unit_test(test_compose_vectors),       cmocka_unit_test(test_digest_one_per_window),
+        cmocka_unit_test(test_digest_separates),      cmocka_unit_test(test_ledger),
         cmocka_unit_test(test_offset_rule),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,146 @@
+/* check's pure parts: the findings read from GET /fields/<c> and GET /permissions/me answers
+ * (field-level permissions cannot be set up on a community Directus 12, so they are tested
+ * here), and the status table's formatting and lag. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "admin.h"
+#include "check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *route_fields[] = {"title", "rating", "tags"};
+static const struct config_collection coll = {
+    .collection = "articles", .fields = route_fields, .nfields = 3};
+
+/* Runs fn's output into a memory buffer. */
+struct capture {
+    char *buf;
+    size_t len;
+    FILE *f;
+};
+
+static void cap_open(struct capture *c)
+{
+    c->buf = NULL;
+    c->len = 0;
+    c->f = open_memstream(&c->buf, &c->len);
+    assert_non_null(c->f);
+}
+
+static const char *cap_text(struct capture *c)
+{
+    fflush(c->f);
+    return c->buf;
+}
+
+static void cap_close(struct capture *c)
+{
+    fclose(c->f);
+    free(c->buf);
+}
+
+static void fields_missing_and_aliases_are_found(void **state)
+{
+    (void)state;
+    cJSON *fields = cJSON_Parse(
+        "[{\"field\":\"id\",\"type\":\"uuid\",\"schema\":{\"is_primary_key\":true}},"
+        "{\"field\":\"title\",\"type\":\"string\",\"meta\":{\"special\":null}},"
+        "{\"field\":\"tags\",\"type\":\"alias\",\"meta\":{\"special\":[\"m2m\"]}}]");
+    struct capture c;
+    cap_open(&c);
+    assert_int_equal(check_fields(fields, "b", &coll, c.f), 2);
+    assert_string_equal(cap_text(&c),
+                        "b: field articles.rating is missing on the remote\n"
+                        "b: field articles.tags is a many-to-many alias, not a column: route the "
+                        "junction or child collection instead\n");
+    cap_close(&c);
+    cJSON_Delete(fields);
+}
+
+static void all_fields_present_is_no_finding(void **state)
+{
+    (void)state;
+    cJSON *fields = cJSON_Parse("[{\"field\":\"title\",\"type\":\"string\"},"
+                                "{\"field\":\"rating\",\"type\":\"integer\"},"
+                                "{\"field\":\"tags\",\"type\":\"json\",\"meta\":{}}]");
+    struct capture c;
+    cap_open(&c);
+    assert_int_equal(check_fields(fields, "b", &coll, c.f), 0);
+    assert_string_equal(cap_text(&c) ? cap_text(&c) : "", "");
+    cap_close(&c);
+    cJSON_Delete(fields);
+}
+
+static void permissions_missing_actions_and_fields_are_found(void **state)
+{
+    (void)state;
+    cJSON *perms = cJSON_Parse(
+        "{\"articles\":{"
+        "\"create\":{\"access\":\"full\",\"fields\":[\"*\"]},"
+        "\"read\":{\"access\":\"partial\",\"fields\":[\"id\",\"title\",\"rating\",\"tags\"]},"
+        "\"update\":{\"access\":\"full\",\"fields\":[\"title\"]},"
+        "\"delete\":{\"access\":\"none\"},"
+        "\"share\":{\"access\":\"none\"}}}");
+    struct capture c;
+    cap_open(&c);
+    assert_int_equal(check_permissions(perms, "b", &coll, c.f), 3);
+    assert_string_equal(cap_text(&c),
+                        "b: the sync user may not update field articles.rating\n"
+                        "b: the sync user may not update field articles.tags\n"
+                        "b: the sync user has no delete permission on articles (needed to delete "
+                        "items)\n");
+    cap_close(&c);
+    cJSON_Delete(perms);
+}
+
+static void a_collection_absent_from_permissions_lacks_everything(void **state)
+{
+    (void)state;
+    cJSON *perms = cJSON_Parse("{\"counters\":{}}");
+    struct capture c;
+    cap_open(&c);
+    assert_int_equal(check_permissions(perms, "b", &coll, c.f), 4);
+    cap_close(&c);
+    cJSON_Delete(perms);
+}
+
+static void status_table_and_lag(void **state)
+{
+    (void)state;
+    struct admin_status_row rows[] = {
+        {"dxsync.a.articles", 0, 10, 0, 15},
+        {"dxsync.a.articles", 1, -1, 3, 7}, /* nothing committed: lag from the low watermark */
+        {"dxsync.a.articles", 2, 5, 0, 5},
+    };
+    assert_int_equal(admin_status_lag(&rows[0]), 5);
+    assert_int_equal(admin_status_lag(&rows[1]), 4);
+    assert_int_equal(admin_status_lag(&rows[2]), 0);
+    struct capture c;
+    cap_open(&c);
+    admin_status_print(c.f, rows, 3);
+    assert_string_equal(cap_text(&c),
+                        "TOPIC             PARTITION    COMMITTED          END        LAG\n"
+                        "dxsync.a.articles         0           10           15          5\n"
+                        "dxsync.a.articles         1            -            7          4\n"
+                        "dxsync.a.articles         2            5            5          0\n"
+                        "TOTAL                                                          9\n");
+    cap_close(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fields_missing_and_aliases_are_found),
+        cmocka_unit_test(all_fields_present_is_no_finding),
+        cmocka_unit_test(permissions_missing_actions_and_fields_are_found),
+        cmocka_unit_test(a_collection_absent_from_permissions_lacks_everything),
+        cmocka_unit_test(status_table_and_lag),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
