@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# End-to-end latency benchmark (not a test): items created on a through its REST API at RATE
+# per second for SECONDS; for each, the time from a's API answer to the item being committed
+# in b (a trigger on b's articles records clock_timestamp(); same machine, same clock).
+# Prints p50, p95, p99 and max. Needs the services of tests/harness/services.sh (a and b).
+#   tests/bench/latency.sh [RATE] [SECONDS]
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+: "${DXSYNC_RUN:=/tmp/dxsync-run}"
+set -a; . "$DXSYNC_RUN/services.env"; set +a
+RATE=${1:-20}
+SECS=${2:-60}
+BIN=${DXSYNC_BIN:-$ROOT/build}
+TMP=$(mktemp -d /tmp/dxsync-latency.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+qb() { psql "$DXSYNC_B_DB_URL" -XAtqc "$1"; }
+
+qb "CREATE TABLE IF NOT EXISTS dxsync_latency_marks (id text PRIMARY KEY, at timestamptz);
+    TRUNCATE dxsync_latency_marks;
+    CREATE OR REPLACE FUNCTION dxsync_latency_mark() RETURNS trigger LANGUAGE plpgsql AS
+      \$\$ BEGIN INSERT INTO dxsync_latency_marks VALUES (NEW.id::text, clock_timestamp())
+           ON CONFLICT DO NOTHING; RETURN NEW; END \$\$;
+    DROP TRIGGER IF EXISTS dxsync_latency ON articles;
+    CREATE TRIGGER dxsync_latency AFTER INSERT ON articles FOR EACH ROW EXECUTE FUNCTION dxsync_latency_mark();"
+psql "$DXSYNC_A_DB_URL" -XAtqc "select pg_drop_replication_slot('dxsync_a') from pg_replication_slots where slot_name='dxsync_a'" >/dev/null
+
+PREFIX=lat$(date +%s)
+cat >"$TMP/cfg.json" <<JSON
+{ "kafka": {"brokers": "$DXSYNC_KAFKA_BROKERS", "topic_prefix": "$PREFIX", "partitions": 3},
+  "instances": [
+    {"name": "a", "url": "$DXSYNC_A_URL", "token": "$DXSYNC_A_SYNC_TOKEN", "database": "$DXSYNC_A_DB_URL"},
+    {"name": "b", "url": "$DXSYNC_B_URL", "token": "$DXSYNC_B_SYNC_TOKEN"}],
+  "routes": [{"from": "a", "to": "b", "collections": [{"collection": "articles", "fields": ["title", "rating"]}]}] }
+JSON
+"$BIN/producer/dxsync-producer" --config "$TMP/cfg.json" --instance a >"$TMP/producer.log" 2>&1 & pids+=($!)
+"$BIN/consumer/dxsync-consumer" --config "$TMP/cfg.json" --remote b >"$TMP/consumer.log" 2>&1 & pids+=($!)
+for _ in $(seq 1 100); do grep -q event=streaming "$TMP/producer.log" && break; sleep 0.2; done
+sleep 3 # the consumer joins its group
+
+python3 - "$DXSYNC_A_URL" "$DXSYNC_A_ADMIN_TOKEN" "$RATE" "$SECS" >"$TMP/sent.tsv" <<'PY'
+import json, sys, time, uuid, urllib.request
+url, token, rate, secs = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+start = time.time(); n = 0
+while time.time() - start < secs:
+    due = start + n / rate
+    if due > time.time(): time.sleep(due - time.time())
+    i = str(uuid.uuid4())
+    req = urllib.request.Request(url + "/items/articles", method="POST",
+        data=json.dumps({"id": i, "title": f"latency {n}", "rating": n}).encode(),
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
+    print(f"{i}\t{time.time():.6f}", flush=True); n += 1
+PY
+sleep 3
+qb "select id, extract(epoch from at) from dxsync_latency_marks" | tr '|' '\t' >"$TMP/seen.tsv"
+qb "DROP TRIGGER dxsync_latency ON articles; DROP FUNCTION dxsync_latency_mark(); DROP TABLE dxsync_latency_marks"
+python3 - "$TMP/sent.tsv" "$TMP/seen.tsv" "$RATE" "$SECS" <<'PY'
+import sys
+sent = dict(l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l)
+seen = dict(l.split("\t") for l in open(sys.argv[2]).read().split("\n") if l)
+lat = sorted((float(seen[i]) - float(t)) * 1000 for i, t in sent.items() if i in seen)
+missing = len(sent) - len(lat)
+def pct(p): return lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))]
+print(f"items: {len(sent)} created on a at {sys.argv[3]}/s for {sys.argv[4]} s; {len(lat)} seen on b, {missing} missing")
+if lat:
+    print(f"latency from a's answer to b's commit: p50 {pct(50):.1f} ms  p95 {pct(95):.1f} ms  p99 {pct(99):.1f} ms  max {lat[-1]:.1f} ms")
+    print("targets: p50 < 45 ms, p99 < 100 ms (hook extension: p50 30-40, p95 40-56, max 46-72 ms)")
+PY
