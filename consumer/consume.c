@@ -76,7 +76,8 @@ struct part {
     size_t head, tail, cap;
     size_t waiting;      /* pends in PEND_WAITING */
     int64_t last_offset; /* highest offset queued, -1 */
-    bool paused;
+    rd_kafka_queue_t *rkq; /* the partition's own queue (not forwarded), or NULL */
+    bool full;             /* held queue_max events at the last drain: its queue may hold more */
     bool dirty; /* the settled prefix may have grown */
     bool leaving; /* revoked or stopping: no new request */
     enum part_state st;
@@ -125,8 +126,7 @@ struct consume {
     const struct event **scratch_evs;
     size_t scratch_cap;
     size_t *scratch_idx;
-    size_t pause_high;
-    size_t pause_low;
+    size_t queue_max; /* events held per partition before we stop taking its messages */
     uint64_t seed;
     bool stopping;
     size_t pending_total;
@@ -229,6 +229,8 @@ static void part_remove(struct consume *c, struct part *p)
 {
     if (p->slot)
         slot_release(c, p->slot);
+    if (p->rkq)
+        rd_kafka_queue_destroy(p->rkq);
     for (size_t i = p->head; i < p->tail; i++)
         pend_free(p->q[i]);
     c->pending_total -= p->tail - p->head;
@@ -266,23 +268,6 @@ static int part_push(struct part *p, struct pend *pe)
     return 0;
 }
 
-static void part_pause(struct consume *c, struct part *p, bool pause)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, p->sub->topic, p->partition);
-    rd_kafka_resp_err_t err =
-        pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (err) {
-        log_warn(COMP, "event=%s_failed topic=%s partition=%" PRId32 " error=%s",
-                 pause ? "pause" : "resume", p->sub->topic, p->partition, rd_kafka_err2name(err));
-        return;
-    }
-    p->paused = pause;
-    log_debug(COMP, "event=%s topic=%s partition=%" PRId32 " queued=%zu",
-              pause ? "paused" : "resumed", p->sub->topic, p->partition, p->tail - p->head);
-}
-
 /* Frees the settled prefix of p's queue and stores the offset after it. */
 static void part_advance(struct consume *c, struct part *p)
 {
@@ -311,8 +296,6 @@ static void part_advance(struct consume *c, struct part *p)
                            " offset=%" PRId64 " error=%s",
                      p->sub->topic, p->partition, next, rd_kafka_err2name(err));
     }
-    if (p->paused && p->tail - p->head <= c->pause_low)
-        part_pause(c, p, false);
 }
 
 /* ------------------------------------------------------------------ remote availability */
@@ -581,20 +564,34 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         pe->state = PEND_WAITING;
         p->waiting++;
     }
-    if (!p->paused && p->tail - p->head >= c->pause_high)
-        part_pause(c, p, true);
 }
 
-/* Takes what Kafka has for us. Returns true when its queue ran dry. */
+/* Takes what Kafka has for us: rebalances, errors and any forwarded message from the consumer
+ * queue first, then each partition's own queue while that partition holds fewer than
+ * queue_max events (backpressure: librdkafka stops fetching a partition whose queue is full).
+ * Returns true when nothing more is waiting for a partition that has room. */
 static bool drain(struct consume *c)
 {
-    for (int i = 0; i < DRAIN_BUDGET; i++) {
-        rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, 0);
-        if (!msg)
-            return true;
+    int budget = DRAIN_BUDGET;
+    rd_kafka_message_t *msg;
+    while (budget > 0 && (msg = rd_kafka_consumer_poll(c->rk, 0))) {
         on_message(c, msg);
+        budget--;
     }
-    return false;
+    if (budget == 0)
+        return false;
+    for (size_t i = 0; i < c->nparts; i++) {
+        struct part *p = c->parts[i];
+        while (p->rkq && !p->leaving && p->tail - p->head < c->queue_max) {
+            if (budget-- <= 0)
+                return false;
+            if (!(msg = rd_kafka_consume_queue(p->rkq, 0)))
+                break;
+            on_message(c, msg);
+        }
+        p->full = p->tail - p->head >= c->queue_max;
+    }
+    return true;
 }
 
 /* --------------------------------------------------------------------------------- batches */
@@ -944,6 +941,26 @@ static void on_assign(struct consume *c, const rd_kafka_topic_partition_list_t *
     }
 }
 
+/* Each assigned partition gets its own queue, no longer forwarded to the consumer queue, so
+ * that a partition with enough events waiting is simply not read (no pause, no refetch). */
+static void take_queues(struct consume *c, const rd_kafka_topic_partition_list_t *l)
+{
+    for (int i = 0; i < l->cnt; i++) {
+        struct part *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
+        if (!p || p->rkq)
+            continue;
+        p->rkq = rd_kafka_queue_get_partition(c->rk, l->elems[i].topic, l->elems[i].partition);
+        if (!p->rkq) {
+            log_warn(COMP, "event=partition_queue_missing topic=%s partition=%" PRId32,
+                     p->sub->topic, p->partition);
+            continue;
+        }
+        rd_kafka_queue_forward(p->rkq, NULL);
+        if (c->wake[1] >= 0)
+            rd_kafka_queue_io_event_enable(p->rkq, c->wake[1], "1", 1);
+    }
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *l, void *opaque)
 {
@@ -958,6 +975,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             e = rd_kafka_incremental_assign(rk, l);
         else
             ae = rd_kafka_assign(rk, l);
+        take_queues(c, l);
     } else {
         on_revoke(c, l);
         if (coop)
@@ -1065,9 +1083,14 @@ static int make_producer(struct consume *c, char *err, size_t errlen)
 
 static int make_consumer(struct consume *c, char *err, size_t errlen)
 {
-    /* Prefetch little: events wait in our queues, and RSS stays small. */
-    static const char *const defaults[] = {"queued.min.messages", "2000",
-                                           "queued.max.messages.kbytes", "8192",
+    /* Prefetch little: events wait in our own queues, and held messages pin librdkafka's
+     * fetch buffers, so small fetches keep the RSS small. */
+    char min_msgs[16];
+    snprintf(min_msgs, sizeof(min_msgs), "%zu", c->queue_max);
+    const char *const defaults[] = {"queued.min.messages", min_msgs,
+                                           "queued.max.messages.kbytes", "2048",
+                                           "fetch.max.bytes", "1048576",
+                                           "max.partition.fetch.bytes", "262144",
                                            "fetch.wait.max.ms", "100",
                                            "auto.commit.interval.ms", "1000",
                                            "session.timeout.ms", "10000",
@@ -1155,8 +1178,7 @@ static int setup(struct consume *c, char *err, size_t errlen)
         return -1;
     }
     size_t bmax = (size_t)c->cfg->consumer.batch_max;
-    c->pause_high = bmax * 4 < 256 ? 256 : bmax * 4;
-    c->pause_low = c->pause_high / 2;
+    c->queue_max = bmax * 2 < 200 ? 200 : bmax * 2;
     c->seed = (uint64_t)util_wall_ms() ^ ((uint64_t)getpid() << 32);
     c->pks = calloc(c->nsubs, sizeof(*c->pks));
     c->scratch_idx = calloc(bmax, sizeof(*c->scratch_idx));
@@ -1318,9 +1340,12 @@ int consume_run(const struct config *cfg, const char *remote, struct metrics *m)
         if (!drained)
             wake = now; /* Kafka has more for us */
         /* a free slot and a ready partition: go round again at once */
-        for (size_t i = 0; i < c.nparts && c.in_flight < c.nslots; i++)
-            if (c.parts[i]->st == PART_READY)
-                wake = now;
+        for (size_t i = 0; i < c.nparts; i++) {
+            const struct part *p = c.parts[i];
+            if ((p->st == PART_READY && c.in_flight < c.nslots) ||
+                (p->full && p->tail - p->head < c.queue_max))
+                wake = now; /* a request to send, or room for what Kafka holds for p */
+        }
         if (c.down_since_ms && !c.down_notified) {
             int64_t due = c.down_since_ms + (int64_t)cfg->consumer.retry_notify_after_s * 1000;
             if (due < wake)

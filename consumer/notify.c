@@ -307,9 +307,9 @@ static void compose_digest(struct util_buf *s, struct util_buf *m, const struct 
         util_buf_printf(m, "\nand %zu more.\n", g->count - g->nfirst);
     util_buf_printf(m, "\nAll %zu error events are in ", g->count);
     notify_md_escape(m, errors_topic, 300);
-    util_buf_puts(m, " (");
+    util_buf_puts(m, ": ");
     ranges(m, g);
-    util_buf_puts(m, "); copies of the failed events with their errors are in the dead-letter "
+    util_buf_puts(m, ". Copies of the failed events with their errors are in the dead-letter "
                      "topic ");
     notify_md_escape(m, dlq_topic, 300);
     util_buf_puts(m, ".\n");

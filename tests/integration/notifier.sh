@@ -218,5 +218,8 @@ check "after the crash the notification is sent, not lost" wait_for $((WINDOW + 
 sleep 2
 check "once" seen 1 "$PREFIX-crash"
 stop_proc notifier
+if [ "$T_FAILED" -gt 0 ]; then
+  for f in "$T_TMP"/notifier*.log; do echo "---- $(basename "$f") (last 40 lines, librdkafka omitted)"; grep -v librdkafka "$f" | tail -n 40; done
+fi
 check "no token in the logs" bash -c "! cat '$T_TMP'/notifier*.log | grep -qF -e '$DXSYNC_A_SYNC_TOKEN' -e '$DXSYNC_B_SYNC_TOKEN'"
 finish
