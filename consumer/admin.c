@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COMP "consumer"
+#define COMP             "consumer"
 #define ADMIN_TIMEOUT_MS 10000
 
 int64_t admin_status_lag(const struct admin_status_row *r)

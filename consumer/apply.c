@@ -9,10 +9,9 @@
 #include <string.h>
 
 #define APPLY_BACKOFF_BASE_MS 200
-#define APPLY_BACKOFF_MAX_MS 30000
+#define APPLY_BACKOFF_MAX_MS  30000
 
-static const char *const step_names[] = {"fields", "post",    "patch",
-                                         "delete", "resolve", "ping"};
+static const char *const step_names[] = {"fields", "post", "patch", "delete", "resolve", "ping"};
 
 const char *apply_step_name(enum apply_step step)
 {
@@ -553,6 +552,10 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
     case APPLY_STEP_FIELDS:
         if (r->klass == HTTP_TRANSIENT)
             return outage(b, r, delay_ms);
+        if (r->klass == HTTP_SERVER_ERROR && ++b->fields_failures < b->p.item_attempts) {
+            *delay_ms = backoff_next(&b->backoff); /* a hiccup: ask again before guessing */
+            return APPLY_RETRY_ITEM;
+        }
         b->need_fields = false;
         if (ok)
             find_pk(r, b->pk, sizeof(b->pk));

@@ -83,8 +83,8 @@ struct apply_group {
 struct apply_batch {
     struct apply_params p;
     char pk[128];
-    bool pk_learnt;       /* pk came from GET /fields: the caller may keep it */
-    bool pk_guessed;      /* GET /fields did not say: "id" is assumed */
+    bool pk_learnt;  /* pk came from GET /fields: the caller may keep it */
+    bool pk_guessed; /* GET /fields did not say: "id" is assumed */
     struct apply_item *items;
     size_t nitems;
     struct apply_group *groups; /* groups[0] is the next one */
@@ -92,6 +92,7 @@ struct apply_batch {
     size_t capgroups;
     bool need_fields;
     bool need_ping;
+    int fields_failures; /* 5xx answers to GET /fields */
     enum apply_step sent;
     struct backoff backoff;
     /* the last failing answer of groups[0], kept while pinging */

@@ -90,8 +90,8 @@ static bool fields_allow(const cJSON *allowed, const char *field)
     return false;
 }
 
-int check_permissions(const cJSON *perms, const char *remote,
-                      const struct config_collection *coll, FILE *out)
+int check_permissions(const cJSON *perms, const char *remote, const struct config_collection *coll,
+                      FILE *out)
 {
     static const char *const actions[] = {"create", "read", "update", "delete"};
     static const char *const why[] = {"to create missing items", "to find which items exist",
@@ -150,12 +150,11 @@ int check_remote(const struct config *cfg, const char *remote, FILE *out)
         return 1;
     }
     if (nsubs == 0) {
-        fprintf(out, "%s: no route has \"to\": \"%s\": nothing would be applied\n", remote,
-                remote);
+        fprintf(out, "%s: no route has \"to\": \"%s\": nothing would be applied\n", remote, remote);
         findings++;
     }
-    long timeout = cfg->consumer.request_timeout_ms < 10000 ? cfg->consumer.request_timeout_ms
-                                                            : 10000;
+    long timeout =
+        cfg->consumer.request_timeout_ms < 10000 ? cfg->consumer.request_timeout_ms : 10000;
     if (!(h = http_client_new(inst->url, inst->token, timeout, err, sizeof(err)))) {
         fprintf(out, "%s: %s\n", remote, err);
         findings++;
@@ -220,8 +219,8 @@ int check_remote(const struct config *cfg, const char *remote, FILE *out)
                     remote, coll->collection);
             findings++;
         } else if (r.klass != HTTP_OK || !cJSON_IsArray(data)) {
-            fprintf(out, "%s: GET /fields/%s failed: %ld %s\n", remote, coll->collection,
-                    r.status, r.message);
+            fprintf(out, "%s: GET /fields/%s failed: %ld %s\n", remote, coll->collection, r.status,
+                    r.message);
             findings++;
         } else {
             findings += check_fields(data, remote, coll, out);

@@ -19,8 +19,8 @@ int check_fields(const cJSON *fields, const char *remote, const struct config_co
 
 /* From a GET /permissions/me answer's data object: create, read, update or delete missing on
  * the collection, or a routed field the sync user may not write. Pure. */
-int check_permissions(const cJSON *perms, const char *remote,
-                      const struct config_collection *coll, FILE *out);
+int check_permissions(const cJSON *perms, const char *remote, const struct config_collection *coll,
+                      FILE *out);
 
 /* Runs every check against the remote. Returns the exit code: 0 without findings, 1 with. */
 int check_remote(const struct config *cfg, const char *remote, FILE *out);

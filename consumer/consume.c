@@ -23,7 +23,7 @@
 /* Messages taken from Kafka per turn of the loop before requests get their turn. */
 #define DRAIN_BUDGET 2000
 /* Longest sleep of the loop: signals are looked at this often. */
-#define MAX_WAIT_MS 100
+#define MAX_WAIT_MS    100
 #define STATS_EVERY_MS 1000
 
 enum pend_state { PEND_WAITING = 0, PEND_IN_BATCH, PEND_DONE, PEND_DLQ };
@@ -40,7 +40,7 @@ struct pend {
     enum pend_state state;
     int64_t arrived_ms;
     /* PEND_DLQ: the DLQ copy and the error event, each acknowledged by Kafka */
-    int acks; /* deliveries still awaited */
+    int acks;      /* deliveries still awaited */
     unsigned redo; /* bit per kind whose delivery failed: produce it again */
     struct ticket *tickets[2];
     long fail_status;
@@ -57,10 +57,10 @@ struct ticket {
 };
 
 enum part_state {
-    PART_IDLE = 0,   /* no batch */
-    PART_READY,      /* the batch has a request to send */
-    PART_IN_FLIGHT,  /* its request is out */
-    PART_WAITING     /* the batch waits (backoff) until wake_ms */
+    PART_IDLE = 0,  /* no batch */
+    PART_READY,     /* the batch has a request to send */
+    PART_IN_FLIGHT, /* its request is out */
+    PART_WAITING    /* the batch waits (backoff) until wake_ms */
 };
 
 struct slot {
@@ -74,12 +74,12 @@ struct part {
     const rd_kafka_topic_t *rkt; /* learnt from the first message, to find the part fast */
     struct pend **q;             /* q[head..tail) in offset order */
     size_t head, tail, cap;
-    size_t waiting;      /* pends in PEND_WAITING */
-    int64_t last_offset; /* highest offset queued, -1 */
+    size_t waiting;        /* pends in PEND_WAITING */
+    int64_t last_offset;   /* highest offset queued, -1 */
     rd_kafka_queue_t *rkq; /* the partition's own queue (not forwarded), or NULL */
     bool full;             /* held queue_max events at the last drain: its queue may hold more */
-    bool dirty; /* the settled prefix may have grown */
-    bool leaving; /* revoked or stopping: no new request */
+    bool dirty;            /* the settled prefix may have grown */
+    bool leaving;          /* revoked or stopping: no new request */
     enum part_state st;
     int64_t wake_ms;
     bool has_batch;
@@ -292,8 +292,9 @@ static void part_advance(struct consume *c, struct part *p)
             err = l->elems[0].err;
         rd_kafka_topic_partition_list_destroy(l);
         if (err)
-            log_warn(COMP, "event=offset_store_failed topic=%s partition=%" PRId32
-                           " offset=%" PRId64 " error=%s",
+            log_warn(COMP,
+                     "event=offset_store_failed topic=%s partition=%" PRId32 " offset=%" PRId64
+                     " error=%s",
                      p->sub->topic, p->partition, next, rd_kafka_err2name(err));
     }
 }
@@ -313,17 +314,15 @@ static void publish_remote_event(struct consume *c, enum error_kind kind)
         const char *source = c->subs[i].route->from;
         bool down = kind == ERROR_REMOTE_UNAVAILABLE;
         char *json = deadletter_remote_event(kind, source, c->remote, down ? c->down_status : 0,
-                                             down ? c->down_code : "",
-                                             down ? c->down_message : "", c->down_retries,
-                                             util_wall_ms());
+                                             down ? c->down_code : "", down ? c->down_message : "",
+                                             c->down_retries, util_wall_ms());
         if (!json) {
             log_error(COMP, "event=out_of_memory what=remote_event");
             continue;
         }
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            c->prod, RD_KAFKA_V_TOPIC(c->errors_topic),
-            RD_KAFKA_V_KEY(c->remote, strlen(c->remote)), RD_KAFKA_V_VALUE(json, strlen(json)),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err = kafka_produce(c->prod, c->errors_topic, RD_KAFKA_PARTITION_UA,
+                                                c->remote, strlen(c->remote), json, strlen(json),
+                                                RD_KAFKA_MSG_F_FREE, NULL, 0, NULL);
         if (err) {
             free(json);
             log_error(COMP, "event=produce_failed topic=%s error=%s", c->errors_topic,
@@ -375,6 +374,39 @@ static void remote_check_notify(struct consume *c, int64_t now)
 
 /* --------------------------------------------------------------------------- dead letters */
 
+/* Produces a copy of orig's key and value with headers h (taken over on success; destroyed here
+ * on failure) to topic. */
+static rd_kafka_resp_err_t produce_copy(rd_kafka_t *rk, const char *topic,
+                                        const rd_kafka_message_t *orig, rd_kafka_headers_t *h,
+                                        void *opaque)
+{
+    rd_kafka_vu_t vu[7];
+    size_t n = 0;
+    vu[n].vtype = RD_KAFKA_VTYPE_TOPIC;
+    vu[n++].u.cstr = topic;
+    if (orig->key) {
+        vu[n].vtype = RD_KAFKA_VTYPE_KEY;
+        vu[n].u.mem.ptr = orig->key;
+        vu[n++].u.mem.size = orig->key_len;
+    }
+    vu[n].vtype = RD_KAFKA_VTYPE_VALUE;
+    vu[n].u.mem.ptr = orig->payload;
+    vu[n++].u.mem.size = orig->len;
+    vu[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vu[n++].u.i = RD_KAFKA_MSG_F_COPY;
+    vu[n].vtype = RD_KAFKA_VTYPE_HEADERS;
+    vu[n++].u.headers = h;
+    vu[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    vu[n++].u.ptr = opaque;
+    rd_kafka_error_t *e = rd_kafka_produceva(rk, vu, n);
+    if (!e)
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_resp_err_t code = rd_kafka_error_code(e);
+    rd_kafka_error_destroy(e);
+    rd_kafka_headers_destroy(h);
+    return code;
+}
+
 static int produce_dead(struct consume *c, struct part *p, struct pend *pe, int kind)
 {
     struct ticket *t = calloc(1, sizeof(*t));
@@ -384,8 +416,8 @@ static int produce_dead(struct consume *c, struct part *p, struct pend *pe, int 
     t->part = p;
     t->kind = kind;
     char keybuf[1024];
-    const char *key = pe->decoded ? pe->ev.key_text : deadletter_key_text(pe->msg, keybuf,
-                                                                             sizeof(keybuf));
+    const char *key =
+        pe->decoded ? pe->ev.key_text : deadletter_key_text(pe->msg, keybuf, sizeof(keybuf));
     char action[32] = "", event_id[256] = "";
     if (!pe->decoded) {
         kafka_header_get(pe->msg, "dxsync-action", action, sizeof(action));
@@ -396,8 +428,12 @@ static int produce_dead(struct consume *c, struct part *p, struct pend *pe, int 
         .remote = c->remote,
         .collection = p->sub->coll->collection,
         .key = key,
-        .action = pe->decoded ? event_action_name(pe->ev.action) : action[0] ? action : NULL,
-        .event_id = pe->decoded ? pe->ev.event_id : event_id[0] ? event_id : NULL,
+        .action = pe->decoded ? event_action_name(pe->ev.action)
+                  : action[0] ? action
+                              : NULL,
+        .event_id = pe->decoded   ? pe->ev.event_id
+                    : event_id[0] ? event_id
+                                  : NULL,
         .status = pe->fail_status,
         .code = pe->fail_code,
         .message = pe->fail_message,
@@ -413,24 +449,16 @@ static int produce_dead(struct consume *c, struct part *p, struct pend *pe, int 
             free(t);
             return -1;
         }
-        err = rd_kafka_producev(c->prod, RD_KAFKA_V_TOPIC(c->dlq_topic),
-                                RD_KAFKA_V_KEY(pe->msg->key, pe->msg->key_len),
-                                RD_KAFKA_V_VALUE(pe->msg->payload, pe->msg->len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-                                RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
-        if (err)
-            rd_kafka_headers_destroy(h);
+        err = produce_copy(c->prod, c->dlq_topic, pe->msg, h, t);
     } else {
         char *json = deadletter_error_event(&f, util_wall_ms());
         if (!json) {
             free(t);
             return -1;
         }
-        err = rd_kafka_producev(c->prod, RD_KAFKA_V_TOPIC(c->errors_topic),
-                                RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-                                RD_KAFKA_V_VALUE(json, strlen(json)),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_OPAQUE(t),
-                                RD_KAFKA_V_END);
+        err = kafka_produce(c->prod, c->errors_topic, RD_KAFKA_PARTITION_UA, key,
+                            key ? strlen(key) : 0, json, strlen(json), RD_KAFKA_MSG_F_FREE, NULL, 0,
+                            t);
         if (err)
             free(json);
     }
@@ -461,10 +489,11 @@ static void dead_letter(struct consume *c, struct part *p, struct pend *pe, long
             pe->redo |= 1u << k;
     metrics_add(c->m_dead, 1);
     char keybuf[1024];
-    const char *key = pe->decoded ? pe->ev.key_text
-                                  : deadletter_key_text(pe->msg, keybuf, sizeof(keybuf));
-    log_warn(COMP, "event=dead_lettered topic=%s partition=%" PRId32 " offset=%" PRId64
-                   " key=%s event_id=%s status=%ld code=%s attempts=%d message=\"%s\"",
+    const char *key =
+        pe->decoded ? pe->ev.key_text : deadletter_key_text(pe->msg, keybuf, sizeof(keybuf));
+    log_warn(COMP,
+             "event=dead_lettered topic=%s partition=%" PRId32 " offset=%" PRId64
+             " key=%s event_id=%s status=%ld code=%s attempts=%d message=\"%s\"",
              p->sub->topic, p->partition, pe->msg->offset, key ? key : "-",
              pe->decoded ? pe->ev.event_id : "-", status, code && code[0] ? code : "-", attempts,
              message ? message : "");
@@ -747,8 +776,9 @@ static void on_transfer(struct consume *c, struct slot *s, CURLcode result)
     struct http_response *r = &p->resp;
     count_request(c, p, r);
     if (r->klass != HTTP_OK)
-        log_debug(COMP, "event=answer topic=%s partition=%" PRId32 " step=%s status=%ld class=%s "
-                        "code=%s message=\"%s\"",
+        log_debug(COMP,
+                  "event=answer topic=%s partition=%" PRId32 " step=%s status=%ld class=%s "
+                  "code=%s message=\"%s\"",
                   p->sub->topic, p->partition, apply_step_name(p->sent_step), r->status,
                   http_class_name(r->klass), r->code[0] ? r->code : "-", r->message);
     if (r->klass == HTTP_OK)
@@ -757,8 +787,9 @@ static void on_transfer(struct consume *c, struct slot *s, CURLcode result)
     enum apply_verdict v = apply_batch_answer(&p->batch, r, &delay);
     if (p->sent_step == APPLY_STEP_FIELDS && !p->batch.need_fields) {
         if (p->batch.pk_guessed)
-            log_warn(COMP, "event=primary_key_unknown collection=%s assumed=id status=%ld "
-                           "message=\"%s\"",
+            log_warn(COMP,
+                     "event=primary_key_unknown collection=%s assumed=id status=%ld "
+                     "message=\"%s\"",
                      p->sub->coll->collection, r->status, r->message);
         else
             log_info(COMP, "event=primary_key collection=%s field=%s", p->sub->coll->collection,
@@ -770,8 +801,9 @@ static void on_transfer(struct consume *c, struct slot *s, CURLcode result)
         metrics_add(c->m_retry_outage, 1);
     } else if (v == APPLY_RETRY_ITEM) {
         metrics_add(c->m_retry_item, 1);
-        log_info(COMP, "event=item_retry topic=%s partition=%" PRId32 " status=%ld code=%s "
-                       "delay_ms=%" PRId64,
+        log_info(COMP,
+                 "event=item_retry topic=%s partition=%" PRId32 " status=%ld code=%s "
+                 "delay_ms=%" PRId64,
                  p->sub->topic, p->partition, r->status, r->code[0] ? r->code : "-", delay);
     }
     http_response_free(r);
@@ -918,8 +950,7 @@ static void on_revoke(struct consume *c, const rd_kafka_topic_partition_list_t *
     for (int i = 0; i < l->cnt; i++) {
         struct part *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
         if (p) {
-            log_info(COMP, "event=partition_revoked topic=%s partition=%" PRId32
-                           " dropped=%zu",
+            log_info(COMP, "event=partition_revoked topic=%s partition=%" PRId32 " dropped=%zu",
                      p->sub->topic, p->partition, p->tail - p->head);
             part_remove(c, p);
         }
@@ -1002,8 +1033,7 @@ static void stats(struct consume *c, int64_t now)
     for (size_t i = 0; i < c->nparts; i++) {
         struct part *p = c->parts[i];
         int64_t lo, hi;
-        if (rd_kafka_get_watermark_offsets(c->rk, p->sub->topic, p->partition, &lo, &hi) ||
-            hi < 0)
+        if (rd_kafka_get_watermark_offsets(c->rk, p->sub->topic, p->partition, &lo, &hi) || hi < 0)
             continue;
         int64_t next;
         if (p->head < p->tail)
@@ -1042,8 +1072,8 @@ static void register_metrics(struct consume *c)
     c->m_latency = metrics_histogram(c->m, "dxsync_consumer_request_seconds",
                                      "Latency of requests to the remote", l, NULL, 0);
     static const double sizes[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000};
-    c->m_batch = metrics_histogram(c->m, "dxsync_consumer_batch_size", "Events per batch", l,
-                                   sizes, DX_ARRAY_LEN(sizes));
+    c->m_batch = metrics_histogram(c->m, "dxsync_consumer_batch_size", "Events per batch", l, sizes,
+                                   DX_ARRAY_LEN(sizes));
     c->m_lag = metrics_gauge(c->m, "dxsync_consumer_lag_events",
                              "Events in the assigned partitions not applied yet", l);
     c->m_pending = metrics_gauge(c->m, "dxsync_consumer_pending_events",
@@ -1065,7 +1095,7 @@ static int make_producer(struct consume *c, char *err, size_t errlen)
 {
     static const char *const defaults[] = {"linger.ms", "5", NULL};
     static const char *const forced[] = {"enable.idempotence", "true", "acks", "all",
-                                         "message.timeout.ms", "0", NULL};
+                                         "message.timeout.ms", "0",    NULL};
     c->pst.component = COMP;
     c->pst.user = c;
     rd_kafka_conf_t *conf = kafka_conf_new(c->cfg, &c->pst, defaults, forced, err, errlen);
@@ -1087,19 +1117,31 @@ static int make_consumer(struct consume *c, char *err, size_t errlen)
      * fetch buffers, so small fetches keep the RSS small. */
     char min_msgs[16];
     snprintf(min_msgs, sizeof(min_msgs), "%zu", c->queue_max);
-    const char *const defaults[] = {"queued.min.messages", min_msgs,
-                                           "queued.max.messages.kbytes", "2048",
-                                           "fetch.max.bytes", "1048576",
-                                           "max.partition.fetch.bytes", "262144",
-                                           "fetch.wait.max.ms", "100",
-                                           "auto.commit.interval.ms", "1000",
-                                           "session.timeout.ms", "10000",
-                                           NULL};
-    const char *forced[] = {"group.id", c->group,
-                            "enable.auto.offset.store", "false",
-                            "enable.auto.commit", "true",
-                            "auto.offset.reset", "earliest",
-                            "enable.partition.eof", "false",
+    const char *const defaults[] = {"queued.min.messages",
+                                    min_msgs,
+                                    "queued.max.messages.kbytes",
+                                    "2048",
+                                    "fetch.max.bytes",
+                                    "1048576",
+                                    "max.partition.fetch.bytes",
+                                    "262144",
+                                    "fetch.wait.max.ms",
+                                    "100",
+                                    "auto.commit.interval.ms",
+                                    "1000",
+                                    "session.timeout.ms",
+                                    "10000",
+                                    NULL};
+    const char *forced[] = {"group.id",
+                            c->group,
+                            "enable.auto.offset.store",
+                            "false",
+                            "enable.auto.commit",
+                            "true",
+                            "auto.offset.reset",
+                            "earliest",
+                            "enable.partition.eof",
+                            "false",
                             NULL};
     c->cst.component = COMP;
     c->cst.user = c;
@@ -1156,8 +1198,7 @@ static int ensure_topics(struct consume *c)
 
 static int subscribe(struct consume *c)
 {
-    rd_kafka_topic_partition_list_t *l =
-        rd_kafka_topic_partition_list_new((int)c->nsubs);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->nsubs);
     for (size_t i = 0; i < c->nsubs; i++)
         rd_kafka_topic_partition_list_add(l, c->subs[i].topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk, l);
@@ -1260,8 +1301,7 @@ static void wait_for_work(struct consume *c, int64_t wake)
     if (t > MAX_WAIT_MS)
         t = MAX_WAIT_MS;
     struct curl_waitfd wfd = {.fd = c->wake[0], .events = CURL_WAIT_POLLIN};
-    curl_multi_poll(c->multi, c->wake[0] >= 0 ? &wfd : NULL, c->wake[0] >= 0 ? 1 : 0, (int)t,
-                    NULL);
+    curl_multi_poll(c->multi, c->wake[0] >= 0 ? &wfd : NULL, c->wake[0] >= 0 ? 1 : 0, (int)t, NULL);
     char buf[64];
     while (c->wake[0] >= 0 && read(c->wake[0], buf, sizeof(buf)) > 0)
         ;
@@ -1302,8 +1342,9 @@ int consume_run(const struct config *cfg, const char *remote, struct metrics *m)
         return 1;
     }
     if (c.nsubs == 0) {
-        log_error(COMP, "event=nothing_routed remote=%s reason=\"no route has \\\"to\\\": "
-                        "\\\"%s\\\"\"",
+        log_error(COMP,
+                  "event=nothing_routed remote=%s reason=\"no route has \\\"to\\\": "
+                  "\\\"%s\\\"\"",
                   remote, remote);
         free(c.subs);
         return 2;
@@ -1320,8 +1361,9 @@ int consume_run(const struct config *cfg, const char *remote, struct metrics *m)
     }
     if (subscribe(&c))
         goto out;
-    log_info(COMP, "event=started remote=%s url=%s group=%s topics=%zu batch_max=%d "
-                   "max_in_flight=%d linger_ms=%d",
+    log_info(COMP,
+             "event=started remote=%s url=%s group=%s topics=%zu batch_max=%d "
+             "max_in_flight=%d linger_ms=%d",
              remote, c.inst->url, c.group, c.nsubs, cfg->consumer.batch_max,
              cfg->consumer.max_in_flight, cfg->consumer.linger_ms);
     while (!signals_stop && !c.cst.fatal && !c.pst.fatal) {

@@ -25,6 +25,8 @@ write_batch() {
 }
 write_batch
 "$H/kafka.sh" stop
+kport=${DXSYNC_KAFKA_BROKERS##*:}
+check "Kafka is really down" bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$kport) 2>/dev/null"
 down_at=$SECONDS
 for _ in $(seq 1 10); do write_batch; sleep 2; done
 while (( SECONDS - down_at < 30 )); do sleep 1; done

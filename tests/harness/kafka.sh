@@ -57,23 +57,29 @@ log4j.logger.kafka.server.KafkaServer=INFO
 PROPS
 }
 
-java_cmd() {
-  java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j.configuration="file:$DXSYNC_RUN/kafka-log4j.properties" \
-    -cp "$KAFKA_HOME/libs/*" "$@"
+java_args() {
+  JAVA_ARGS=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j.configuration=file:$DXSYNC_RUN/kafka-log4j.properties" -cp "$KAFKA_HOME/libs/*")
 }
+java_cmd() { java_args; java "${JAVA_ARGS[@]}" "$@"; }
 
 cmd_start() {
   [ -f "$KAFKA_HOME/.complete" ] || cmd_install
   if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
     log "kafka already running"
+  elif (exec 3<>"/dev/tcp/127.0.0.1/$DXSYNC_KAFKA_PORT") 2>/dev/null; then
+    die "port $DXSYNC_KAFKA_PORT is taken by a process this harness did not start"
   else
     write_config
     if [ ! -f "$KAFKA_DATA/logs/meta.properties" ]; then
       java_cmd kafka.tools.StorageTool format -t "$(java_cmd kafka.tools.StorageTool random-uuid)" \
         -c "$DXSYNC_RUN/kafka.properties" >/dev/null
     fi
-    start_bg kafka "$DXSYNC_RUN/kafka.log" java_cmd kafka.Kafka "$DXSYNC_RUN/kafka.properties"
+    # java itself in the background (not a shell function), so the pid file holds the JVM
+    java_args
+    start_bg kafka "$DXSYNC_RUN/kafka.log" java "${JAVA_ARGS[@]}" kafka.Kafka "$DXSYNC_RUN/kafka.properties"
+    sleep 0.5
+    kill -0 "$(cat "$PIDFILE")" 2>/dev/null || { tail -n 20 "$DXSYNC_RUN/kafka.log" >&2; die "kafka exited at start"; }
   fi
   wait_port "$DXSYNC_KAFKA_PORT" 90 || { tail -n 40 "$DXSYNC_RUN/kafka.log" >&2; die "kafka did not start"; }
   echo "KAFKA_BROKERS=127.0.0.1:$DXSYNC_KAFKA_PORT"

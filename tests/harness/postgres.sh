@@ -38,6 +38,8 @@ cmd_start() {
   [ "$(id -u)" -eq 0 ] && chown postgres: "$PGSOCK_DIR"
   if [ -f "$PGDATA_DIR/postmaster.pid" ] && kill -0 "$(head -n 1 "$PGDATA_DIR/postmaster.pid")" 2>/dev/null; then
     log "postgres already running on port $DXSYNC_PG_PORT"
+  elif (exec 3<>"/dev/tcp/127.0.0.1/$DXSYNC_PG_PORT") 2>/dev/null; then
+    die "port $DXSYNC_PG_PORT is taken by a process this harness did not start"
   else
     touch "$DXSYNC_RUN/pg.log"; [ "$(id -u)" -eq 0 ] && chown postgres: "$DXSYNC_RUN/pg.log"
     as_pg "$bin/pg_ctl" -D "$PGDATA_DIR" -l "$DXSYNC_RUN/pg.log" -w -t 60 start -o \

@@ -163,7 +163,10 @@ k = "'"$LONGKEY"'"
 ok = len(n["subject"]) <= 255 and len(n["item"]) <= 255 and n["item"].startswith(k[:200]) and k in n["message"]
 print(len(n["subject"]), len(n["item"])); sys.exit(0 if ok else 1)'
 
-# ---- Directus a down while errors arrive: the notifications appear once it returns
+# ---- Directus a down while errors arrive: the notifications appear once it returns. Only a
+# Directus this harness run started (its pid file is in $DXSYNC_RUN) is stopped.
+[ -f "$DXSYNC_RUN/directus-a.pid" ] && kill -0 "$(cat "$DXSYNC_RUN/directus-a.pid")" 2>/dev/null \
+  || { fail "Directus a of $DXSYNC_A_URL was not started by the harness in $DXSYNC_RUN: cannot stop it"; finish; exit 1; }
 "$HARNESS/directus.sh" stop a
 A_STOPPED=1
 gen apply_failed a b "$PREFIX-down1" DOWN_A | produce

@@ -43,8 +43,8 @@ static void crt(int k)
 {
     char key[16], data[128];
     snprintf(key, sizeof(key), "%d", k);
-    snprintf(data, sizeof(data), "{\"id\":%d,\"title\":\"t%d\",\"body\":\"b\",\"rating\":%d}", k,
-             k, k);
+    snprintf(data, sizeof(data), "{\"id\":%d,\"title\":\"t%d\",\"body\":\"b\",\"rating\":%d}", k, k,
+             k);
     add("create", key, data, "null");
 }
 
@@ -52,8 +52,8 @@ static void upd(int k)
 {
     char key[16], data[128];
     snprintf(key, sizeof(key), "%d", k);
-    snprintf(data, sizeof(data), "{\"id\":%d,\"title\":\"u%d\",\"body\":\"b\",\"rating\":%d}", k,
-             k, k);
+    snprintf(data, sizeof(data), "{\"id\":%d,\"title\":\"u%d\",\"body\":\"b\",\"rating\":%d}", k, k,
+             k);
     add("update", key, data, "{\"title\":\"x\"}");
 }
 
@@ -222,6 +222,22 @@ static void fields_wait_out_an_outage(void **state)
     assert_true(batch.pk_guessed);
 }
 
+static void fields_ask_again_after_a_server_error(void **state)
+{
+    (void)state;
+    crt(7);
+    start(NULL, 3);
+    int64_t delay;
+    for (int i = 0; i < 2; i++) {
+        expect("GET", "/fields/articles", NULL);
+        assert_int_equal(answer_curl(CURLE_OK, 500, NULL, NULL, -1, &delay), APPLY_RETRY_ITEM);
+    }
+    expect("GET", "/fields/articles", NULL);
+    assert_int_equal(answer(500, NULL, NULL), APPLY_NEXT); /* item_attempts reached: guess */
+    assert_true(batch.pk_guessed);
+    expect("POST", "/items/articles?fields=id", NULL);
+}
+
 static void update_of_missing_items_creates_them(void **state)
 {
     (void)state;
@@ -341,11 +357,13 @@ static void a_rejected_value_is_isolated_and_the_rest_applied(void **state)
     start("id", 5);
     expect("POST", "/items/articles?fields=id", NULL);
     assert_int_equal(answer(400, "VALUE_TOO_LONG", NULL), APPLY_NEXT);
-    expect("POST", "/items/articles?fields=id", "[{\"id\":1,\"title\":\"t1\",\"rating\":1},"
-                                                "{\"id\":2,\"title\":\"t2\",\"rating\":2}]");
+    expect("POST", "/items/articles?fields=id",
+           "[{\"id\":1,\"title\":\"t1\",\"rating\":1},"
+           "{\"id\":2,\"title\":\"t2\",\"rating\":2}]");
     assert_int_equal(answer(200, NULL, "{}"), APPLY_NEXT);
-    expect("POST", "/items/articles?fields=id", "[{\"id\":3,\"title\":\"t3\",\"rating\":3},"
-                                                "{\"id\":4,\"title\":\"t4\",\"rating\":4}]");
+    expect("POST", "/items/articles?fields=id",
+           "[{\"id\":3,\"title\":\"t3\",\"rating\":3},"
+           "{\"id\":4,\"title\":\"t4\",\"rating\":4}]");
     assert_int_equal(answer(400, "VALUE_TOO_LONG", NULL), APPLY_NEXT);
     expect("POST", "/items/articles?fields=id", "[{\"id\":3,\"title\":\"t3\",\"rating\":3}]");
     assert_int_equal(answer(400, "VALUE_TOO_LONG", NULL), APPLY_NEXT);
@@ -409,8 +427,9 @@ static void a_server_error_with_the_remote_down_is_an_outage(void **state)
         assert_int_equal(answer_curl(CURLE_OK, 503, NULL, NULL, -1, &delay), APPLY_RETRY_OUTAGE);
     }
     /* never split nor failed while the remote is down, however long */
-    expect("POST", "/items/articles?fields=id", "[{\"id\":1,\"title\":\"t1\",\"rating\":1},"
-                                                "{\"id\":2,\"title\":\"t2\",\"rating\":2}]");
+    expect("POST", "/items/articles?fields=id",
+           "[{\"id\":1,\"title\":\"t1\",\"rating\":1},"
+           "{\"id\":2,\"title\":\"t2\",\"rating\":2}]");
     assert_int_equal(answer(200, NULL, "{}"), APPLY_DONE);
     assert_int_equal(batch.items[0].state, APPLY_APPLIED);
     assert_int_equal(batch.items[1].state, APPLY_APPLIED);
@@ -504,6 +523,7 @@ int main(void)
         cmocka_unit_test_teardown(the_primary_key_is_learnt_first, reset),
         cmocka_unit_test_teardown(an_unknown_primary_key_is_assumed_id, reset),
         cmocka_unit_test_teardown(fields_wait_out_an_outage, reset),
+        cmocka_unit_test_teardown(fields_ask_again_after_a_server_error, reset),
         cmocka_unit_test_teardown(update_of_missing_items_creates_them, reset),
         cmocka_unit_test_teardown(admin_patch_answer_lists_what_it_found, reset),
         cmocka_unit_test_teardown(an_unreadable_patch_answer_asks_what_exists, reset),

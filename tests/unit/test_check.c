@@ -48,10 +48,10 @@ static void cap_close(struct capture *c)
 static void fields_missing_and_aliases_are_found(void **state)
 {
     (void)state;
-    cJSON *fields = cJSON_Parse(
-        "[{\"field\":\"id\",\"type\":\"uuid\",\"schema\":{\"is_primary_key\":true}},"
-        "{\"field\":\"title\",\"type\":\"string\",\"meta\":{\"special\":null}},"
-        "{\"field\":\"tags\",\"type\":\"alias\",\"meta\":{\"special\":[\"m2m\"]}}]");
+    cJSON *fields =
+        cJSON_Parse("[{\"field\":\"id\",\"type\":\"uuid\",\"schema\":{\"is_primary_key\":true}},"
+                    "{\"field\":\"title\",\"type\":\"string\",\"meta\":{\"special\":null}},"
+                    "{\"field\":\"tags\",\"type\":\"alias\",\"meta\":{\"special\":[\"m2m\"]}}]");
     struct capture c;
     cap_open(&c);
     assert_int_equal(check_fields(fields, "b", &coll, c.f), 2);
