@@ -6,6 +6,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "plan.h"
+#include "recent.h"
 #include "routes.h"
 #include "signals.h"
 #include "util.h"
@@ -25,6 +26,8 @@
 /* Longest sleep of the loop: signals are looked at this often. */
 #define MAX_WAIT_MS    100
 #define STATS_EVERY_MS 1000
+/* Keys per partition whose newest activity_id is remembered (twice this at most). */
+#define RECENT_KEYS 4096
 
 enum pend_state { PEND_WAITING = 0, PEND_IN_BATCH, PEND_DONE, PEND_DLQ };
 enum { TICKET_DLQ = 0, TICKET_ERROR = 1 };
@@ -80,6 +83,8 @@ struct part {
     bool full;             /* held queue_max events at the last drain: its queue may hold more */
     bool dirty;            /* the settled prefix may have grown */
     bool leaving;          /* revoked or stopping: no new request */
+    bool has_recent;
+    struct recent recent; /* newest activity_id per recent key: resends are skipped */
     enum part_state st;
     int64_t wake_ms;
     bool has_batch;
@@ -140,6 +145,7 @@ struct consume {
     /* metrics */
     struct metric *m_applied[4];
     struct metric *m_skipped;
+    struct metric *m_stale;
     struct metric *m_dead;
     struct metric *m_malformed;
     struct metric *m_latency;
@@ -210,6 +216,7 @@ static struct part *part_add(struct consume *c, const struct routes_sub *sub, in
     p->sub = sub;
     p->partition = partition;
     p->last_offset = -1;
+    p->has_recent = recent_init(&p->recent, RECENT_KEYS) == 0;
     c->parts[c->nparts++] = p;
     return p;
 }
@@ -238,6 +245,8 @@ static void part_remove(struct consume *c, struct part *p)
         apply_batch_free(&p->batch);
     free(p->bpend);
     free(p->q);
+    if (p->has_recent)
+        recent_free(&p->recent);
     for (size_t i = 0; i < c->nparts; i++)
         if (c->parts[i] == p) {
             memmove(&c->parts[i], &c->parts[i + 1], (c->nparts - i - 1) * sizeof(*c->parts));
@@ -585,6 +594,15 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
     if (err[0]) {
         metrics_add(c->m_malformed, 1);
         dead_letter(c, p, pe, 0, DEADLETTER_MALFORMED, err, 0);
+    } else if (pe->ev.has_activity_id && p->has_recent &&
+               recent_stale(&p->recent, pe->ev.key_text, pe->ev.activity_id)) {
+        pe->state = PEND_DONE; /* a resend of what we already have, or older */
+        p->dirty = true;
+        metrics_add(c->m_stale, 1);
+        log_debug(COMP,
+                  "event=stale_skipped topic=%s partition=%" PRId32 " offset=%" PRId64
+                  " key=%s activity_id=%" PRId64,
+                  p->sub->topic, p->partition, msg->offset, pe->ev.key_text, pe->ev.activity_id);
     } else if (!plan_touches(&pe->ev, p->sub->coll)) {
         pe->state = PEND_DONE;
         p->dirty = true;
@@ -1065,6 +1083,8 @@ static void register_metrics(struct consume *c)
     snprintf(l, sizeof(l), "remote=\"%s\"", c->remote);
     c->m_skipped = metrics_counter(c->m, "dxsync_consumer_events_skipped_total",
                                    "Updates that touch no routed field", l);
+    c->m_stale = metrics_counter(c->m, "dxsync_consumer_events_stale_total",
+                                 "Events older than one already seen for their key (resends)", l);
     c->m_dead = metrics_counter(c->m, "dxsync_consumer_events_dead_lettered_total",
                                 "Events sent to the DLQ", l);
     c->m_malformed = metrics_counter(c->m, "dxsync_consumer_events_malformed_total",

@@ -5,6 +5,7 @@ dx_unit(test_plan dxsync_consumer)
 dx_unit(test_apply dxsync_consumer)
 dx_unit(test_check dxsync_consumer)
 dx_unit(test_deadletter dxsync_consumer)
+dx_unit(test_recent dxsync_consumer)
 
 dx_script(consumer_apply integration integration/consumer_apply.sh)
 dx_script(consumer_deadletter integration integration/consumer_deadletter.sh)

@@ -63,7 +63,7 @@ PY
 
 # ---- ceiling: POST batches, then PATCH batches of the same items
 writers() {
-  local method=$1 ext=$2
+  local method=$1 ext=$2 pids=()
   for w in 0 1 2 3; do
     (
       for f in "$TMP/w$w"/*."$ext"; do
@@ -73,8 +73,9 @@ writers() {
         [ "$code" = 200 ] || echo "writer $w: $method HTTP $code" >&2
       done
     ) &
+    pids+=($!)
   done
-  wait
+  wait "${pids[@]}" # not the consumer, which runs in the background too
 }
 # (each ceiling is measured right before the consumer's matching phase: Directus's speed drifts
 # as its tables grow and PostgreSQL vacuums)
