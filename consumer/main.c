@@ -2,6 +2,8 @@
 #include "admin.h"
 #include "check.h"
 #include "cli.h"
+#include "replay.h"
+#include "util.h"
 #include "consume.h"
 #include "log.h"
 
@@ -9,6 +11,40 @@
 #include <string.h>
 
 static const char *const subcommands[] = {"run", "check", "status", "replay", "audit", NULL};
+
+/* replay --since TIME; audit --source S --collection C --key K [--since TIME] [--json]. */
+static int replay_or_audit(struct app *app, struct cli_spec *spec, const char *remote)
+{
+    const char *since = cli_value(spec, "since");
+    int64_t since_ms = -1;
+    if (since && util_parse_time(since, util_wall_ms(), &since_ms)) {
+        fprintf(stderr,
+                "dxsync-consumer: --since: \"%s\" is neither an ISO 8601 time "
+                "(2026-11-25T22:30:00Z) nor a duration (90s, 15m, 2h, 7d)\n",
+                since);
+        return 2;
+    }
+    if (strcmp(app->cli.subcommand, "replay") == 0) {
+        if (!since) {
+            fprintf(stderr, "dxsync-consumer: replay needs --since TIME\n");
+            return 2;
+        }
+        return replay_run(&app->cfg, remote, since_ms, stdout);
+    }
+    const char *source = cli_value(spec, "source"), *coll = cli_value(spec, "collection"),
+               *key = cli_value(spec, "key");
+    if (!source || !coll || !key) {
+        fprintf(stderr, "dxsync-consumer: audit needs --source, --collection and --key\n");
+        return 2;
+    }
+    if (!config_instance_find(&app->cfg, source)) {
+        fprintf(stderr, "dxsync-consumer: --source: \"%s\" is not in %s\n", source,
+                app->cli.config_path);
+        return 2;
+    }
+    return audit_run(&app->cfg, source, coll, key, since_ms, cli_option(spec, "json")->given,
+                     stdout);
+}
 
 int main(int argc, char **argv)
 {
@@ -74,8 +110,7 @@ int main(int argc, char **argv)
     } else if (strcmp(app.cli.subcommand, "status") == 0) {
         rc = admin_status(&app.cfg, remote, stdout);
     } else {
-        log_error("consumer", "event=not_implemented subcommand=%s", app.cli.subcommand);
-        rc = 1;
+        rc = replay_or_audit(&app, &spec, remote);
     }
 out:
     app_stop(&app);
