@@ -134,6 +134,7 @@ struct consume {
     size_t queue_max; /* events held per partition before we stop taking its messages */
     uint64_t seed;
     bool stopping;
+    bool redo; /* some DLQ or error message must be produced again */
     size_t pending_total;
     /* the remote's availability */
     int64_t down_since_ms; /* 0: up */
@@ -494,8 +495,10 @@ static void dead_letter(struct consume *c, struct part *p, struct pend *pe, long
     pe->acks = 2;
     pe->redo = 0;
     for (int k = 0; k < 2; k++)
-        if (produce_dead(c, p, pe, k))
+        if (produce_dead(c, p, pe, k)) {
             pe->redo |= 1u << k;
+            c->redo = true;
+        }
     metrics_add(c->m_dead, 1);
     char keybuf[1024];
     const char *key =
@@ -511,6 +514,9 @@ static void dead_letter(struct consume *c, struct part *p, struct pend *pe, long
 /* Produces again what Kafka refused (rare: message.timeout.ms is infinite). */
 static void redo_dead(struct consume *c)
 {
+    if (!c->redo)
+        return;
+    c->redo = false;
     for (size_t i = 0; i < c->nparts; i++) {
         struct part *p = c->parts[i];
         for (size_t j = p->head; j < p->tail; j++) {
@@ -520,6 +526,8 @@ static void redo_dead(struct consume *c)
             for (int k = 0; k < 2; k++)
                 if ((pe->redo & (1u << k)) && produce_dead(c, p, pe, k) == 0)
                     pe->redo &= ~(1u << k);
+            if (pe->redo)
+                c->redo = true; /* Kafka still refuses: next turn */
         }
     }
 }
@@ -527,7 +535,8 @@ static void redo_dead(struct consume *c)
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
     (void)rk;
-    (void)opaque;
+    struct kafka_state *st = opaque;
+    struct consume *c = st->user;
     struct ticket *t = msg->_private;
     if (msg->err)
         log_warn(COMP, "event=delivery_failed topic=%s error=%s", rd_kafka_topic_name(msg->rkt),
@@ -539,6 +548,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
         pe->tickets[t->kind] = NULL;
         if (msg->err) {
             pe->redo |= 1u << t->kind;
+            c->redo = true;
         } else {
             pe->acks--;
             t->part->dirty = true;
@@ -608,6 +618,7 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         p->dirty = true;
         metrics_add(c->m_skipped, 1);
     } else {
+        plan_prune(&pe->ev, p->sub->coll);
         pe->state = PEND_WAITING;
         p->waiting++;
     }

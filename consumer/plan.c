@@ -140,6 +140,23 @@ bool plan_touches(const struct event *ev, const struct config_collection *coll)
     return false;
 }
 
+static void prune_object(cJSON *o, const struct config_collection *coll)
+{
+    cJSON *f = o ? o->child : NULL;
+    while (f) {
+        cJSON *next = f->next;
+        if (!f->string || !routed(coll, f->string))
+            cJSON_Delete(cJSON_DetachItemViaPointer(o, f));
+        f = next;
+    }
+}
+
+void plan_prune(struct event *ev, const struct config_collection *coll)
+{
+    prune_object(ev->data, coll);
+    prune_object(ev->delta, coll);
+}
+
 static bool add_copy(cJSON *obj, const char *name, const cJSON *v)
 {
     cJSON *dup = cJSON_Duplicate(v, true);

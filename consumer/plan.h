@@ -28,6 +28,10 @@ size_t plan_next(const struct event *const *evs, size_t n, size_t batch_max, siz
  * delta does not (it is skipped); every other action does. */
 bool plan_touches(const struct event *ev, const struct config_collection *coll);
 
+/* Drops from ev->data and ev->delta every member that is not a routed field, once plan_touches
+ * has been asked: nothing later reads them, and a queued event then holds only what it writes. */
+void plan_prune(struct event *ev, const struct config_collection *coll);
+
 enum plan_body {
     PLAN_BODY_FULL, /* pk + every routed field present in data (create, snapshot, upsert) */
     PLAN_BODY_DELTA /* pk + the routed fields named in delta, with their values from data */

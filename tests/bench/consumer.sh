@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Consumer benchmark (not a test), in one run against Directus b of tests/harness/services.sh:
 #   ceiling:  4 concurrent writers each POSTing batches of 100 articles straight to Directus as
-#             the sync user (the remote's ingest rate: no sync can beat it); then the same
-#             writers PATCHing those items in batches of 100 (Directus updates more slowly)
+#             the sync user, reading back only the key like the consumer (?fields=id): the
+#             remote's ingest rate, which no sync can beat; then the same writers PATCHing
+#             those items in batches of 100 (Directus updates more slowly than it creates)
 #   consumer: dxsync-consumer applying N creates, then N updates of the same items, produced
 #             into Kafka while it runs (from the first produce to the last applied event)
 #   single:   one request per item, in sequence, on a keep-alive connection (what the hook
@@ -67,7 +68,7 @@ writers() {
   for w in 0 1 2 3; do
     (
       for f in "$TMP/w$w"/*."$ext"; do
-        code=$(curl -sS -o /dev/null -w '%{http_code}' -X "$method" "$DXSYNC_B_URL/items/articles" \
+        code=$(curl -sS -o /dev/null -w '%{http_code}' -X "$method" "$DXSYNC_B_URL/items/articles?fields=id" \
           -H "Authorization: Bearer $DXSYNC_B_SYNC_TOKEN" -H 'Content-Type: application/json' \
           --data-binary "@$f" --max-time 120)
         [ "$code" = 200 ] || echo "writer $w: $method HTTP $code" >&2
@@ -120,6 +121,7 @@ CEIL_PATCH=$(rate "$N" "$t0" "$t1")
 echo "consumer: $N updates..." >&2
 t4=$(now); produce "$TMP/updates.kv"; wait_applied update "$N"; t5=$(now)
 RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$PID/status")
+CPU_S=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$PID/stat")
 BATCHES=$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^dxsync_consumer_batch_size_count/ { print $2 }')
 REQS=$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^dxsync_consumer_requests_total/ { s += $2 } END { print s }')
 kill -TERM "$PID"; wait "$PID" || true; PID=
@@ -158,4 +160,4 @@ echo "ratio consumer/ceiling: creates $(ratio "$CREATES" "$CEIL"), updates $(rat
 echo "ratio consumer updates/update ceiling: $(ratio "$UPDATES" "$CEIL_PATCH")"
 echo "consumer vs one request per item: $(ratio "$BOTH" "$SINGLE_RATE")x"
 echo "consumer batches: $BATCHES, requests: $REQS for $((2 * N)) events"
-echo "consumer peak RSS: $((RSS_KB / 1024)) MB ($RSS_KB kB; target < 32 MB)"
+echo "consumer peak RSS: $((RSS_KB / 1024)) MB ($RSS_KB kB; target < 32 MB); CPU: $CPU_S s for $((2 * N)) events"

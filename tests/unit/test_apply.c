@@ -513,6 +513,93 @@ static void collection_and_key_names_are_escaped(void **state)
     expect("POST", "/items/my%20coll?fields=key%2Fid", NULL);
 }
 
+/* Random answers (junk bodies, every class, partial listings) never crash the batch nor leave
+ * it stuck: once the remote behaves, every item ends applied or failed. */
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static void random_answers_always_end(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 300; round++) {
+        reset(NULL);
+        size_t n = 1 + next_rand() % 8;
+        for (size_t i = 0; i < n; i++) {
+            switch (next_rand() % 4) {
+            case 0:
+                crt((int)i + 1);
+                break;
+            case 1:
+            case 2:
+                upd((int)i + 1);
+                break;
+            default:
+                del((int)i + 1);
+            }
+        }
+        start(next_rand() % 2 ? "id" : NULL, 1 + (int)(next_rand() % 3));
+        int steps = 0;
+        struct apply_request req;
+        int rc;
+        while ((rc = apply_batch_next(&batch, &req)) == 1) {
+            assert_true(++steps < 2000);
+            char listing[512] = "{\"data\":[";
+            for (size_t i = 0; i < batch.nitems; i++)
+                if (steps > 200 || next_rand() % 2) {
+                    size_t l = strlen(listing);
+                    snprintf(listing + l, sizeof(listing) - l, "%s{\"id\":%s}",
+                             listing[l - 1] == '[' ? "" : ",", batch.items[i].ev->key_text);
+                }
+            strcat(listing, "]}");
+            if (steps > 200) { /* the remote behaves from now on */
+                answer(200, NULL, listing);
+                continue;
+            }
+            switch (next_rand() % 10) {
+            case 0:
+                answer(200, NULL, listing);
+                break;
+            case 1:
+                answer(200, NULL, "{\"data\":[{\"id\":"); /* truncated */
+                break;
+            case 2:
+                answer(204, NULL, NULL);
+                break;
+            case 3:
+                answer(400, "RECORD_NOT_UNIQUE", NULL);
+                break;
+            case 4:
+                answer(403, "FORBIDDEN", "<html>");
+                break;
+            case 5:
+                answer(400, "VALUE_TOO_LONG", NULL);
+                break;
+            case 6:
+                answer(500, "INTERNAL_SERVER_ERROR", NULL);
+                break;
+            case 7:
+                answer(503, NULL, NULL);
+                break;
+            case 8:
+                answer_curl(CURLE_COULDNT_CONNECT, 0, NULL, NULL, -1, NULL);
+                break;
+            default:
+                answer(200, NULL, "{\"data\":{\"id\":1}}"); /* data of the wrong shape */
+            }
+        }
+        assert_int_equal(rc, 0);
+        assert_true(apply_batch_done(&batch));
+        for (size_t i = 0; i < batch.nitems; i++)
+            assert_int_not_equal(batch.items[i].state, APPLY_PENDING);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -538,6 +625,7 @@ int main(void)
         cmocka_unit_test_teardown(out_of_range_fails_the_item, reset),
         cmocka_unit_test_teardown(a_nonsense_resolve_answer_counts_as_a_server_error, reset),
         cmocka_unit_test_teardown(collection_and_key_names_are_escaped, reset),
+        cmocka_unit_test_teardown(random_answers_always_end, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

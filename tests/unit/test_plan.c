@@ -280,6 +280,31 @@ static void updates_touching_no_routed_field_are_skipped(void **state)
     assert_true(plan_touches(d, &coll));
 }
 
+static void pruning_keeps_what_is_written(void **state)
+{
+    (void)state;
+    struct event *ev = (struct event *)add(
+        "update", "\"k1\"", "{\"id\":\"k1\",\"title\":\"T\",\"body\":\"long\",\"rating\":3}",
+        "{\"title\":\"T\",\"body\":\"long\"}");
+    cJSON *before_full = plan_body(ev, &coll, "id", PLAN_BODY_FULL);
+    cJSON *before_delta = plan_body(ev, &coll, "id", PLAN_BODY_DELTA);
+    plan_prune(ev, &coll);
+    char *d = cJSON_PrintUnformatted(ev->data), *t = cJSON_PrintUnformatted(ev->delta);
+    assert_string_equal(d, "{\"title\":\"T\",\"rating\":3}");
+    assert_string_equal(t, "{\"title\":\"T\"}");
+    free(d);
+    free(t);
+    cJSON *after_full = plan_body(ev, &coll, "id", PLAN_BODY_FULL);
+    cJSON *after_delta = plan_body(ev, &coll, "id", PLAN_BODY_DELTA);
+    assert_true(cJSON_Compare(before_full, after_full, true));
+    assert_true(cJSON_Compare(before_delta, after_delta, true));
+    assert_true(plan_touches(ev, &coll));
+    cJSON_Delete(before_full);
+    cJSON_Delete(before_delta);
+    cJSON_Delete(after_full);
+    cJSON_Delete(after_delta);
+}
+
 static void splitting_halves(void **state)
 {
     (void)state;
@@ -328,6 +353,7 @@ int main(void)
         cmocka_unit_test_teardown(updates_write_routed_delta_fields_with_data_values, reset),
         cmocka_unit_test_teardown(nulls_and_nested_values_travel, reset),
         cmocka_unit_test_teardown(updates_touching_no_routed_field_are_skipped, reset),
+        cmocka_unit_test_teardown(pruning_keeps_what_is_written, reset),
         cmocka_unit_test_teardown(splitting_halves, reset),
         cmocka_unit_test_teardown(keyset_finds_and_refuses_duplicates, reset),
     };
