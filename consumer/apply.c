@@ -307,8 +307,7 @@ int apply_batch_next(struct apply_batch *b, struct apply_request *req)
 
 /* ---- answers ---- */
 
-/* The primary key named by a GET /fields/<c> answer, or "" when it does not say. */
-static void find_pk(const struct http_response *r, char *pk, size_t len)
+void apply_pk_from_fields(const struct http_response *r, char *pk, size_t len)
 {
     pk[0] = '\0';
     cJSON *root = r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
@@ -558,7 +557,7 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
         }
         b->need_fields = false;
         if (ok)
-            find_pk(r, b->pk, sizeof(b->pk));
+            apply_pk_from_fields(r, b->pk, sizeof(b->pk));
         if (b->pk[0]) {
             b->pk_learnt = true;
         } else {

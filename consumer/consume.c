@@ -1270,6 +1270,25 @@ static int setup(struct consume *c, char *err, size_t errlen)
                               err, errlen);
     if (!c->http)
         return -1;
+    /* Learn the primary keys now, so the first change is not delayed by it; what cannot be
+     * learnt now (remote down) is learnt by the first batch. */
+    for (size_t i = 0; i < c->npks; i++) {
+        char path[512], esc[256];
+        struct http_response r;
+        if (http_escape(c->pks[i].collection, esc, sizeof(esc)))
+            continue;
+        snprintf(path, sizeof(path), "/fields/%s", esc);
+        if (http_request(c->http, "GET", path, NULL, &r) == 0 && r.klass == HTTP_OK) {
+            char pk[sizeof(c->pks[i].pk)];
+            apply_pk_from_fields(&r, pk, sizeof(pk));
+            if (pk[0]) {
+                util_strlcpy(c->pks[i].pk, pk, sizeof(c->pks[i].pk));
+                log_info(COMP, "event=primary_key collection=%s field=%s", c->pks[i].collection,
+                         pk);
+            }
+        }
+        http_response_free(&r);
+    }
     c->multi = curl_multi_init();
     c->nslots = (size_t)c->cfg->consumer.max_in_flight;
     c->slots = calloc(c->nslots, sizeof(*c->slots));
