@@ -171,6 +171,31 @@ int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *co
             goto out;
         }
     }
+    /* Created is not yet visible: the broker's metadata lags the controller a little, and a
+     * consumer that subscribes before it sees the topic waits for the next metadata refresh
+     * (minutes). Wait until every topic shows its partitions. */
+    int64_t deadline = util_mono_ms() + timeout_ms;
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        size_t seen = 0;
+        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            for (size_t i = 0; i < ntopics; i++)
+                for (int t = 0; t < md->topic_cnt; t++)
+                    if (strcmp(md->topics[t].topic, topics[i]) == 0 && !md->topics[t].err &&
+                        md->topics[t].partition_cnt > 0)
+                        seen++;
+        }
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (seen == ntopics)
+            break;
+        if (util_mono_ms() >= deadline) {
+            snprintf(err, errlen, "created topics are not visible in the metadata after %d ms",
+                     timeout_ms);
+            goto out;
+        }
+        util_sleep_ms(100, NULL);
+    }
     rc = 0;
 out:
     if (ev)

@@ -62,7 +62,7 @@ if [ "${ctest_args[*]:-}" != "-L unit" ]; then
   tests/harness/services.sh down >/dev/null 2>&1 || true
   rm -rf "$DXSYNC_RUN"
   trap 'tests/harness/services.sh down >/dev/null 2>&1 || true' EXIT
-  tests/harness/services.sh up a b
+  tests/harness/services.sh up a b c d
   set -a; . "$DXSYNC_RUN/services.env"; set +a
 
   step "all tests (build)"
