@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,7 +246,8 @@ static cJSON *typed(const struct capture_collection *coll, const char *name, cJS
         char *end;
         errno = 0;
         double d = strtod(s, &end);
-        if (!*end && !errno && (t == CAPTURE_NUMBER || (d == (double)(int64_t)d)))
+        if (!*end && !errno && isfinite(d) &&
+            (t == CAPTURE_NUMBER || (d == floor(d) && fabs(d) <= 9007199254740992.0)))
             nv = cJSON_CreateNumber(d);
     }
     if (!nv)

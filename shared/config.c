@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <libpq-fe.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,7 +181,9 @@ static int get_int(struct parse *p, const cJSON *obj, const char *path, const ch
     if (!cJSON_IsNumber(v))
         return fail(p, sub, "expected an integer, got %s", type_name(v));
     double d = v->valuedouble;
-    if (d != (double)(int64_t)d)
+    /* range first: converting a double outside int64_t's range is undefined (found by
+     * fuzz_config with -1e119) */
+    if (!isfinite(d) || d != floor(d) || d < -9.2e18 || d > 9.2e18)
         return fail(p, sub, "expected an integer, got %g", d);
     if (d < (double)min || d > (double)max)
         return fail(p, sub, "%lld is out of range [%lld, %lld]", (long long)d, (long long)min,

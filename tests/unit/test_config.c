@@ -214,6 +214,10 @@ static const struct bad_case bad_cases[] = {
     {"\"item_attempts\": 5", "\"item_attempts\": -1", "consumer.item_attempts: -1 is out of range"},
     {"\"properties\": {", "\"properties\": {\"bootstrap.servers\": \"x\", ",
      "kafka.properties.bootstrap.servers: set kafka.brokers instead"},
+    /* numbers beyond int64_t (fuzz_config found the undefined conversion) */
+    {"\"retention_ms\": -1", "\"retention_ms\": -1e119",
+     "kafka.retention_ms: expected an integer, got -1e+119"},
+    {"\"partitions\": 6", "\"partitions\": 1e400", "kafka.partitions: expected an integer"},
     /* duplicates inside one object */
     {"\"partitions\": 6", "\"partitions\": 6, \"partitions\": 7",
      "kafka.partitions: key given twice"},
