@@ -78,7 +78,9 @@ cat >"$CONFIG" <<JSON
 JSON
 
 B=$ROOT/build
-run() { local name=$1; shift; "$@" --config "$CONFIG" >>"$DXSYNC_RUN/$name.log" 2>&1 & pids+=($!); }
+# Each dxsync process in a session of its own: Ctrl-C reaches this script only, which then
+# sends each exactly one SIGTERM (a second signal would stop it at once, not cleanly).
+run() { local name=$1; shift; setsid "$@" --config "$CONFIG" >>"$DXSYNC_RUN/$name.log" 2>&1 & pids+=($!); }
 say "starting dxsync (logs in $DXSYNC_RUN/*.log)..."
 run producer-a "$B/producer/dxsync-producer" --instance a --metrics-addr 127.0.0.1:9464
 run producer-b "$B/producer/dxsync-producer" --instance b --metrics-addr 127.0.0.1:9465
@@ -107,7 +109,9 @@ cat <<MSG
 MSG
 while true; do
   for p in "${pids[@]}"; do
-    if ! kill -0 "$p" 2>/dev/null; then say "a dxsync process exited; see $DXSYNC_RUN/*.log"; exit 1; fi
+    if [ "$stopping" = 0 ] && ! kill -0 "$p" 2>/dev/null; then
+      say "a dxsync process exited; see $DXSYNC_RUN/*.log"; exit 1
+    fi
   done
   sleep 2
 done
