@@ -150,6 +150,18 @@ static int grow(void **arr, size_t *cap, size_t n, size_t size)
     return 0;
 }
 
+/* Whether the collection named in column col of t is synced from this source. */
+static bool synced(const struct capture *c, const struct pgoutput_tuple *t, int col)
+{
+    char coll[256];
+    if (col < 0 || col >= t->ncols || t->vals[col].kind != PGOUTPUT_VALUE_TEXT ||
+        t->vals[col].len >= sizeof(coll))
+        return false;
+    memcpy(coll, t->vals[col].data, t->vals[col].len);
+    coll[t->vals[col].len] = '\0';
+    return c->cfg.lookup(c->cfg.opaque, coll) != NULL;
+}
+
 static int on_activity(struct capture *c, const struct pgoutput_tuple *t, char *err, size_t errlen)
 {
     char action[16] = "";
@@ -161,15 +173,7 @@ static int on_activity(struct capture *c, const struct pgoutput_tuple *t, char *
     }
     if (strcmp(action, "create") && strcmp(action, "update") && strcmp(action, "delete"))
         return 0; /* login, comment, version_save, run, ...: not changes of an item */
-    col = c->act_col[4];
-    if (col < 0 || col >= t->ncols || t->vals[col].kind != PGOUTPUT_VALUE_TEXT)
-        return 0;
-    char coll[256];
-    if (t->vals[col].len >= sizeof(coll))
-        return 0;
-    memcpy(coll, t->vals[col].data, t->vals[col].len);
-    coll[t->vals[col].len] = '\0';
-    if (!c->cfg.lookup(c->cfg.opaque, coll))
+    if (!synced(c, t, c->act_col[4]))
         return 0; /* not synced from here */
     if (grow((void **)&c->acts, &c->capacts, c->nacts, sizeof(*c->acts))) {
         snprintf(err, errlen, "out of memory");
@@ -192,15 +196,7 @@ static int on_activity(struct capture *c, const struct pgoutput_tuple *t, char *
 
 static int on_revision(struct capture *c, const struct pgoutput_tuple *t, char *err, size_t errlen)
 {
-    int col = c->rev_col[2];
-    if (col < 0 || col >= t->ncols || t->vals[col].kind != PGOUTPUT_VALUE_TEXT)
-        return 0;
-    char coll[256];
-    if (t->vals[col].len >= sizeof(coll))
-        return 0;
-    memcpy(coll, t->vals[col].data, t->vals[col].len);
-    coll[t->vals[col].len] = '\0';
-    if (!c->cfg.lookup(c->cfg.opaque, coll))
+    if (!synced(c, t, c->rev_col[2]))
         return 0; /* not synced: do not parse its JSON */
     if (grow((void **)&c->revs, &c->caprevs, c->nrevs, sizeof(*c->revs))) {
         snprintf(err, errlen, "out of memory");
