@@ -5,7 +5,7 @@ creates, updates, batch updates and deletes on all three, on distinct items per 
 the consumers are idle every instance holds exactly the routed fields of every item, and
 changes written by the sync users are never sent back (events per topic = changes made by
 people). Then: audit prints one item's history, and replay --since restores wiped items."""
-import json, os, random, subprocess, threading, time
+import json, os, random, subprocess, threading, time, urllib.request
 from dx import *
 
 random.seed(int(os.environ.get("DXSYNC_SEED", time.time())))
@@ -22,8 +22,12 @@ ROUTES = {
     ("c", "a"): {"articles": ["title"], "counters": ["name", "value"]},
     ("c", "b"): {"articles": ["title", "body", "rating"], "counters": ["value"]},
 }
+# A database password the logs must never show (trust authentication ignores it).
+DBPW = "e2e-db-pw-" + uid()[:8]
+def with_pw(db):
+    return db.replace("postgresql://postgres@", f"postgresql://postgres:{DBPW}@")
 cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
-       "instances": [{"name": i["name"], "url": i["url"], "token": i["sync"], "database": i["db"]} for i in ALL],
+       "instances": [{"name": i["name"], "url": i["url"], "token": i["sync"], "database": with_pw(i["db"])} for i in ALL],
        "routes": [{"from": f, "to": t, "collections": [{"collection": c, "fields": fl} for c, fl in cols.items()]}
                   for (f, t), cols in ROUTES.items()],
        "consumer": {"retry_notify_after_s": 5}}
@@ -34,7 +38,8 @@ P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
 for i in ALL:
     fresh_slot(i)
 for i in ALL:
-    start(f"producer-{i['name']}", P, "--config", CFG, "--instance", i["name"])
+    start(f"producer-{i['name']}", P, "--config", CFG, "--instance", i["name"], "--log-level", "debug",
+          "--metrics-addr", f"127.0.0.1:{59470 + ALL.index(i)}")
     start(f"consumer-{i['name']}", CONS, "--config", CFG, "--remote", i["name"])
 check(wait_for(lambda: all("event=streaming" in log_of(f"producer-{i['name']}") for i in ALL), 30),
       "three producers stream")
@@ -182,6 +187,15 @@ check(ok, "after the replay, b holds the wiped items again and everything else a
 busy = subprocess.run([CONS, "--config", CFG, "--remote", "b", "replay", "--since", "1h"], capture_output=True, text=True)
 check(busy.returncode == 1 and "active member" in busy.stderr, "replay refuses while b's consumer runs")
 
+# ---- secrets: tokens and the database password appear in no log, metric or event
+metrics = "".join(urllib.request.urlopen(f"http://127.0.0.1:{59470 + k}/metrics").read().decode() for k in range(3))
+events = "".join(m["payload"] for n in "abc" for c in ("articles", "counters") for m in topic(f"{PREFIX}.{n}.{c}"))
+events += "".join(m["payload"] for m in topic(f"{PREFIX}.errors"))
 for n in list(procs):
     check(stop(n) == 0, f"{n} stops cleanly on SIGTERM")
+logs = "".join(log_of(n) for n in os.listdir(TMP) if n.endswith(".log") for n in [n[:-4]])
+secrets = [i["sync"] for i in ALL] + [i["admin"] for i in ALL] + [DBPW]
+check(len(logs) > 1000 and len(metrics) > 100 and len(events) > 1000, f"logs ({len(logs)} bytes), metrics and events to search")
+for where, text in (("logs", logs), ("metrics", metrics), ("events", events)):
+    check(not any(sec in text for sec in secrets), f"no token or database password in the {where}")
 finish("mesh")
