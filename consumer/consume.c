@@ -99,6 +99,8 @@ struct part {
 struct pkcache {
     const char *collection;
     char pk[128];
+    cJSON *fields;        /* the remote's fields of the collection (names), NULL if unknown */
+    int64_t fields_at_ms; /* when they were read */
 };
 
 struct consume {
@@ -484,6 +486,9 @@ static int produce_dead(struct consume *c, struct part *p, struct pend *pe, int 
 
 /* Sends pe to the DLQ with an apply_failed error event; its offset is stored once Kafka has
  * acknowledged both. */
+static const char *missing_field(struct consume *c, const struct event *ev, const char *pk);
+static const char *pk_known(struct consume *c, const char *collection);
+
 static void dead_letter(struct consume *c, struct part *p, struct pend *pe, long status,
                         const char *code, const char *message, int attempts)
 {
@@ -619,6 +624,17 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         metrics_add(c->m_skipped, 1);
     } else {
         plan_prune(&pe->ev, p->sub->coll);
+        const char *field = missing_field(c, &pe->ev, pk_known(c, p->sub->coll->collection));
+        if (field) {
+            char why[512];
+            snprintf(why, sizeof(why),
+                     "field %.100s.%.100s is routed from %.40s but does not exist on %.40s "
+                     "(Directus would drop its value without a word): add it there or remove it "
+                     "from the route",
+                     pe->ev.collection, field, pe->ev.source, c->remote);
+            dead_letter(c, p, pe, 0, "FIELD_NOT_ON_REMOTE", why, 0);
+            return;
+        }
         pe->state = PEND_WAITING;
         p->waiting++;
     }
@@ -653,6 +669,67 @@ static bool drain(struct consume *c)
 }
 
 /* --------------------------------------------------------------------------------- batches */
+
+/* Keeps the field names of a GET /fields/<c> answer. */
+static void remote_fields_set(struct pkcache *pc, const struct http_response *r)
+{
+    cJSON *root = r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+    cJSON *names = cJSON_IsArray(data) ? cJSON_CreateArray() : NULL;
+    for (const cJSON *f = names ? data->child : NULL; f; f = f->next) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "field");
+        if (cJSON_IsString(name))
+            cJSON_AddItemToArray(names, cJSON_CreateString(name->valuestring));
+    }
+    cJSON_Delete(root);
+    if (names) {
+        cJSON_Delete(pc->fields);
+        pc->fields = names;
+        pc->fields_at_ms = util_mono_ms();
+    }
+}
+
+static bool remote_has(const struct pkcache *pc, const char *field)
+{
+    for (const cJSON *n = pc->fields ? pc->fields->child : NULL; n; n = n->next)
+        if (strcmp(n->valuestring, field) == 0)
+            return true;
+    return false;
+}
+
+/* A routed field the event writes that the remote's collection does not have, or NULL.
+ * Directus drops unknown fields without a word when the sync user may write every field ("*"):
+ * the value would be lost silently, so such an event fails instead (and an operator hears of
+ * it). The list is read again (at most every 30 s) before a field is called missing, so a
+ * field added on the remote is seen without a restart. */
+static const char *missing_field(struct consume *c, const struct event *ev, const char *pk)
+{
+    struct pkcache *pc = NULL;
+    for (size_t i = 0; i < c->npks; i++)
+        if (strcmp(c->pks[i].collection, ev->collection) == 0)
+            pc = &c->pks[i];
+    if (!pc || !pc->fields || !cJSON_IsObject(ev->data))
+        return NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        const char *missing = NULL;
+        for (const cJSON *it = ev->data->child; it && !missing; it = it->next)
+            if (!(pk && strcmp(it->string, pk) == 0) && !remote_has(pc, it->string))
+                missing = it->string;
+        if (!missing || pass == 1 || util_mono_ms() - pc->fields_at_ms < 30000)
+            return missing;
+        char path[512], esc[256];
+        struct http_response r;
+        if (http_escape(pc->collection, esc, sizeof(esc)))
+            return missing;
+        snprintf(path, sizeof(path), "/fields/%s", esc);
+        if (http_request(c->http, "GET", path, NULL, &r) == 0 && r.klass == HTTP_OK)
+            remote_fields_set(pc, &r);
+        else
+            pc->fields_at_ms = util_mono_ms(); /* unreachable: ask again later */
+        http_response_free(&r);
+    }
+    return NULL;
+}
 
 static const char *pk_known(struct consume *c, const char *collection)
 {
@@ -1286,6 +1363,7 @@ static int setup(struct consume *c, char *err, size_t errlen)
                 log_info(COMP, "event=primary_key collection=%s field=%s", c->pks[i].collection,
                          pk);
             }
+            remote_fields_set(&c->pks[i], &r);
         }
         http_response_free(&r);
     }
@@ -1334,6 +1412,8 @@ static void teardown(struct consume *c)
         close(c->wake[0]);
         close(c->wake[1]);
     }
+    for (size_t i = 0; c->pks && i < c->npks; i++)
+        cJSON_Delete(c->pks[i].fields);
     free(c->pks);
     free(c->scratch_evs);
     free(c->scratch_idx);
