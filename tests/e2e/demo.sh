@@ -5,8 +5,8 @@
 set -euo pipefail
 SRC=${DXSYNC_SOURCE:?}
 export DXSYNC_DEMO_RUN=$(mktemp -d /tmp/dxsync-demo-test.XXXXXX)
-export DXSYNC_DEMO_PORT_A=58155 DXSYNC_DEMO_PORT_B=58156 DXSYNC_DEMO_PG_PORT=55450 \
-       DXSYNC_DEMO_KAFKA_PORT=59292 DXSYNC_DEMO_KAFKA_CONTROLLER_PORT=59293
+export DXSYNC_DEMO_PORT_A=28155 DXSYNC_DEMO_PORT_B=28156 DXSYNC_DEMO_PG_PORT=25450 \
+       DXSYNC_DEMO_KAFKA_PORT=29292 DXSYNC_DEMO_KAFKA_CONTROLLER_PORT=29293
 chmod 755 "$DXSYNC_DEMO_RUN"
 failed=0 count=0
 pass() { count=$((count + 1)); echo "ok   $*"; }
@@ -17,7 +17,7 @@ cleanup() { kill -TERM "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true
 trap cleanup EXIT
 for _ in $(seq 1 600); do grep -q "dxsync demo is running" "$DXSYNC_DEMO_RUN/up.out" && break; kill -0 $up 2>/dev/null || break; sleep 0.5; done
 if grep -q "dxsync demo is running" "$DXSYNC_DEMO_RUN/up.out"; then pass "up.sh brings the demo up"; else fail "up.sh: $(tail -20 "$DXSYNC_DEMO_RUN/up.out")"; fi
-grep -q "http://127.0.0.1:58155    login admin@example.com" "$DXSYNC_DEMO_RUN/up.out" && pass "it prints the URLs and logins" || fail "no URL and login printed"
+grep -q "http://127.0.0.1:28155    login admin@example.com" "$DXSYNC_DEMO_RUN/up.out" && pass "it prints the URLs and logins" || fail "no URL and login printed"
 grep -q "config       $DXSYNC_DEMO_RUN/dxsync.json" "$DXSYNC_DEMO_RUN/up.out" && pass "it prints the config path" || fail "no config path"
 python3 - <<'PY' && pass "a -> b and b -> a within a second each" || fail "the demo does not sync"
 import json, time, urllib.request
@@ -29,9 +29,9 @@ def call(port, method, path, body=None, token=None):
         t = r.read()
         return json.loads(t) if t else None
 login = {"email": "admin@example.com", "password": "dxsync-admin-password"}
-ta = call(58155, "POST", "/auth/login", login)["data"]["access_token"]
-tb = call(58156, "POST", "/auth/login", login)["data"]["access_token"]
-item = call(58155, "POST", "/items/articles", {"title": "hello from a", "rating": 1}, ta)["data"]
+ta = call(28155, "POST", "/auth/login", login)["data"]["access_token"]
+tb = call(28156, "POST", "/auth/login", login)["data"]["access_token"]
+item = call(28155, "POST", "/items/articles", {"title": "hello from a", "rating": 1}, ta)["data"]
 def seen(port, token, want, limit=1.0):
     t0 = time.time()
     while time.time() - t0 < limit:
@@ -40,15 +40,15 @@ def seen(port, token, want, limit=1.0):
             print(f"     {want!r} after {(time.time() - t0) * 1000:.0f} ms"); return True
         time.sleep(0.02)
     return False
-ok = seen(58156, tb, "hello from a")
-call(58156, "PATCH", f"/items/articles/{item['id']}", {"title": "edited on b"}, tb)
-ok = seen(58155, ta, "edited on b") and ok
+ok = seen(28156, tb, "hello from a")
+call(28156, "PATCH", f"/items/articles/{item['id']}", {"title": "edited on b"}, tb)
+ok = seen(28155, ta, "edited on b") and ok
 raise SystemExit(0 if ok else 1)
 PY
 kill -TERM "$up"; wait "$up" 2>/dev/null || true
 grep -q "stopped; state kept" "$DXSYNC_DEMO_RUN/up.out" && pass "SIGTERM stops the demo" || fail "no clean stop: $(tail -5 "$DXSYNC_DEMO_RUN/up.out")"
 n=$(grep -l "event=stopped" "$DXSYNC_DEMO_RUN"/producer-*.log "$DXSYNC_DEMO_RUN"/consumer-*.log "$DXSYNC_DEMO_RUN"/notifier.log 2>/dev/null | wc -l)
 [ "$n" = 5 ] && pass "the five dxsync processes stopped cleanly" || fail "only $n of 5 dxsync processes logged a clean stop"
-if (exec 3<>/dev/tcp/127.0.0.1/58155) 2>/dev/null || (exec 3<>/dev/tcp/127.0.0.1/59292) 2>/dev/null; then fail "a service is still listening"; else pass "Directus and Kafka are stopped"; fi
+if (exec 3<>/dev/tcp/127.0.0.1/28155) 2>/dev/null || (exec 3<>/dev/tcp/127.0.0.1/29292) 2>/dev/null; then fail "a service is still listening"; else pass "Directus and Kafka are stopped"; fi
 echo "demo: $((count - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -39,7 +39,7 @@ for i in ALL:
     fresh_slot(i)
 for i in ALL:
     start(f"producer-{i['name']}", P, "--config", CFG, "--instance", i["name"], "--log-level", "debug",
-          "--metrics-addr", f"127.0.0.1:{59470 + ALL.index(i)}")
+          "--metrics-addr", f"127.0.0.1:{29470 + ALL.index(i)}")
     start(f"consumer-{i['name']}", CONS, "--config", CFG, "--remote", i["name"])
 check(wait_for(lambda: all("event=streaming" in log_of(f"producer-{i['name']}") for i in ALL), 30),
       "three producers stream")
@@ -188,7 +188,7 @@ busy = subprocess.run([CONS, "--config", CFG, "--remote", "b", "replay", "--sinc
 check(busy.returncode == 1 and "active member" in busy.stderr, "replay refuses while b's consumer runs")
 
 # ---- secrets: tokens and the database password appear in no log, metric or event
-metrics = "".join(urllib.request.urlopen(f"http://127.0.0.1:{59470 + k}/metrics").read().decode() for k in range(3))
+metrics = "".join(urllib.request.urlopen(f"http://127.0.0.1:{29470 + k}/metrics").read().decode() for k in range(3))
 events = "".join(m["payload"] for n in "abc" for c in ("articles", "counters") for m in topic(f"{PREFIX}.{n}.{c}"))
 events += "".join(m["payload"] for m in topic(f"{PREFIX}.errors"))
 for n in list(procs):

@@ -4,13 +4,14 @@
 # Layout (every path can be overridden from the environment):
 #   DXSYNC_CACHE  downloads shared by every run: Kafka jars, the Directus install
 #   DXSYNC_RUN    state of one run: data folders, logs, pid files, services.env
-# Ports are fixed per run and bind to 127.0.0.1 only.
+# Ports are fixed per run and bind to 127.0.0.1 only. They stay below 32768: Linux hands out
+# 32768-60999 to outgoing connections, and a server there can find its port taken.
 
 : "${DXSYNC_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/dxsync}"
 : "${DXSYNC_RUN:=/tmp/dxsync-run}"
-: "${DXSYNC_PG_PORT:=55432}"
-: "${DXSYNC_KAFKA_PORT:=59092}"
-: "${DXSYNC_KAFKA_CONTROLLER_PORT:=59093}"
+: "${DXSYNC_PG_PORT:=25432}"
+: "${DXSYNC_KAFKA_PORT:=29092}"
+: "${DXSYNC_KAFKA_CONTROLLER_PORT:=29093}"
 : "${DXSYNC_KAFKA_VERSION:=3.9.1}"
 : "${DXSYNC_DIRECTUS_VERSION:=12.4.0}"
 : "${DXSYNC_NODE_VERSION:=22.23.3}"

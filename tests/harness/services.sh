@@ -9,7 +9,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-: "${DXSYNC_DIRECTUS_BASE_PORT:=58055}"
+: "${DXSYNC_DIRECTUS_BASE_PORT:=28055}"
 
 cmd_install() {
   "$HARNESS_DIR/postgres.sh" install

@@ -27,7 +27,7 @@ cat >"$T_TMP/cfg.json" <<JSON
 JSON
 export ITP_TOKEN_A=$DXSYNC_A_SYNC_TOKEN ITP_TOKEN_B=$DXSYNC_B_SYNC_TOKEN
 
-start_proc producer "$P" --config "$T_TMP/cfg.json" --instance a --metrics-addr 127.0.0.1:59464 --log-level debug
+start_proc producer "$P" --config "$T_TMP/cfg.json" --instance a --metrics-addr 127.0.0.1:29464 --log-level debug
 check "producer starts streaming" wait_for 30 grep -q event=streaming "$T_TMP/producer.log"
 
 u1=$(python3 -c 'import uuid; print(uuid.uuid4())'); u2=$(python3 -c 'import uuid; print(uuid.uuid4())')
@@ -85,7 +85,7 @@ print("\n".join(out))
 PY
 cat "$T_TMP/verdict"
 T_COUNT=$((T_COUNT + $(grep -c . "$T_TMP/verdict"))); T_FAILED=$((T_FAILED + $(grep -c '^FAIL' "$T_TMP/verdict" || true)))
-metrics=$(curl -s http://127.0.0.1:59464/metrics)
+metrics=$(curl -s http://127.0.0.1:29464/metrics)
 check "metrics count published events" grep -Eq 'dxsync_producer_events_published_total\{source="a"\} ([1-9][0-9]*)' <<<"$metrics"
 if kcat -b "$DXSYNC_KAFKA_BROKERS" -L -t "$PREFIX.a.unrouted_notes" 2>/dev/null | grep -q 'partition 0'; then fail "a topic for the unrouted collection exists"; else pass "no topic for the unrouted collection"; fi
 

@@ -47,7 +47,7 @@ cfg admin "$DXSYNC_A_URL" "$ADMIN" "$DB" "$GOOD"
 expect_exit 1 "an admin's token" "$P" --config "$T_TMP/admin.json" --instance chk check
 expect_output "^problem: the token of chk belongs to an admin" "refuses the admin token"
 
-cfg priv "$DXSYNC_A_URL" "$DXSYNC_A_SYNC_TOKEN" "postgresql://dxcheck@127.0.0.1:${DXSYNC_PG_PORT:-55432}/directus_a" "$GOOD"
+cfg priv "$DXSYNC_A_URL" "$DXSYNC_A_SYNC_TOKEN" "postgresql://dxcheck@127.0.0.1:${DXSYNC_PG_PORT:-25432}/directus_a" "$GOOD"
 expect_exit 1 "a database user without privileges" "$P" --config "$T_TMP/priv.json" --instance chk check
 expect_output "^problem: the database user has neither SUPERUSER nor REPLICATION" "names the missing REPLICATION"
 expect_output "^problem: the database user cannot create publication dxsync_chk" "names the missing publication rights"
@@ -66,7 +66,7 @@ expect_output "^problem: route chk -> b: field \"articles.subtitle\" does not ex
 expect_output "^1 problem found" "only that problem"
 
 # wal_level=replica: a second throwaway cluster, started and stopped by the harness script.
-export DXSYNC_RUN=$T_TMP/pgreplica DXSYNC_PG_PORT=$(( ${DXSYNC_PG_PORT:-55432} + 7 )) DXSYNC_PG_WAL_LEVEL=replica
+export DXSYNC_RUN=$T_TMP/pgreplica DXSYNC_PG_PORT=$(( ${DXSYNC_PG_PORT:-25432} + 7 )) DXSYNC_PG_WAL_LEVEL=replica
 mkdir -p "$DXSYNC_RUN"; chmod 755 "$T_TMP" "$DXSYNC_RUN"
 if "$DXSYNC_SOURCE/tests/harness/postgres.sh" start >/dev/null 2>"$T_TMP/pg.err"; then
   cfg wal "$DXSYNC_A_URL" "$DXSYNC_A_SYNC_TOKEN" "postgresql://postgres@127.0.0.1:$DXSYNC_PG_PORT/postgres" "$GOOD"
