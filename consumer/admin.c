@@ -70,8 +70,7 @@ int admin_status(const struct config *cfg, const char *remote, FILE *out)
         log_error(COMP, "event=status_failed error=\"%s\"", err);
         goto out;
     }
-    if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)))) {
-        rd_kafka_conf_destroy(conf);
+    if (!(rk = kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka", err, sizeof(err)))) {
         log_error(COMP, "event=status_failed error=\"%s\"", err);
         goto out;
     }

@@ -1210,12 +1210,8 @@ static int make_producer(struct consume *c, char *err, size_t errlen)
     if (!conf)
         return -1;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    char e[512];
-    if (!(c->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e)))) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "kafka producer: %s", e);
+    if (!(c->prod = kafka_client_new(RD_KAFKA_PRODUCER, conf, "kafka producer", err, errlen)))
         return -1;
-    }
     return 0;
 }
 
@@ -1257,12 +1253,8 @@ static int make_consumer(struct consume *c, char *err, size_t errlen)
     if (!conf)
         return -1;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    char e[512];
-    if (!(c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e)))) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "kafka consumer: %s", e);
+    if (!(c->rk = kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka consumer", err, errlen)))
         return -1;
-    }
     rd_kafka_poll_set_consumer(c->rk);
     c->queue = rd_kafka_queue_get_consumer(c->rk);
     if (pipe(c->wake) == 0) {

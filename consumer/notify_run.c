@@ -463,13 +463,8 @@ static int setup_kafka(struct notifier *n, char *err, size_t errlen)
     if (!conf)
         return -1;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    char e[512];
-    n->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
-    if (!n->rk) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "kafka: %s", e);
+    if (!(n->rk = kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka", err, errlen)))
         return -1;
-    }
     rd_kafka_poll_set_consumer(n->rk);
 
     const char *topics[] = {n->topic};

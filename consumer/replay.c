@@ -25,12 +25,7 @@ static rd_kafka_t *client(const struct config *cfg, struct kafka_state *st, cons
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
-    if (!rk) {
-        snprintf(err, errlen, "kafka: %s", e);
-        rd_kafka_conf_destroy(conf);
-    }
-    return rk;
+    return kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka", err, errlen);
 }
 
 /* Number of partitions of topic, or -1. */

@@ -103,13 +103,8 @@ struct publish *publish_new(const struct config *cfg, const char *source, struct
     if (!conf)
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery); /* opaque: &p->kst, whose user is p */
-    char e[512];
-    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
-    if (!p->rk) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "kafka: %s", e);
+    if (!(p->rk = kafka_client_new(RD_KAFKA_PRODUCER, conf, "kafka", err, errlen)))
         goto fail;
-    }
     char labels[128];
     snprintf(labels, sizeof(labels), "source=\"%s\"", source);
     p->m_events = metrics_counter(m, "dxsync_producer_events_published_total",

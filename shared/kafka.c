@@ -80,6 +80,18 @@ bad:
     return NULL;
 }
 
+rd_kafka_t *kafka_client_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, const char *what,
+                             char *err, size_t errlen)
+{
+    char e[512];
+    rd_kafka_t *rk = rd_kafka_new(type, conf, e, sizeof(e));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "%s: %s", what, e);
+    }
+    return rk;
+}
+
 static int fits(int n, size_t len)
 {
     return n < 0 || (size_t)n >= len || n > 249 ? -1 : 0; /* Kafka names: at most 249 chars */

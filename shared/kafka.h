@@ -27,6 +27,11 @@ rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, struct kafka_state *st
                                 const char *const *defaults, const char *const *forced, char *err,
                                 size_t errlen);
 
+/* rd_kafka_new that owns conf either way: on failure conf is destroyed and err says
+ * "<what>: <reason>". Returns the client or NULL. */
+rd_kafka_t *kafka_client_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, const char *what,
+                             char *err, size_t errlen);
+
 /* <prefix>.<source>.<collection>, <prefix>.errors, <prefix>.dlq.<remote>,
  * <prefix>.apply.<remote>, <prefix>.notify. Return -1 when buf is too small. */
 int kafka_topic_sync(const struct config *cfg, const char *source, const char *collection,
