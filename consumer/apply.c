@@ -8,9 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define APPLY_BACKOFF_BASE_MS 200
-#define APPLY_BACKOFF_MAX_MS  30000
-
 static const char *const step_names[] = {"fields", "post", "patch", "delete", "resolve", "ping"};
 
 const char *apply_step_name(enum apply_step step)

@@ -66,6 +66,10 @@ struct apply_request {
     size_t nitems;    /* events the request carries */
 };
 
+/* Retry schedule of a batch: 200 ms doubling to 10 s, with jitter (backoff.h). */
+#define APPLY_BACKOFF_BASE_MS 200
+#define APPLY_BACKOFF_MAX_MS  10000
+
 enum apply_verdict {
     APPLY_NEXT,         /* send the next request (apply_batch_next) now */
     APPLY_RETRY_OUTAGE, /* the remote is unavailable: wait *delay_ms, then the next request */

@@ -87,6 +87,7 @@ struct part {
     struct recent recent; /* newest activity_id per recent key: resends are skipped */
     enum part_state st;
     int64_t wake_ms;
+    bool outage_wait; /* waiting because the remote is down: woken when it answers again */
     bool has_batch;
     struct apply_batch batch;
     struct pend **bpend; /* the pend of each batch item */
@@ -356,6 +357,12 @@ static void remote_up(struct consume *c)
     c->down_notified = false;
     c->down_retries = 0;
     metrics_set(c->m_up, 1);
+    /* the other partitions need not sit out their backoff: the remote answers again */
+    int64_t now = util_mono_ms();
+    for (size_t i = 0; i < c->nparts; i++)
+        if (c->parts[i]->st == PART_WAITING && c->parts[i]->outage_wait &&
+            c->parts[i]->wake_ms > now)
+            c->parts[i]->wake_ms = now;
 }
 
 static void remote_down(struct consume *c, const struct http_response *r)
@@ -697,7 +704,8 @@ static bool remote_has(const struct pkcache *pc, const char *field)
     return false;
 }
 
-/* A routed field the event writes that the remote's collection does not have, or NULL.
+/* A routed field the event writes a value to that the remote's collection does not have, or NULL.
+ * A null is no loss (the remote has no such field to hold it), so only non-null values count.
  * Directus drops unknown fields without a word when the sync user may write every field ("*"):
  * the value would be lost silently, so such an event fails instead (and an operator hears of
  * it). The list is read again (at most every 30 s) before a field is called missing, so a
@@ -713,7 +721,8 @@ static const char *missing_field(struct consume *c, const struct event *ev, cons
     for (int pass = 0; pass < 2; pass++) {
         const char *missing = NULL;
         for (const cJSON *it = ev->data->child; it && !missing; it = it->next)
-            if (!(pk && strcmp(it->string, pk) == 0) && !remote_has(pc, it->string))
+            if (!cJSON_IsNull(it) && !(pk && strcmp(it->string, pk) == 0) &&
+                !remote_has(pc, it->string))
                 missing = it->string;
         if (!missing || pass == 1 || util_mono_ms() - pc->fields_at_ms < 30000)
             return missing;
@@ -923,6 +932,7 @@ static void on_transfer(struct consume *c, struct slot *s, CURLcode result)
     case APPLY_RETRY_OUTAGE:
     case APPLY_RETRY_ITEM:
         p->st = PART_WAITING;
+        p->outage_wait = v == APPLY_RETRY_OUTAGE;
         p->wake_ms = util_mono_ms() + delay;
         break;
     }

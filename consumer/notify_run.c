@@ -436,7 +436,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static int setup_kafka(struct notifier *n, char *err, size_t errlen)
 {
-    static const char *const defaults[] = {"auto.commit.interval.ms", "1000", NULL};
+    /* A notifier that died holds its partitions until its session times out (librdkafka's
+     * default is 45 s): 10 s lets a restarted one take over soon, as the consumer does. */
+    static const char *const defaults[] = {"auto.commit.interval.ms", "1000", "session.timeout.ms",
+                                           "10000", NULL};
     /* The range/roundrobin assignors are eager: a rebalance revokes everything, which
      * discard_all relies on. */
     const char *const forced[] = {"group.id",

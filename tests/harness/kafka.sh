@@ -90,7 +90,9 @@ cmd_stop() { stop_pidfile "$PIDFILE" 30; }
 
 cmd_kill() {
   [ -f "$PIDFILE" ] || return 0
-  kill -KILL "$(cat "$PIDFILE")" 2>/dev/null || true
+  local pid; pid=$(cat "$PIDFILE")
+  kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   rm -f "$PIDFILE"
 }
 

@@ -401,7 +401,7 @@ static void a_server_error_with_the_remote_up_is_the_items_fault(void **state)
         enum apply_verdict v = answer_curl(CURLE_OK, 200, NULL, "pong", -1, &delay);
         if (attempt < 3) {
             assert_int_equal(v, APPLY_RETRY_ITEM);
-            assert_true(delay >= 100 && delay <= 30000);
+            assert_true(delay >= APPLY_BACKOFF_BASE_MS / 2 && delay <= APPLY_BACKOFF_MAX_MS);
         } else {
             assert_int_equal(v, APPLY_DONE);
         }
@@ -440,14 +440,14 @@ static void outages_back_off_exponentially_and_honour_retry_after(void **state)
     (void)state;
     crt(1);
     start("id", 5);
-    int64_t ceiling = 200, delay;
+    int64_t ceiling = APPLY_BACKOFF_BASE_MS, delay;
     for (int i = 0; i < 12; i++) {
         expect("POST", "/items/articles?fields=id", NULL);
         assert_int_equal(answer_curl(CURLE_COULDNT_CONNECT, 0, NULL, NULL, -1, &delay),
                          APPLY_RETRY_OUTAGE);
         assert_true(delay >= ceiling / 2);
         assert_true(delay <= ceiling);
-        ceiling = ceiling * 2 > 30000 ? 30000 : ceiling * 2;
+        ceiling = ceiling * 2 > APPLY_BACKOFF_MAX_MS ? APPLY_BACKOFF_MAX_MS : ceiling * 2;
     }
     expect("POST", "/items/articles?fields=id", NULL);
     assert_int_equal(answer_curl(CURLE_OK, 429, NULL, NULL, 45, &delay), APPLY_RETRY_OUTAGE);
