@@ -95,6 +95,7 @@ int apply_batch_init(struct apply_batch *b, const struct apply_params *p,
     memset(b, 0, sizeof(*b));
     b->p = *p;
     backoff_init(&b->backoff, APPLY_BACKOFF_BASE_MS, APPLY_BACKOFF_MAX_MS, p->seed);
+    backoff_init(&b->item_backoff, APPLY_ITEM_BACKOFF_BASE_MS, APPLY_BACKOFF_MAX_MS, p->seed + 1);
     if (p->pk)
         util_strlcpy(b->pk, p->pk, sizeof(b->pk));
     else
@@ -433,7 +434,9 @@ static enum apply_verdict item_fault(struct apply_batch *b, int64_t *delay_ms)
         group_pop(b);
         return progress(b);
     }
-    *delay_ms = backoff_next(&b->backoff);
+    /* the ping that told us the remote is up reset b->backoff: this item keeps its own count */
+    b->item_backoff.attempt = it->item_failures - 1;
+    *delay_ms = backoff_next(&b->item_backoff);
     return APPLY_RETRY_ITEM;
 }
 

@@ -66,9 +66,14 @@ struct apply_request {
     size_t nitems;    /* events the request carries */
 };
 
-/* Retry schedule of a batch: 200 ms doubling to 10 s, with jitter (backoff.h). */
+/* Retry schedule of a batch while the remote is down: 200 ms doubling to 10 s, with jitter
+ * (backoff.h). */
 #define APPLY_BACKOFF_BASE_MS 200
 #define APPLY_BACKOFF_MAX_MS  10000
+/* Retry schedule of one item that got a 5xx while the remote answers its ping: 1 s doubling, so
+ * the default 5 attempts span 7.5 to 15 s. A remote whose database just restarted answers 500
+ * on its stale pooled connections for a moment; that must not send changes to the DLQ. */
+#define APPLY_ITEM_BACKOFF_BASE_MS 1000
 
 enum apply_verdict {
     APPLY_NEXT,         /* send the next request (apply_batch_next) now */
@@ -99,6 +104,7 @@ struct apply_batch {
     int fields_failures; /* 5xx answers to GET /fields */
     enum apply_step sent;
     struct backoff backoff;
+    struct backoff item_backoff; /* set from the failing item's count, never reset by a ping */
     /* the last failing answer of groups[0], kept while pinging */
     long last_status;
     char last_code[64];
