@@ -540,6 +540,19 @@ static enum apply_verdict outage(struct apply_batch *b, const struct http_respon
     return APPLY_RETRY_OUTAGE;
 }
 
+/* Whether a 2xx carries what Directus sends: no body, or a JSON object with "data". Something
+ * in front of Directus (a proxy's maintenance page, a cut connection) can answer 200 with
+ * anything, and the write it answers for may never have happened. */
+static bool directus_body(const struct http_response *r)
+{
+    if (r->status == 204 || !r->body || r->len == 0)
+        return true;
+    cJSON *root = cJSON_ParseWithLength(r->body, r->len);
+    bool ok = cJSON_IsObject(root) && cJSON_GetObjectItemCaseSensitive(root, "data");
+    cJSON_Delete(root);
+    return ok;
+}
+
 enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_response *r,
                                       int64_t *delay_ms)
 {
@@ -567,7 +580,8 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
         return progress(b);
     case APPLY_STEP_PING:
         b->need_ping = false;
-        if (!ok)
+        /* Directus answers "pong": a 200 from anything else in front of it is no sign of life */
+        if (!ok || !r->body || strncmp(r->body, "pong", 4) != 0)
             return outage(b, r, delay_ms);
         return item_fault(b, delay_ms);
     default:
@@ -588,12 +602,16 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
             return v;
         }
         free(found);
-        klass = HTTP_SERVER_ERROR; /* a 2xx that makes no sense: as a 5xx */
+        if (!directus_body(r))
+            return outage(b, r, delay_ms); /* not Directus answering: wait for it */
+        klass = HTTP_SERVER_ERROR;         /* a 2xx that makes no sense: as a 5xx */
     }
     switch (klass) {
     case HTTP_OK:
         if (b->sent == APPLY_STEP_PATCH)
             return patched(b, r, delay_ms);
+        if ((b->sent == APPLY_STEP_POST || b->sent == APPLY_STEP_DELETE) && !directus_body(r))
+            return to_resolve(b, delay_ms); /* done or not? ask which keys exist */
         group_settle(b, APPLY_APPLIED);
         return progress(b);
     case HTTP_TRANSIENT:

@@ -1211,7 +1211,14 @@ static void register_metrics(struct consume *c)
 
 static int make_producer(struct consume *c, char *err, size_t errlen)
 {
-    static const char *const defaults[] = {"linger.ms", "5", NULL};
+    /* a dead letter is as large as the event it copies */
+    static const char *const defaults[] = {"linger.ms",
+                                           "5",
+                                           "message.max.bytes",
+                                           KAFKA_MESSAGE_MAX_BYTES,
+                                           "queue.buffering.max.kbytes",
+                                           KAFKA_QUEUE_MAX_KBYTES,
+                                           NULL};
     static const char *const forced[] = {"enable.idempotence", "true", "acks", "all",
                                          "message.timeout.ms", "0",    NULL};
     c->pst.component = COMP;

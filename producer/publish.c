@@ -83,7 +83,9 @@ struct publish *publish_new(const struct config *cfg, const char *source, struct
                                            "queue.buffering.max.messages",
                                            "2000",
                                            "queue.buffering.max.kbytes",
-                                           "1024",
+                                           KAFKA_QUEUE_MAX_KBYTES,
+                                           "message.max.bytes",
+                                           KAFKA_MESSAGE_MAX_BYTES,
                                            "compression.codec",
                                            "none",
                                            NULL};
@@ -216,13 +218,23 @@ int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile
                                                   RD_KAFKA_MSG_F_FREE, hdrs, 3, t);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
                 break;
+            size_t len = strlen(value);
+            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && rd_kafka_outq_len(p->rk) == 0)
+                e = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; /* alone it does not fit the queue */
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !(stop && *stop) && !p->kst.fatal) {
                 serve(p, 100);
                 continue;
             }
             free(value);
-            snprintf(err, errlen, "producing %s to %s: %s", ev->event_id, topic,
-                     rd_kafka_err2str(e));
+            if (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+                snprintf(err, errlen,
+                         "event %s is %zu bytes, more than Kafka takes: raise message.max.bytes "
+                         "and queue.buffering.max.kbytes in kafka.properties and the topic's "
+                         "max.message.bytes (%s); nothing after it is confirmed",
+                         ev->event_id, len, topic);
+            else
+                snprintf(err, errlen, "producing %s to %s: %s", ev->event_id, topic,
+                         rd_kafka_err2str(e));
             goto fail;
         }
         handed++;

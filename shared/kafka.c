@@ -148,8 +148,9 @@ int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *co
             snprintf(err, errlen, "topic %s: %s", topics[i], e);
             goto out;
         }
-        if (rd_kafka_NewTopic_set_config(nt[i], "retention.ms", retention)) {
-            snprintf(err, errlen, "topic %s: cannot set retention.ms", topics[i]);
+        if (rd_kafka_NewTopic_set_config(nt[i], "retention.ms", retention) ||
+            rd_kafka_NewTopic_set_config(nt[i], "max.message.bytes", KAFKA_MESSAGE_MAX_BYTES)) {
+            snprintf(err, errlen, "topic %s: cannot set its configuration", topics[i]);
             goto out;
         }
     }

@@ -41,8 +41,17 @@ int kafka_topic_dlq(const struct config *cfg, const char *remote, char *buf, siz
 int kafka_group_apply(const struct config *cfg, const char *remote, char *buf, size_t len);
 int kafka_group_notify(const struct config *cfg, char *buf, size_t len);
 
-/* Creates the topics that do not exist yet with the configured partitions, replication factor
- * and retention; existing topics are left as they are. Returns 0, or -1 with err set. */
+/* The largest event dxsync produces by default: librdkafka's message.max.bytes of its producers
+ * and max.message.bytes of the topics it creates (Kafka's own default is 1 MB). An event holds
+ * the item twice (data and delta), and Directus accepts payloads up to MAX_PAYLOAD_SIZE (1 MB
+ * by default), so 1 MB would refuse changes Directus made. */
+#define KAFKA_MESSAGE_MAX_BYTES "8388608"
+/* queue.buffering.max.kbytes of dxsync's producers: room for one event of the largest size. */
+#define KAFKA_QUEUE_MAX_KBYTES "9216"
+
+/* Creates the topics that do not exist yet with the configured partitions, replication factor,
+ * retention and max.message.bytes (KAFKA_MESSAGE_MAX_BYTES); existing topics are left as they
+ * are. Returns 0, or -1 with err set. */
 int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
                         size_t ntopics, int timeout_ms, char *err, size_t errlen);
 

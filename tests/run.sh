@@ -73,5 +73,10 @@ if [ "${ctest_args[*]:-}" != "-L unit" ]; then
   fi
 fi
 
+if [ -s "$DXSYNC_RUN/faults-table.txt" ]; then
+  step "fault suite"
+  printf '%-24s %6s %9s %8s %8s %11s %10s\n' scenario sent in-kafka applied missing duplicates converge-s
+  cat "$DXSYNC_RUN/faults-table.txt"
+fi
 step "done: $([ $status = 0 ] && echo PASSED || echo FAILED) in $((SECONDS - start_time)) s"
 exit $status

@@ -360,7 +360,7 @@ static void a_rejected_value_is_isolated_and_the_rest_applied(void **state)
     expect("POST", "/items/articles?fields=id",
            "[{\"id\":1,\"title\":\"t1\",\"rating\":1},"
            "{\"id\":2,\"title\":\"t2\",\"rating\":2}]");
-    assert_int_equal(answer(200, NULL, "{}"), APPLY_NEXT);
+    assert_int_equal(answer(200, NULL, "{\"data\":null}"), APPLY_NEXT);
     expect("POST", "/items/articles?fields=id",
            "[{\"id\":3,\"title\":\"t3\",\"rating\":3},"
            "{\"id\":4,\"title\":\"t4\",\"rating\":4}]");
@@ -368,7 +368,7 @@ static void a_rejected_value_is_isolated_and_the_rest_applied(void **state)
     expect("POST", "/items/articles?fields=id", "[{\"id\":3,\"title\":\"t3\",\"rating\":3}]");
     assert_int_equal(answer(400, "VALUE_TOO_LONG", NULL), APPLY_NEXT);
     expect("POST", "/items/articles?fields=id", "[{\"id\":4,\"title\":\"t4\",\"rating\":4}]");
-    assert_int_equal(answer(200, NULL, "{}"), APPLY_DONE);
+    assert_int_equal(answer(200, NULL, "{\"data\":null}"), APPLY_DONE);
     assert_int_equal(batch.items[0].state, APPLY_APPLIED);
     assert_int_equal(batch.items[1].state, APPLY_APPLIED);
     assert_int_equal(batch.items[2].state, APPLY_FAILED);
@@ -392,7 +392,7 @@ static void a_server_error_with_the_remote_up_is_the_items_fault(void **state)
     expect("GET", "/server/ping", NULL);
     assert_int_equal(answer(200, NULL, "pong"), APPLY_NEXT); /* up: split */
     expect("POST", "/items/articles?fields=id", "[{\"id\":1,\"title\":\"t1\",\"rating\":1}]");
-    assert_int_equal(answer(200, NULL, "{}"), APPLY_NEXT);
+    assert_int_equal(answer(200, NULL, "{\"data\":null}"), APPLY_NEXT);
     int64_t delay;
     for (int attempt = 1; attempt <= 3; attempt++) {
         expect("POST", "/items/articles?fields=id", "[{\"id\":2,\"title\":\"t2\",\"rating\":2}]");
@@ -433,7 +433,7 @@ static void a_server_error_with_the_remote_down_is_an_outage(void **state)
     expect("POST", "/items/articles?fields=id",
            "[{\"id\":1,\"title\":\"t1\",\"rating\":1},"
            "{\"id\":2,\"title\":\"t2\",\"rating\":2}]");
-    assert_int_equal(answer(200, NULL, "{}"), APPLY_DONE);
+    assert_int_equal(answer(200, NULL, "{\"data\":null}"), APPLY_DONE);
     assert_int_equal(batch.items[0].state, APPLY_APPLIED);
     assert_int_equal(batch.items[1].state, APPLY_APPLIED);
 }
@@ -456,7 +456,7 @@ static void outages_back_off_exponentially_and_honour_retry_after(void **state)
     assert_int_equal(answer_curl(CURLE_OK, 429, NULL, NULL, 45, &delay), APPLY_RETRY_OUTAGE);
     assert_int_equal(delay, 45000);
     expect("POST", "/items/articles?fields=id", NULL);
-    assert_int_equal(answer(200, NULL, "{}"), APPLY_DONE);
+    assert_int_equal(answer(200, NULL, "{\"data\":null}"), APPLY_DONE);
     /* a success resets the schedule */
     assert_int_equal(batch.backoff.attempt, 0);
 }
@@ -497,11 +497,73 @@ static void a_nonsense_resolve_answer_counts_as_a_server_error(void **state)
     expect("PATCH", "/items/articles?fields=id", NULL);
     assert_int_equal(answer(403, "FORBIDDEN", NULL), APPLY_NEXT);
     expect("SEARCH", "/items/articles", NULL);
-    assert_int_equal(answer(200, NULL, "<html>proxy</html>"), APPLY_NEXT);
+    assert_int_equal(answer(200, NULL, "{\"data\":\"rows\"}"), APPLY_NEXT);
     expect("GET", "/server/ping", NULL);
     assert_int_equal(answer(200, NULL, "pong"), APPLY_DONE);
     assert_int_equal(batch.items[0].state, APPLY_FAILED);
     assert_string_equal(batch.items[0].code, "BAD_RESPONSE");
+}
+
+/* Something in front of Directus (a maintenance page, a proxy) answers 200 with a body that is
+ * not Directus's JSON: whether the write happened is unknown, so ask; and an answer like that
+ * to the question itself, or to the ping, means the remote is not there: wait. */
+static void a_resolve_answer_that_is_not_json_is_an_outage(void **state)
+{
+    (void)state;
+    upd(1);
+    start("id", 1);
+    expect("PATCH", "/items/articles?fields=id", NULL);
+    assert_int_equal(answer(403, "FORBIDDEN", NULL), APPLY_NEXT);
+    int64_t delay;
+    for (int i = 0; i < 3; i++) {
+        expect("SEARCH", "/items/articles", NULL);
+        assert_int_equal(answer_curl(CURLE_OK, 200, NULL, "<html>proxy</html>", -1, &delay),
+                         APPLY_RETRY_OUTAGE);
+    }
+    expect("SEARCH", "/items/articles", NULL);
+    assert_int_equal(answer(200, NULL, "{\"data\":[]}"), APPLY_NEXT);
+    expect("POST", "/items/articles?fields=id", NULL);
+    assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":1}]}"), APPLY_DONE);
+    assert_int_equal(batch.items[0].state, APPLY_APPLIED);
+}
+
+static void a_write_answered_with_something_else_asks_what_exists(void **state)
+{
+    (void)state;
+    crt(1);
+    crt(2);
+    del(3);
+    start("id", 1);
+    expect("POST", "/items/articles?fields=id", NULL);
+    assert_int_equal(answer(200, NULL, "<html>we will be back soon</html>"), APPLY_NEXT);
+    expect("SEARCH", "/items/articles", NULL);
+    assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":2}]}"), APPLY_NEXT);
+    expect("POST", "/items/articles?fields=id", "[{\"id\":1,\"title\":\"t1\",\"rating\":1}]");
+    assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":1}]}"), APPLY_NEXT);
+    expect("PATCH", "/items/articles?fields=id", NULL);
+    assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":2}]}"), APPLY_NEXT);
+    expect("DELETE", "/items/articles", NULL);
+    assert_int_equal(answer(200, NULL, "{\"partial"), APPLY_NEXT);
+    expect("SEARCH", "/items/articles", NULL);
+    assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":3}]}"), APPLY_NEXT);
+    expect("DELETE", "/items/articles", NULL);
+    assert_int_equal(answer(204, NULL, NULL), APPLY_DONE);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(batch.items[i].state, APPLY_APPLIED);
+}
+
+static void a_ping_answered_by_something_else_is_an_outage(void **state)
+{
+    (void)state;
+    crt(1);
+    start("id", 5);
+    expect("POST", "/items/articles?fields=id", NULL);
+    assert_int_equal(answer(500, "INTERNAL_SERVER_ERROR", NULL), APPLY_NEXT);
+    expect("GET", "/server/ping", NULL);
+    int64_t delay;
+    assert_int_equal(answer_curl(CURLE_OK, 200, NULL, "<html>maintenance</html>", -1, &delay),
+                     APPLY_RETRY_OUTAGE);
+    assert_int_equal(batch.items[0].item_failures, 0);
 }
 
 static void collection_and_key_names_are_escaped(void **state)
@@ -627,6 +689,9 @@ int main(void)
         cmocka_unit_test_teardown(transient_statuses_are_outages, reset),
         cmocka_unit_test_teardown(out_of_range_fails_the_item, reset),
         cmocka_unit_test_teardown(a_nonsense_resolve_answer_counts_as_a_server_error, reset),
+        cmocka_unit_test_teardown(a_resolve_answer_that_is_not_json_is_an_outage, reset),
+        cmocka_unit_test_teardown(a_write_answered_with_something_else_asks_what_exists, reset),
+        cmocka_unit_test_teardown(a_ping_answered_by_something_else_is_an_outage, reset),
         cmocka_unit_test_teardown(collection_and_key_names_are_escaped, reset),
         cmocka_unit_test_teardown(random_answers_always_end, reset),
     };
