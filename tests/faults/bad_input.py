@@ -166,4 +166,27 @@ check(dead == {huge, wrong}, f"nothing else was dead-lettered ({len(dead)} keys 
 for name in list(procs):
     check(procs[name].poll() is None, f"{name} is still running")
     check(stop(name) == 0, f"{name} stops cleanly on SIGTERM")
+
+# ---- an event larger than the producer may send: it stops with a clear error, confirms
+# nothing after it, and a producer allowed more delivers it on restart
+small_cfg = dict(cfg, kafka=dict(cfg["kafka"], topic_prefix=PREFIX + "s", properties={"message.max.bytes": "1000000"}))
+CFG2 = os.path.join(TMP, "cfg-small.json")
+json.dump(small_cfg, open(CFG2, "w"))
+fresh_slot(A)
+p = start("producer-small", f"{BIN}/producer/dxsync-producer", "--config", CFG2, "--instance", "a")
+check(wait_for(lambda: "event=streaming" in log_of("producer-small"), 30), "a producer limited to 1 MB messages streams")
+k = uid()
+api(A, "POST", "/items/articles", {"id": k, "title": "too big for it", "body": bodies[0]})
+try:
+    rc = p.wait(60)
+except subprocess.TimeoutExpired:
+    rc = None
+check(rc == 1 and "more than Kafka takes" in log_of("producer-small") and "message.max.bytes" in log_of("producer-small"),
+      f"it stops (exit {rc}) naming the event and the settings to raise")
+procs.pop("producer-small", None)
+json.dump(dict(small_cfg, kafka=dict(small_cfg["kafka"], properties={})), open(CFG2, "w"))
+start("producer-again", f"{BIN}/producer/dxsync-producer", "--config", CFG2, "--instance", "a")
+check(wait_for(lambda: any(m["key"] == k for m in topic(f"{PREFIX}s.a.articles")), 60),
+      "started again with the default limit, it delivers that change: nothing was skipped")
+stop("producer-again")
 finish("bad_input")
