@@ -705,7 +705,9 @@ static bool remote_has(const struct pkcache *pc, const char *field)
 }
 
 /* A routed field the event writes a value to that the remote's collection does not have, or NULL.
- * A null is no loss (the remote has no such field to hold it), so only non-null values count.
+ * A null is no loss (the remote has no such field to hold it), so only non-null values count;
+ * an update that does not touch such a field applies (its value was reported with the change
+ * that wrote it).
  * Directus drops unknown fields without a word when the sync user may write every field ("*"):
  * the value would be lost silently, so such an event fails instead (and an operator hears of
  * it). The list is read again (at most every 30 s) before a field is called missing, so a
@@ -718,12 +720,18 @@ static const char *missing_field(struct consume *c, const struct event *ev, cons
             pc = &c->pks[i];
     if (!pc || !pc->fields || !cJSON_IsObject(ev->data))
         return NULL;
+    /* an update writes the fields its delta names (with their values from data); the rest
+     * write every field of data */
+    bool update = ev->action == EVENT_UPDATE && cJSON_IsObject(ev->delta);
     for (int pass = 0; pass < 2; pass++) {
         const char *missing = NULL;
-        for (const cJSON *it = ev->data->child; it && !missing; it = it->next)
-            if (!cJSON_IsNull(it) && !(pk && strcmp(it->string, pk) == 0) &&
+        for (const cJSON *it = update ? ev->delta->child : ev->data->child; it && !missing;
+             it = it->next) {
+            const cJSON *v = update ? cJSON_GetObjectItemCaseSensitive(ev->data, it->string) : it;
+            if (!cJSON_IsNull(v ? v : it) && !(pk && strcmp(it->string, pk) == 0) &&
                 !remote_has(pc, it->string))
                 missing = it->string;
+        }
         if (!missing || pass == 1 || util_mono_ms() - pc->fields_at_ms < 30000)
             return missing;
         char path[512], esc[256];

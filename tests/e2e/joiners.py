@@ -94,6 +94,14 @@ later = uid()
 api(A, "POST", "/items/articles", {"id": later, "title": "after the failure"})
 check(wait_for(lambda: later in items(D, "articles"), 30), "a later change still syncs")
 check(bad_item not in items(D, "articles"), "the failing item is not half-written on d")
+# an update that sets the missing field fails; a later one of another field applies (it writes
+# only what its delta names)
+api(A, "PATCH", f"/items/articles/{later}", {"subtitle": "still no such field on d"})
+check(wait_for(lambda: any(m["key"] == later for m in topic(f"{PREFIX}.dlq.d")), 30),
+      "an update setting the missing field goes to the DLQ")
+api(A, "PATCH", f"/items/articles/{later}", {"title": "edited after that"})
+check(wait_for(lambda: items(D, "articles").get(later, {}).get("title") == "edited after that", 30),
+      "a later update of another field of that item applies")
 for n in list(procs):
     check(stop(n) == 0, f"{n} stops cleanly")
 api(A, "DELETE", "/fields/articles/subtitle")
