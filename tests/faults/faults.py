@@ -231,6 +231,19 @@ def remote_writes(r, w):
     return per
 
 
+def lag(r):
+    """The remote's consumer group lag in events (committed offsets), or None."""
+    out = subprocess.run(CMDS[f"consumer-{r['name']}"] + ["status"], capture_output=True, text=True).stdout
+    for l in out.splitlines():
+        if l.split()[:1] == ["TOTAL"] and len(l.split()) == 2:
+            return int(l.split()[1])
+    return None
+
+
+def lag0(r):
+    return lag(r) == 0
+
+
 def kill9(name):
     p = procs[name]
     p.send_signal(signal.SIGKILL)
@@ -306,7 +319,13 @@ elif SC == "remote_500":
     time.sleep(3)
 elif SC == "slow_remote":
     proxy.delay = 2.0
-    time.sleep(30)
+    lags = {"b": [], "c": []}
+    while time.time() - t_begin < 30:
+        time.sleep(5)
+        for r in REMOTES:
+            lags[r["name"]].append(lag(r))
+    check(all(x is not None and x <= 40 for x in lags["b"]),
+          f"while c is slow, b's lag stays small (events, every 5 s: b {lags['b']}, c {lags['c']})")
 w.stop()
 healed = time.time()
 check(w.made >= 100, f"the workload made {w.made} changes on a in {healed - t_begin:.0f} s "
@@ -324,10 +343,6 @@ for r in REMOTES:
     check(ok, f"{r['name']} holds exactly a's state of all {len(w.keys['articles']) + len(w.keys['counters'])} items "
               f"({converge[r['name']]:.1f} s after the fault healed)" + ("" if ok else f": {len(d)} differences, e.g. {d[:4]}"))
 
-
-def lag0(r):
-    out = subprocess.run(CMDS[f"consumer-{r['name']}"] + ["status"], capture_output=True, text=True).stdout
-    return any(l.split()[:2] == ["TOTAL", "0"] for l in out.splitlines())
 
 
 for r in REMOTES:   # converged could be a passing moment: once everything is consumed, again
