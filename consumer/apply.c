@@ -562,8 +562,8 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
         backoff_reset(&b->backoff);
     switch (b->sent) {
     case APPLY_STEP_FIELDS:
-        if (r->klass == HTTP_TRANSIENT)
-            return outage(b, r, delay_ms);
+        if (r->klass == HTTP_TRANSIENT || (ok && !directus_body(r)))
+            return outage(b, r, delay_ms); /* no answer, or not Directus's: never guess then */
         if (r->klass == HTTP_SERVER_ERROR && ++b->fields_failures < b->p.item_attempts) {
             *delay_ms = backoff_next(&b->backoff); /* a hiccup: ask again before guessing */
             return APPLY_RETRY_ITEM;

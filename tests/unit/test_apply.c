@@ -218,7 +218,11 @@ static void fields_wait_out_an_outage(void **state)
     assert_int_equal(answer_curl(CURLE_COULDNT_CONNECT, 0, NULL, NULL, -1, &delay),
                      APPLY_RETRY_OUTAGE);
     expect("GET", "/fields/articles", NULL);
-    assert_int_equal(answer(200, NULL, "not json"), APPLY_NEXT);
+    /* a 200 that is not Directus's JSON (a maintenance page) is no answer either */
+    assert_int_equal(answer_curl(CURLE_OK, 200, NULL, "not json", -1, &delay), APPLY_RETRY_OUTAGE);
+    assert_false(batch.pk_guessed);
+    expect("GET", "/fields/articles", NULL);
+    assert_int_equal(answer(200, NULL, "{\"data\":[]}"), APPLY_NEXT); /* Directus, no key */
     assert_true(batch.pk_guessed);
 }
 
