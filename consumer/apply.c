@@ -434,9 +434,8 @@ static enum apply_verdict item_fault(struct apply_batch *b, int64_t *delay_ms)
         group_pop(b);
         return progress(b);
     }
-    /* the ping that told us the remote is up reset b->backoff: this item keeps its own count */
-    b->item_backoff.attempt = it->item_failures - 1;
-    *delay_ms = backoff_next(&b->item_backoff);
+    /* by this item's own count: the ping that told us the remote is up reset b->backoff */
+    *delay_ms = backoff_at(&b->item_backoff, it->item_failures - 1);
     return APPLY_RETRY_ITEM;
 }
 

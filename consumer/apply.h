@@ -104,7 +104,7 @@ struct apply_batch {
     int fields_failures; /* 5xx answers to GET /fields */
     enum apply_step sent;
     struct backoff backoff;
-    struct backoff item_backoff; /* set from the failing item's count, never reset by a ping */
+    struct backoff item_backoff; /* schedule of an item's 5xx retries (backoff_at its count) */
     /* the last failing answer of groups[0], kept while pinging */
     long last_status;
     char last_code[64];

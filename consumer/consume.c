@@ -491,11 +491,11 @@ static int produce_dead(struct consume *c, struct part *p, struct pend *pe, int 
     return 0;
 }
 
-/* Sends pe to the DLQ with an apply_failed error event; its offset is stored once Kafka has
- * acknowledged both. */
 static const char *missing_field(struct consume *c, const struct event *ev, const char *pk);
 static const char *pk_known(struct consume *c, const char *collection);
 
+/* Sends pe to the DLQ with an apply_failed error event; its offset is stored once Kafka has
+ * acknowledged both. */
 static void dead_letter(struct consume *c, struct part *p, struct pend *pe, long status,
                         const char *code, const char *message, int attempts)
 {
@@ -677,8 +677,8 @@ static bool drain(struct consume *c)
 
 /* --------------------------------------------------------------------------------- batches */
 
-/* Keeps the field names of a GET /fields/<c> answer. */
-static void remote_fields_set(struct pkcache *pc, const struct http_response *r)
+/* Keeps the field names of a GET /fields/<c> answer; false when it lists none. */
+static bool remote_fields_set(struct pkcache *pc, const struct http_response *r)
 {
     cJSON *root = r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
@@ -689,11 +689,35 @@ static void remote_fields_set(struct pkcache *pc, const struct http_response *r)
             cJSON_AddItemToArray(names, cJSON_CreateString(name->valuestring));
     }
     cJSON_Delete(root);
-    if (names) {
-        cJSON_Delete(pc->fields);
-        pc->fields = names;
-        pc->fields_at_ms = util_mono_ms();
+    if (!names)
+        return false;
+    cJSON_Delete(pc->fields);
+    pc->fields = names;
+    pc->fields_at_ms = util_mono_ms();
+    return true;
+}
+
+/* GET /fields/<c> now: learns the primary key and the field names of pc's collection. Returns 0,
+ * or -1 when the remote did not answer with them. */
+static int fields_fetch(struct consume *c, struct pkcache *pc)
+{
+    char path[512], esc[256];
+    struct http_response r;
+    if (http_escape(pc->collection, esc, sizeof(esc)))
+        return -1;
+    snprintf(path, sizeof(path), "/fields/%s", esc);
+    int rc = -1;
+    if (http_request(c->http, "GET", path, NULL, &r) == 0 && r.klass == HTTP_OK) {
+        char pk[sizeof(pc->pk)];
+        apply_pk_from_fields(&r, pk, sizeof(pk));
+        if (pk[0] && strcmp(pk, pc->pk) != 0) {
+            util_strlcpy(pc->pk, pk, sizeof(pc->pk));
+            log_info(COMP, "event=primary_key collection=%s field=%s", pc->collection, pk);
+        }
+        rc = remote_fields_set(pc, &r) ? 0 : -1;
     }
+    http_response_free(&r);
+    return rc;
 }
 
 static bool remote_has(const struct pkcache *pc, const char *field)
@@ -734,16 +758,8 @@ static const char *missing_field(struct consume *c, const struct event *ev, cons
         }
         if (!missing || pass == 1 || util_mono_ms() - pc->fields_at_ms < 30000)
             return missing;
-        char path[512], esc[256];
-        struct http_response r;
-        if (http_escape(pc->collection, esc, sizeof(esc)))
-            return missing;
-        snprintf(path, sizeof(path), "/fields/%s", esc);
-        if (http_request(c->http, "GET", path, NULL, &r) == 0 && r.klass == HTTP_OK)
-            remote_fields_set(pc, &r);
-        else
+        if (fields_fetch(c, pc))
             pc->fields_at_ms = util_mono_ms(); /* unreachable: ask again later */
-        http_response_free(&r);
     }
     return NULL;
 }
@@ -1366,24 +1382,8 @@ static int setup(struct consume *c, char *err, size_t errlen)
         return -1;
     /* Learn the primary keys now, so the first change is not delayed by it; what cannot be
      * learnt now (remote down) is learnt by the first batch. */
-    for (size_t i = 0; i < c->npks; i++) {
-        char path[512], esc[256];
-        struct http_response r;
-        if (http_escape(c->pks[i].collection, esc, sizeof(esc)))
-            continue;
-        snprintf(path, sizeof(path), "/fields/%s", esc);
-        if (http_request(c->http, "GET", path, NULL, &r) == 0 && r.klass == HTTP_OK) {
-            char pk[sizeof(c->pks[i].pk)];
-            apply_pk_from_fields(&r, pk, sizeof(pk));
-            if (pk[0]) {
-                util_strlcpy(c->pks[i].pk, pk, sizeof(c->pks[i].pk));
-                log_info(COMP, "event=primary_key collection=%s field=%s", c->pks[i].collection,
-                         pk);
-            }
-            remote_fields_set(&c->pks[i], &r);
-        }
-        http_response_free(&r);
-    }
+    for (size_t i = 0; i < c->npks; i++)
+        fields_fetch(c, &c->pks[i]);
     c->multi = curl_multi_init();
     c->nslots = (size_t)c->cfg->consumer.max_in_flight;
     c->slots = calloc(c->nslots, sizeof(*c->slots));

@@ -207,18 +207,18 @@ int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile
             goto fail;
         }
         const char *action = event_action_name(ev->action);
+        size_t len = strlen(value);
         for (;;) {
             const struct kafka_header hdrs[] = {
                 {"dxsync-event-id", ev->event_id, strlen(ev->event_id)},
                 {"dxsync-action", action, strlen(action)},
                 {"dxsync-source", p->source, strlen(p->source)},
             };
-            rd_kafka_resp_err_t e = kafka_produce(p->rk, topic, RD_KAFKA_PARTITION_UA, ev->key_text,
-                                                  strlen(ev->key_text), value, strlen(value),
-                                                  RD_KAFKA_MSG_F_FREE, hdrs, 3, t);
+            rd_kafka_resp_err_t e =
+                kafka_produce(p->rk, topic, RD_KAFKA_PARTITION_UA, ev->key_text,
+                              strlen(ev->key_text), value, len, RD_KAFKA_MSG_F_FREE, hdrs, 3, t);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
                 break;
-            size_t len = strlen(value);
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && rd_kafka_outq_len(p->rk) == 0)
                 e = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; /* alone it does not fit the queue */
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !(stop && *stop) && !p->kst.fatal) {

@@ -26,13 +26,19 @@ static uint64_t next_rand(struct backoff *b)
     return x;
 }
 
-int64_t backoff_next(struct backoff *b)
+int64_t backoff_at(struct backoff *b, int attempt)
 {
-    int64_t ceil = backoff_ceiling(b, b->attempt);
-    if (b->attempt < 62)
-        b->attempt++;
+    int64_t ceil = backoff_ceiling(b, attempt);
     int64_t half = ceil / 2;
     return half + (int64_t)(next_rand(b) % (uint64_t)(ceil - half + 1));
+}
+
+int64_t backoff_next(struct backoff *b)
+{
+    int64_t d = backoff_at(b, b->attempt);
+    if (b->attempt < 62)
+        b->attempt++;
+    return d;
 }
 
 int64_t backoff_next_after(struct backoff *b, long retry_after_s)

@@ -15,8 +15,11 @@ struct backoff {
 void backoff_init(struct backoff *b, int64_t base_ms, int64_t max_ms, uint64_t seed);
 /* The ceiling of the delay after `attempt` failures: min(max, base * 2^attempt). */
 int64_t backoff_ceiling(const struct backoff *b, int attempt);
-/* Next delay: a uniform value in [ceiling/2, ceiling] ("equal jitter"), so that many clients
- * spread out but none retries much sooner than the schedule. Advances the attempt count. */
+/* A delay after `attempt` failures: a uniform value in [ceiling/2, ceiling] ("equal jitter"),
+ * so that many clients spread out but none retries much sooner than the schedule. For a caller
+ * that keeps its own count; the attempt count is left alone. */
+int64_t backoff_at(struct backoff *b, int attempt);
+/* backoff_at the attempt count, which it then advances. */
 int64_t backoff_next(struct backoff *b);
 /* A Retry-After answer (seconds) overrides the schedule when it asks for longer. */
 int64_t backoff_next_after(struct backoff *b, long retry_after_s);

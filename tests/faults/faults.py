@@ -12,7 +12,7 @@ Scenarios: kill_producer, kill_consumer, kill_notifier (each kill -9 three times
 moments), kafka_stop (30 s), kafka_kill, postgres_restart (fast shutdown), remote_stop (60 s),
 remote_500 (a proxy answers 500 to everything for 25 s), slow_remote (a proxy adds 2 s to every
 request of remote c; the consumer of b must not stall)."""
-import atexit, os, random, re, signal, sys, threading, time, urllib.parse
+import atexit, os, random, re, signal, socket, sys, threading, time, urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from dx import *  # noqa: E402,F401,F403
@@ -68,7 +68,6 @@ def harness(script, *args):
 
 def port_open(url_or_port):
     port = int(str(url_or_port).rsplit(":", 1)[-1])
-    import socket
     try:
         socket.create_connection(("127.0.0.1", port), 1).close()
         return True
@@ -328,7 +327,8 @@ elif SC == "slow_remote":
           f"while c is slow, b's lag stays small (events, every 5 s: b {lags['b']}, c {lags['c']})")
 w.stop()
 healed = time.time()
-check(w.made >= 100, f"the workload made {w.made} changes on a in {healed - t_begin:.0f} s "
+# only a PostgreSQL restart takes a down with it; any other fault must leave a's changes alone
+check(w.made >= 100 and (w.failed == 0 or SC == "postgres_restart"), f"the workload made {w.made} changes on a in {healed - t_begin:.0f} s "
                      f"({w.failed} failed during the fault{': ' + '; '.join(w.errors[:2]) if w.errors else ''})")
 
 # ---------------------------------------------------------------- convergence and accounting

@@ -69,6 +69,13 @@ static void backoff_schedule(void **state)
         int64_t d = backoff_next(&b);
         assert_true(d >= ceil / 2 && d <= ceil);
     }
+    /* backoff_at: the delay for a count the caller keeps; the schedule's own count stays */
+    int at = b.attempt;
+    for (int i = 0; i < 10; i++) {
+        int64_t d = backoff_at(&b, i);
+        assert_true(d >= want[i] / 2 && d <= want[i]);
+    }
+    assert_int_equal(b.attempt, at);
     /* jitter: two clients with other seeds do not retry in lockstep */
     struct backoff x, y;
     backoff_init(&x, 200, 30000, 1);
