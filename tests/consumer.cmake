@@ -1,11 +1,11 @@
-# Tests of consumer/ (dxsync-consumer): unit tests of the pure modules, integration scripts
+# Tests of consumer/apply and consumer/ops (dxsync-consumer): unit tests of the pure modules, integration scripts
 # against the real Kafka and Directus of the harness. Included by tests/CMakeLists.txt.
 
-dx_unit(test_plan dxsync_consumer)
-dx_unit(test_apply dxsync_consumer)
-dx_unit(test_check dxsync_consumer)
-dx_unit(test_deadletter dxsync_consumer)
-dx_unit(test_recent dxsync_consumer)
+dx_unit(test_plan dxsync_apply)
+dx_unit(test_apply dxsync_apply)
+dx_unit(test_check dxsync_ops)
+dx_unit(test_deadletter dxsync_apply)
+dx_unit(test_recent dxsync_apply)
 
 dx_script(consumer_apply integration integration/consumer_apply.sh)
 dx_script(consumer_deadletter integration integration/consumer_deadletter.sh)
