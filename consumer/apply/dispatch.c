@@ -1,0 +1,552 @@
+/* dispatch.c: a slot is one curl easy handle, owned either by a lane (its batch's request) or by
+ * a field list request; a finished transfer goes back to whoever owns the slot. */
+#include "dispatch.h"
+
+#include "log.h"
+#include "plan.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define COMP "consumer"
+
+struct dispatch_slot {
+    CURL *easy;
+    struct dispatch_lane *lane; /* the lane whose request it carries, or NULL */
+    const char *fields_coll;    /* or the collection whose field list it asks for, or NULL */
+    struct http_response resp;  /* the answer of a field list request */
+};
+
+struct dispatch {
+    const struct config *cfg;
+    const char *remote_name;
+    struct remote *remote;
+    struct dlq *dlq;
+    const struct routes_sub *subs;
+    size_t nsubs;
+    struct http_client *http;
+    CURLM *multi;
+    struct dispatch_slot *slots;
+    size_t nslots;
+    size_t in_flight;
+    size_t rr;
+    bool recovered; /* the remote answered again: wake the lanes waiting out the outage */
+    uint64_t seed;
+    const struct event **scratch_evs;
+    size_t scratch_cap;
+    size_t *scratch_idx;
+    struct metrics *m;
+    struct metric *m_applied[4];
+    struct metric *m_latency;
+    struct metric *m_batch;
+    struct metric *m_retry_outage;
+    struct metric *m_retry_item;
+    struct metric *m_in_flight;
+};
+
+/* ----------------------------------------------------------------------------------- slots */
+
+static struct dispatch_slot *slot_free(struct dispatch *d)
+{
+    for (size_t i = 0; i < d->nslots; i++)
+        if (!d->slots[i].lane && !d->slots[i].fields_coll)
+            return &d->slots[i];
+    return NULL;
+}
+
+static int slot_start(struct dispatch *d, struct dispatch_slot *s, const char *method,
+                      const char *path, const char *body, struct http_response *resp)
+{
+    if (http_prepare(d->http, s->easy, method, path, body, resp) ||
+        curl_multi_add_handle(d->multi, s->easy) != CURLM_OK)
+        return -1;
+    d->in_flight++;
+    metrics_set(d->m_in_flight, (double)d->in_flight);
+    return 0;
+}
+
+static void slot_end(struct dispatch *d, struct dispatch_slot *s)
+{
+    curl_multi_remove_handle(d->multi, s->easy);
+    s->lane = NULL;
+    s->fields_coll = NULL;
+    d->in_flight--;
+    metrics_set(d->m_in_flight, (double)d->in_flight);
+}
+
+static void count_request(struct dispatch *d, enum apply_step step, const struct http_response *r)
+{
+    char labels[160];
+    snprintf(labels, sizeof(labels), "remote=\"%s\",step=\"%s\",class=\"%s\"", d->remote_name,
+             apply_step_name(step), http_class_name(r->klass));
+    metrics_add(metrics_counter(d->m, "dxsync_consumer_requests_total",
+                                "Requests sent to the remote Directus, by step and outcome",
+                                labels),
+                1);
+    metrics_observe(d->m_latency, r->seconds);
+}
+
+/* ---------------------------------------------------------------------- remote availability */
+
+static void remote_ok(struct dispatch *d)
+{
+    bool notified;
+    if (!remote_answered(d->remote, util_mono_ms(), &notified))
+        return;
+    if (notified)
+        dlq_remote_event(d->dlq, ERROR_REMOTE_RECOVERED, d->subs, d->nsubs, 0, "", "",
+                         d->remote->down_retries);
+    d->recovered = true; /* the other lanes need not sit out their backoff */
+}
+
+/* ------------------------------------------------------------------------------ field lists */
+
+static void fields_send(struct dispatch *d, struct dispatch_slot *s, const char *coll)
+{
+    char esc[512], path[600];
+    int64_t now = util_mono_ms();
+    if (http_escape(coll, esc, sizeof(esc)) ||
+        (size_t)snprintf(path, sizeof(path), "/fields/%s", esc) >= sizeof(path)) {
+        remote_fields_answer(d->remote, coll, NULL, now);
+        return;
+    }
+    s->fields_coll = coll;
+    if (slot_start(d, s, "GET", path, NULL, &s->resp)) {
+        s->fields_coll = NULL;
+        http_response_free(&s->resp);
+        remote_fields_answer(d->remote, coll, NULL, now);
+        return;
+    }
+    log_debug(COMP, "event=request method=GET path=%s", path);
+}
+
+static void fields_done(struct dispatch *d, struct dispatch_slot *s)
+{
+    const char *coll = s->fields_coll;
+    struct http_response *r = &s->resp;
+    slot_end(d, s);
+    count_request(d, APPLY_STEP_FIELDS, r);
+    int64_t now = util_mono_ms();
+    if (r->klass == HTTP_OK)
+        remote_ok(d);
+    else if (r->klass == HTTP_TRANSIENT)
+        remote_failed(d->remote, r, now);
+    remote_fields_answer(d->remote, coll, r, now);
+    http_response_free(r);
+}
+
+/* ---------------------------------------------------------------------------------- batches */
+
+void dispatch_lane_init(struct dispatch_lane *l, const struct routes_sub *sub, int32_t partition,
+                        struct partq *q)
+{
+    memset(l, 0, sizeof(*l));
+    l->sub = sub;
+    l->partition = partition;
+    l->q = q;
+}
+
+/* Plans l's next batch from its waiting events. Returns 0 (possibly with no batch), -1 when
+ * out of memory. */
+static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
+{
+    struct partq *q = l->q;
+    size_t n = partq_len(q);
+    size_t bmax = (size_t)d->cfg->consumer.batch_max;
+    if (n > d->scratch_cap) {
+        const struct event **e = realloc(d->scratch_evs, n * sizeof(*e));
+        if (!e)
+            return -1;
+        d->scratch_evs = e;
+        d->scratch_cap = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct partq_ev *pe = partq_at(q, i);
+        d->scratch_evs[i] = pe->state == PARTQ_WAITING ? &pe->ev : NULL;
+    }
+    size_t k = plan_next(d->scratch_evs, n, bmax, d->scratch_idx);
+    if (k == 0)
+        return 0;
+    struct partq_ev **bev = realloc(l->bev, k * sizeof(*bev));
+    if (!bev)
+        return -1;
+    l->bev = bev;
+    for (size_t i = 0; i < k; i++) {
+        bev[i] = partq_at(q, d->scratch_idx[i]);
+        d->scratch_evs[i] = &bev[i]->ev;
+    }
+    struct apply_params params = {
+        .collection = l->sub->coll->collection,
+        .coll = l->sub->coll,
+        .pk = remote_pk(d->remote, l->sub->coll->collection),
+        .item_attempts = d->cfg->consumer.item_attempts,
+        .seed = d->seed++,
+    };
+    if (apply_batch_init(&l->batch, &params, d->scratch_evs, k))
+        return -1;
+    for (size_t i = 0; i < k; i++)
+        partq_set(q, bev[i], PARTQ_IN_BATCH);
+    l->has_batch = true;
+    l->st = LANE_READY;
+    metrics_observe(d->m_batch, (double)k);
+    return 0;
+}
+
+/* Settles the batch: applied items are done, failed ones go to the DLQ. A batch cut short
+ * (revoke, stop) gives its other items back to the queue. */
+static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
+{
+    for (size_t i = 0; i < l->batch.nitems; i++) {
+        const struct apply_item *it = &l->batch.items[i];
+        struct partq_ev *pe = l->bev[i];
+        switch (it->state) {
+        case APPLY_APPLIED:
+            partq_set(l->q, pe, PARTQ_DONE);
+            metrics_add(d->m_applied[pe->ev.action], 1);
+            break;
+        case APPLY_FAILED: {
+            struct dlq_why why = {it->status, it->code, it->message, it->attempts};
+            dlq_send(d->dlq, l->q, pe, l->sub, l->partition, &why);
+            break;
+        }
+        case APPLY_PENDING:
+            partq_set(l->q, pe, PARTQ_WAITING);
+            break;
+        }
+    }
+    apply_batch_free(&l->batch);
+    l->has_batch = false;
+    l->st = LANE_IDLE;
+}
+
+void dispatch_lane_drop(struct dispatch *d, struct dispatch_lane *l)
+{
+    if (l->slot) {
+        slot_end(d, l->slot);
+        l->slot = NULL;
+        http_response_free(&l->resp);
+    }
+    if (l->has_batch)
+        apply_batch_free(&l->batch);
+    l->has_batch = false;
+    free(l->bev);
+    l->bev = NULL;
+    l->st = LANE_IDLE;
+}
+
+/* Sends the batch's next request, or settles it when it has none left. */
+static void send_next(struct dispatch *d, struct dispatch_lane *l)
+{
+    struct apply_request req;
+    int rc = apply_batch_next(&l->batch, &req);
+    if (rc == 0) {
+        settle_batch(d, l);
+        return;
+    }
+    struct dispatch_slot *s = rc > 0 ? slot_free(d) : NULL;
+    if (s)
+        s->lane = l;
+    if (!s || slot_start(d, s, req.method, req.path, req.body, &l->resp)) {
+        if (s)
+            s->lane = NULL;
+        log_error(COMP, "event=request_not_started topic=%s partition=%" PRId32, l->sub->topic,
+                  l->partition);
+        http_response_free(&l->resp);
+        l->st = LANE_WAITING;
+        l->wake_ms = util_mono_ms() + 1000;
+        return;
+    }
+    l->slot = s;
+    l->st = LANE_IN_FLIGHT;
+    l->sent_ms = util_mono_ms();
+    l->sent_step = req.step;
+    log_debug(COMP, "event=request topic=%s partition=%" PRId32 " method=%s path=%s items=%zu",
+              l->sub->topic, l->partition, req.method, req.path, req.nitems);
+}
+
+/* A batch request ended: feed its answer to the batch. */
+static void batch_done(struct dispatch *d, struct dispatch_slot *s)
+{
+    struct dispatch_lane *l = s->lane;
+    slot_end(d, s);
+    l->slot = NULL;
+    struct http_response *r = &l->resp;
+    count_request(d, l->sent_step, r);
+    if (r->klass != HTTP_OK)
+        log_debug(COMP,
+                  "event=answer topic=%s partition=%" PRId32 " step=%s status=%ld class=%s "
+                  "code=%s message=\"%s\"",
+                  l->sub->topic, l->partition, apply_step_name(l->sent_step), r->status,
+                  http_class_name(r->klass), r->code[0] ? r->code : "-", r->message);
+    if (r->klass == HTTP_OK)
+        remote_ok(d);
+    int64_t delay = 0;
+    enum apply_verdict v = apply_batch_answer(&l->batch, r, &delay);
+    if (l->sent_step == APPLY_STEP_FIELDS && !l->batch.need_fields) {
+        if (l->batch.pk_guessed)
+            log_warn(COMP,
+                     "event=primary_key_unknown collection=%s assumed=id status=%ld "
+                     "message=\"%s\"",
+                     l->sub->coll->collection, r->status, r->message);
+        else
+            remote_set_pk(d->remote, l->sub->coll->collection, l->batch.pk);
+    }
+    if (v == APPLY_RETRY_OUTAGE) {
+        remote_failed(d->remote, r, util_mono_ms());
+        metrics_add(d->m_retry_outage, 1);
+    } else if (v == APPLY_RETRY_ITEM) {
+        metrics_add(d->m_retry_item, 1);
+        log_info(COMP,
+                 "event=item_retry topic=%s partition=%" PRId32 " status=%ld code=%s "
+                 "delay_ms=%" PRId64,
+                 l->sub->topic, l->partition, r->status, r->code[0] ? r->code : "-", delay);
+    }
+    http_response_free(r);
+    switch (v) {
+    case APPLY_DONE:
+        settle_batch(d, l);
+        break;
+    case APPLY_NEXT:
+        l->st = LANE_READY;
+        break;
+    case APPLY_RETRY_OUTAGE:
+    case APPLY_RETRY_ITEM:
+        l->st = LANE_WAITING;
+        l->outage_wait = v == APPLY_RETRY_OUTAGE;
+        l->wake_ms = util_mono_ms() + delay;
+        break;
+    }
+}
+
+void dispatch_transfers(struct dispatch *d)
+{
+    int running;
+    curl_multi_perform(d->multi, &running);
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(d->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        for (size_t i = 0; i < d->nslots; i++) {
+            struct dispatch_slot *s = &d->slots[i];
+            if (s->easy != m->easy_handle)
+                continue;
+            CURLcode result = m->data.result;
+            if (s->lane) {
+                http_finish(s->easy, result, &s->lane->resp);
+                batch_done(d, s);
+            } else if (s->fields_coll) {
+                http_finish(s->easy, result, &s->resp);
+                fields_done(d, s);
+            } else {
+                curl_multi_remove_handle(d->multi, s->easy);
+            }
+            break;
+        }
+    }
+}
+
+/* Whether l should start a batch now: something waits (and no event waits for the field list),
+ * and either linger is off, the batch would be full, or the oldest waiting event has lingered
+ * long enough. */
+static bool batch_due(const struct dispatch *d, const struct dispatch_lane *l, bool drained,
+                      int64_t now, int64_t *wake)
+{
+    const struct partq *q = l->q;
+    if (!q->waiting || q->held)
+        return false;
+    size_t bmax = (size_t)d->cfg->consumer.batch_max;
+    if (q->waiting >= bmax)
+        return true;
+    if (!drained)
+        return false; /* more is on its way from Kafka: fill the batch first */
+    int64_t linger = d->cfg->consumer.linger_ms;
+    if (linger <= 0)
+        return true;
+    for (size_t i = 0; i < partq_len(q); i++) {
+        const struct partq_ev *pe = partq_at(q, i);
+        if (pe->state != PARTQ_WAITING)
+            continue;
+        int64_t due = pe->arrived_ms + linger;
+        if (due <= now)
+            return true;
+        if (due < *wake)
+            *wake = due;
+        return false;
+    }
+    return false;
+}
+
+int64_t dispatch_schedule(struct dispatch *d, struct dispatch_lane *const *lanes, size_t n,
+                          bool drained)
+{
+    int64_t now = util_mono_ms(), wake = INT64_MAX;
+    if (d->recovered) {
+        d->recovered = false;
+        for (size_t i = 0; i < n; i++)
+            if (lanes[i]->st == LANE_WAITING && lanes[i]->outage_wait && lanes[i]->wake_ms > now)
+                lanes[i]->wake_ms = now;
+    }
+    /* field lists first: events wait for them */
+    struct dispatch_slot *s;
+    const char *coll;
+    while ((s = slot_free(d)) && (coll = remote_refresh_due(d->remote, now, &wake)))
+        fields_send(d, s, coll);
+    for (size_t k = 0; k < n && d->in_flight < d->nslots; k++) {
+        struct dispatch_lane *l = lanes[(d->rr + k) % n];
+        if (l->leaving)
+            continue;
+        if (l->st == LANE_WAITING) {
+            if (l->wake_ms > now) {
+                if (l->wake_ms < wake)
+                    wake = l->wake_ms;
+                continue;
+            }
+            l->st = LANE_READY;
+        }
+        if (l->st == LANE_IDLE && batch_due(d, l, drained, now, &wake) && plan_batch(d, l)) {
+            log_error(COMP, "event=out_of_memory what=batch");
+            continue;
+        }
+        if (l->st == LANE_READY)
+            send_next(d, l);
+    }
+    if (n)
+        d->rr = (d->rr + 1) % n;
+    /* what could not start for want of a slot is due as soon as one frees up */
+    for (size_t k = 0; k < n; k++)
+        if (lanes[k]->st == LANE_WAITING && lanes[k]->wake_ms < wake)
+            wake = lanes[k]->wake_ms;
+    return wake;
+}
+
+void dispatch_wait(struct dispatch *d, int wake_fd, int timeout_ms)
+{
+    struct curl_waitfd wfd = {.fd = wake_fd, .events = CURL_WAIT_POLLIN};
+    curl_multi_poll(d->multi, wake_fd >= 0 ? &wfd : NULL, wake_fd >= 0 ? 1 : 0, timeout_ms, NULL);
+}
+
+void dispatch_finish_leaving(struct dispatch *d, struct dispatch_lane *const *lanes, size_t n)
+{
+    int64_t deadline = util_mono_ms() + d->cfg->consumer.request_timeout_ms + 2000;
+    for (;;) {
+        bool busy = false;
+        for (size_t i = 0; i < n; i++)
+            if (lanes[i]->leaving && lanes[i]->slot)
+                busy = true;
+        if (!busy || util_mono_ms() > deadline)
+            break;
+        curl_multi_poll(d->multi, NULL, 0, 50, NULL);
+        dispatch_transfers(d);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct dispatch_lane *l = lanes[i];
+        if (l->leaving && l->has_batch && !l->slot)
+            settle_batch(d, l);
+    }
+}
+
+size_t dispatch_in_flight(const struct dispatch *d)
+{
+    return d->in_flight;
+}
+
+bool dispatch_lane_can_send(const struct dispatch *d, const struct dispatch_lane *l)
+{
+    return l->st == LANE_READY && d->in_flight < d->nslots;
+}
+
+/* ---------------------------------------------------------------------------------- set-up */
+
+static void register_metrics(struct dispatch *d)
+{
+    char l[160];
+    for (int a = 0; a < 4; a++) {
+        snprintf(l, sizeof(l), "remote=\"%s\",action=\"%s\"", d->remote_name,
+                 event_action_name((enum event_action)a));
+        d->m_applied[a] = metrics_counter(d->m, "dxsync_consumer_events_applied_total",
+                                          "Events the remote holds, by action", l);
+    }
+    snprintf(l, sizeof(l), "remote=\"%s\"", d->remote_name);
+    d->m_latency = metrics_histogram(d->m, "dxsync_consumer_request_seconds",
+                                     "Latency of requests to the remote", l, NULL, 0);
+    static const double sizes[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000};
+    d->m_batch = metrics_histogram(d->m, "dxsync_consumer_batch_size", "Events per batch", l, sizes,
+                                   DX_ARRAY_LEN(sizes));
+    d->m_in_flight = metrics_gauge(d->m, "dxsync_consumer_requests_in_flight",
+                                   "Requests to the remote in flight", l);
+    snprintf(l, sizeof(l), "remote=\"%s\",reason=\"outage\"", d->remote_name);
+    d->m_retry_outage = metrics_counter(d->m, "dxsync_consumer_retries_total",
+                                        "Requests retried after a backoff", l);
+    snprintf(l, sizeof(l), "remote=\"%s\",reason=\"item\"", d->remote_name);
+    d->m_retry_item = metrics_counter(d->m, "dxsync_consumer_retries_total",
+                                      "Requests retried after a backoff", l);
+}
+
+struct dispatch *dispatch_new(const struct config *cfg, const struct config_instance *inst,
+                              struct remote *remote, struct dlq *dlq, const struct routes_sub *subs,
+                              size_t nsubs, struct metrics *m, char *err, size_t errlen)
+{
+    struct dispatch *d = calloc(1, sizeof(*d));
+    if (!d)
+        goto oom;
+    d->cfg = cfg;
+    d->remote_name = inst->name;
+    d->remote = remote;
+    d->dlq = dlq;
+    d->subs = subs;
+    d->nsubs = nsubs;
+    d->m = m;
+    d->seed = (uint64_t)util_wall_ms() ^ ((uint64_t)getpid() << 32);
+    d->scratch_idx = calloc((size_t)cfg->consumer.batch_max, sizeof(*d->scratch_idx));
+    if (!d->scratch_idx)
+        goto oom;
+    d->http =
+        http_client_new(inst->url, inst->token, cfg->consumer.request_timeout_ms, err, errlen);
+    if (!d->http) {
+        dispatch_free(d);
+        return NULL;
+    }
+    d->multi = curl_multi_init();
+    d->nslots = (size_t)cfg->consumer.max_in_flight;
+    d->slots = calloc(d->nslots, sizeof(*d->slots));
+    if (!d->multi || !d->slots)
+        goto oom;
+    curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)d->nslots + 2);
+    for (size_t i = 0; i < d->nslots; i++)
+        if (!(d->slots[i].easy = curl_easy_init()))
+            goto oom;
+    register_metrics(d);
+    return d;
+oom:
+    snprintf(err, errlen, "out of memory");
+    dispatch_free(d);
+    return NULL;
+}
+
+void dispatch_free(struct dispatch *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; d->slots && i < d->nslots; i++) {
+        struct dispatch_slot *s = &d->slots[i];
+        if (!s->easy)
+            continue;
+        curl_multi_remove_handle(d->multi, s->easy);
+        if (s->fields_coll)
+            http_response_free(&s->resp);
+        curl_easy_cleanup(s->easy);
+    }
+    free(d->slots);
+    if (d->multi)
+        curl_multi_cleanup(d->multi);
+    http_client_free(d->http);
+    free(d->scratch_evs);
+    free(d->scratch_idx);
+    free(d);
+}

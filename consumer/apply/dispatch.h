@@ -1,0 +1,83 @@
+/* dispatch: the batches of the assigned partitions onto libcurl's multi interface. Each
+ * partition has a lane: its next batch is planned (plan) from its queue (partq), driven
+ * request by request (apply) on a free slot, and settled: applied events are done, failed ones
+ * dead-lettered (dlq). At most max_in_flight requests are out, one per lane (per-key order
+ * holds). The remote's field list requests (remote) take a slot too, so no blocking request
+ * ever runs inside the loop. Answers tell the remote's availability (remote). */
+#ifndef DXSYNC_DISPATCH_H
+#define DXSYNC_DISPATCH_H
+
+#include "apply.h"
+#include "config.h"
+#include "dlq.h"
+#include "http.h"
+#include "metrics.h"
+#include "partq.h"
+#include "remote.h"
+#include "routes.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum dispatch_lane_state {
+    LANE_IDLE = 0,  /* no batch */
+    LANE_READY,     /* the batch has a request to send */
+    LANE_IN_FLIGHT, /* its request is out */
+    LANE_WAITING    /* the batch waits (backoff) until wake_ms */
+};
+
+struct dispatch_slot;
+
+/* One partition's lane. The owner sets sub, partition, q and leaving (dispatch_lane_init);
+ * the rest is dispatch's. */
+struct dispatch_lane {
+    const struct routes_sub *sub;
+    int32_t partition;
+    struct partq *q;
+    bool leaving; /* revoked or stopping: no new request */
+    enum dispatch_lane_state st;
+    int64_t wake_ms;
+    bool outage_wait; /* waiting because the remote is down: woken when it answers again */
+    bool has_batch;
+    struct apply_batch batch;
+    struct partq_ev **bev; /* the event of each batch item */
+    struct dispatch_slot *slot;
+    struct http_response resp;
+    int64_t sent_ms;
+    enum apply_step sent_step;
+};
+
+struct dispatch;
+
+/* A dispatcher writing into inst as its sync user, with cfg's consumer settings. remote, dlq,
+ * subs and m must outlive it. Returns NULL with err set. */
+struct dispatch *dispatch_new(const struct config *cfg, const struct config_instance *inst,
+                              struct remote *remote, struct dlq *dlq, const struct routes_sub *subs,
+                              size_t nsubs, struct metrics *m, char *err, size_t errlen);
+void dispatch_free(struct dispatch *d);
+
+void dispatch_lane_init(struct dispatch_lane *l, const struct routes_sub *sub, int32_t partition,
+                        struct partq *q);
+/* Stops l's request if one is out and frees its batch (its events stay in the queue, which the
+ * caller frees). */
+void dispatch_lane_drop(struct dispatch *d, struct dispatch_lane *l);
+
+/* Starts requests, lanes in turn (and field list requests), while slots are free. drained:
+ * Kafka has nothing more waiting (a batch need not wait to fill up). Returns the next time
+ * something is due (a backoff, a linger), or INT64_MAX. */
+int64_t dispatch_schedule(struct dispatch *d, struct dispatch_lane *const *lanes, size_t n,
+                          bool drained);
+/* Moves the transfers along and feeds every finished one to its batch or field list. */
+void dispatch_transfers(struct dispatch *d);
+/* Waits until a transfer has news, wake_fd is readable, or timeout_ms passed. */
+void dispatch_wait(struct dispatch *d, int wake_fd, int timeout_ms);
+/* Lets the requests of the leaving lanes finish (bounded by the request timeout) and settles
+ * what they applied; the rest of their batches goes back to waiting. */
+void dispatch_finish_leaving(struct dispatch *d, struct dispatch_lane *const *lanes, size_t n);
+
+size_t dispatch_in_flight(const struct dispatch *d);
+/* Whether l could send now (a request is ready and a slot is free). */
+bool dispatch_lane_can_send(const struct dispatch *d, const struct dispatch_lane *l);
+
+#endif

@@ -1,0 +1,274 @@
+/* remote.c: field lists are arrays of owned names (a collection has tens of fields, a linear
+ * scan is cheaper than anything cleverer); the outage record keeps the last failure for the
+ * remote_unavailable event. */
+#include "remote.h"
+
+#include "apply.h"
+#include "log.h"
+#include "util.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMP "consumer"
+
+static void fields_clear(struct remote_coll *c)
+{
+    for (size_t i = 0; i < c->nfields; i++)
+        free(c->fields[i]);
+    free(c->fields);
+    c->fields = NULL;
+    c->nfields = 0;
+}
+
+int remote_init(struct remote *r, const char *name, const struct routes_sub *subs, size_t nsubs,
+                int retry_notify_after_s, struct metrics *m)
+{
+    memset(r, 0, sizeof(*r));
+    r->name = name;
+    r->retry_notify_after_s = retry_notify_after_s;
+    r->colls = calloc(nsubs ? nsubs : 1, sizeof(*r->colls));
+    if (!r->colls)
+        return -1;
+    for (size_t i = 0; i < nsubs; i++) {
+        if (remote_coll(r, subs[i].coll->collection))
+            continue;
+        struct remote_coll *c = &r->colls[r->ncolls++];
+        c->collection = subs[i].coll->collection;
+        c->want = true;
+        c->retry_ms = REMOTE_FIELDS_RETRY_MIN_MS;
+    }
+    char l[160];
+    snprintf(l, sizeof(l), "remote=\"%s\"", name);
+    r->m_up = metrics_gauge(m, "dxsync_consumer_remote_up",
+                            "1 while the remote answers, 0 during an outage", l);
+    metrics_set(r->m_up, 1);
+    return 0;
+}
+
+void remote_free(struct remote *r)
+{
+    for (size_t i = 0; r->colls && i < r->ncolls; i++)
+        fields_clear(&r->colls[i]);
+    free(r->colls);
+    r->colls = NULL;
+    r->ncolls = 0;
+}
+
+struct remote_coll *remote_coll(struct remote *r, const char *collection)
+{
+    for (size_t i = 0; i < r->ncolls; i++)
+        if (strcmp(r->colls[i].collection, collection) == 0)
+            return &r->colls[i];
+    return NULL;
+}
+
+const char *remote_pk(const struct remote *r, const char *collection)
+{
+    for (size_t i = 0; i < r->ncolls; i++)
+        if (strcmp(r->colls[i].collection, collection) == 0)
+            return r->colls[i].pk[0] ? r->colls[i].pk : NULL;
+    return NULL;
+}
+
+void remote_set_pk(struct remote *r, const char *collection, const char *pk)
+{
+    struct remote_coll *c = remote_coll(r, collection);
+    if (c && pk && pk[0] && strcmp(c->pk, pk) != 0) {
+        util_strlcpy(c->pk, pk, sizeof(c->pk));
+        log_info(COMP, "event=primary_key collection=%s field=%s", collection, pk);
+    }
+}
+
+static bool has_field(const struct remote_coll *c, const char *field)
+{
+    for (size_t i = 0; i < c->nfields; i++)
+        if (strcmp(c->fields[i], field) == 0)
+            return true;
+    return false;
+}
+
+/* The first routed field ev writes a non-null value to that c lacks, or NULL. */
+static const char *first_missing(const struct remote_coll *c, const struct event *ev)
+{
+    if (!cJSON_IsObject(ev->data))
+        return NULL;
+    /* an update writes the fields its delta names (with their values from data); the rest
+     * write every field of data */
+    bool update = ev->action == EVENT_UPDATE && cJSON_IsObject(ev->delta);
+    for (const cJSON *it = update ? ev->delta->child : ev->data->child; it; it = it->next) {
+        const cJSON *v = update ? cJSON_GetObjectItemCaseSensitive(ev->data, it->string) : it;
+        if (cJSON_IsNull(v ? v : it) || (c->pk[0] && strcmp(it->string, c->pk) == 0))
+            continue;
+        if (!has_field(c, it->string))
+            return it->string;
+    }
+    return NULL;
+}
+
+enum remote_check remote_check_event(struct remote *r, const struct event *ev, int64_t now_ms,
+                                     const char **field)
+{
+    *field = NULL;
+    struct remote_coll *c = remote_coll(r, ev->collection);
+    if (!c || c->state == REMOTE_FIELDS_UNAVAILABLE)
+        return REMOTE_CHECK_OK;
+    if (c->state == REMOTE_FIELDS_UNKNOWN) {
+        c->want = true;
+        return REMOTE_CHECK_WAIT;
+    }
+    const char *missing = first_missing(c, ev);
+    if (!missing)
+        return REMOTE_CHECK_OK;
+    /* Directus drops unknown fields without a word when the sync user may write every field
+     * ("*"): the value would be lost silently. Read the list again before saying so, unless it
+     * is fresh. */
+    if (now_ms - c->fields_at_ms >= REMOTE_FIELDS_FRESH_MS) {
+        c->want = true;
+        return REMOTE_CHECK_WAIT;
+    }
+    *field = missing;
+    return REMOTE_CHECK_MISSING;
+}
+
+const char *remote_refresh_due(struct remote *r, int64_t now_ms, int64_t *next_ms)
+{
+    for (size_t i = 0; i < r->ncolls; i++) {
+        struct remote_coll *c = &r->colls[i];
+        if (!c->want || c->asking)
+            continue;
+        if (c->ask_after_ms > now_ms) {
+            if (c->ask_after_ms < *next_ms)
+                *next_ms = c->ask_after_ms;
+            continue;
+        }
+        c->asking = true;
+        return c->collection;
+    }
+    return NULL;
+}
+
+/* The field names of a GET /fields/<c> answer (owned array of owned strings); -1 when it lists
+ * none (not Directus's JSON) or out of memory. */
+static int parse_names(const struct http_response *ans, char ***out, size_t *n)
+{
+    cJSON *root = ans->body ? cJSON_ParseWithLength(ans->body, ans->len) : NULL;
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+    char **names = NULL;
+    size_t k = 0;
+    int rc = -1;
+    if (cJSON_IsArray(data)) {
+        size_t cap = (size_t)cJSON_GetArraySize(data);
+        names = calloc(cap ? cap : 1, sizeof(*names));
+        rc = names ? 0 : -1;
+        for (const cJSON *f = names ? data->child : NULL; f && rc == 0; f = f->next) {
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "field");
+            if (cJSON_IsString(name) && !(names[k++] = strdup(name->valuestring)))
+                rc = -1;
+        }
+    }
+    cJSON_Delete(root);
+    if (rc) {
+        for (size_t i = 0; names && i < k; i++)
+            free(names[i]);
+        free(names);
+        return -1;
+    }
+    *out = names;
+    *n = k;
+    return 0;
+}
+
+void remote_fields_answer(struct remote *r, const char *collection, const struct http_response *ans,
+                          int64_t now_ms)
+{
+    struct remote_coll *c = remote_coll(r, collection);
+    if (!c)
+        return;
+    c->asking = false;
+    char **names = NULL;
+    size_t n = 0;
+    if (ans && ans->klass == HTTP_OK && parse_names(ans, &names, &n) == 0) {
+        char pk[sizeof(c->pk)];
+        apply_pk_from_fields(ans, pk, sizeof(pk));
+        remote_set_pk(r, collection, pk);
+        fields_clear(c);
+        c->fields = names;
+        c->nfields = n;
+        c->state = REMOTE_FIELDS_KNOWN;
+        c->fields_at_ms = now_ms;
+        c->want = false;
+        c->retry_ms = REMOTE_FIELDS_RETRY_MIN_MS;
+        log_debug(COMP, "event=fields_read collection=%s fields=%zu", collection, n);
+        return;
+    }
+    /* no answer, or not Directus's, or a server error: the remote is down or hiccups; ask
+     * again. Any other refusal (403: the sync user may not read the fields) will not change
+     * by asking: go on without the check, and try again when the list would be stale. */
+    bool refused = ans && (ans->klass == HTTP_FORBIDDEN || ans->klass == HTTP_PERMANENT ||
+                           ans->klass == HTTP_DUPLICATE);
+    if (!refused) {
+        c->ask_after_ms = now_ms + c->retry_ms;
+        c->retry_ms = c->retry_ms * 2 > REMOTE_FIELDS_RETRY_MAX_MS ? REMOTE_FIELDS_RETRY_MAX_MS
+                                                                   : c->retry_ms * 2;
+        log_debug(COMP, "event=fields_retry collection=%s status=%ld retry_ms=%" PRId64, collection,
+                  ans ? ans->status : 0L, c->ask_after_ms - now_ms);
+        return;
+    }
+    if (c->state != REMOTE_FIELDS_KNOWN) {
+        c->state = REMOTE_FIELDS_UNAVAILABLE;
+        log_warn(COMP,
+                 "event=fields_unreadable collection=%s status=%ld code=%s message=\"%s\" "
+                 "effect=\"routed fields the remote lacks are not detected\"",
+                 collection, ans->status, ans->code[0] ? ans->code : "-", ans->message);
+    }
+    c->fields_at_ms = now_ms;
+    c->want = false;
+}
+
+bool remote_answered(struct remote *r, int64_t now_ms, bool *was_notified)
+{
+    *was_notified = false;
+    if (!r->down_since_ms)
+        return false;
+    log_info(COMP, "event=remote_recovered remote=%s down_s=%" PRId64 " retries=%d", r->name,
+             (now_ms - r->down_since_ms) / 1000, r->down_retries);
+    *was_notified = r->down_notified;
+    r->down_since_ms = 0;
+    r->down_notified = false;
+    r->down_retries = 0;
+    metrics_set(r->m_up, 1);
+    return true;
+}
+
+void remote_failed(struct remote *r, const struct http_response *ans, int64_t now_ms)
+{
+    r->down_retries++;
+    r->down_status = ans->status;
+    util_strlcpy(r->down_code, ans->code, sizeof(r->down_code));
+    util_strlcpy(r->down_message, ans->message, sizeof(r->down_message));
+    if (r->down_since_ms)
+        return;
+    r->down_since_ms = now_ms > 0 ? now_ms : 1;
+    metrics_set(r->m_up, 0);
+    log_warn(COMP, "event=remote_unavailable remote=%s status=%ld code=%s message=\"%s\"", r->name,
+             ans->status, ans->code[0] ? ans->code : "-", ans->message);
+}
+
+bool remote_notify_due(struct remote *r, int64_t now_ms, int64_t *due_ms)
+{
+    if (!r->down_since_ms || r->down_notified)
+        return false;
+    int64_t due = r->down_since_ms + (int64_t)r->retry_notify_after_s * 1000;
+    if (now_ms < due) {
+        if (due < *due_ms)
+            *due_ms = due;
+        return false;
+    }
+    r->down_notified = true;
+    log_warn(COMP, "event=remote_unavailable_published remote=%s down_s=%" PRId64, r->name,
+             (now_ms - r->down_since_ms) / 1000);
+    return true;
+}
