@@ -9,6 +9,7 @@ dx_unit(test_recent dxsync_apply)
 dx_unit(test_partq dxsync_apply)
 dx_unit(test_remote dxsync_apply)
 dx_unit(test_dlq dxsync_apply)
+dx_unit(test_dispatch dxsync_apply)
 
 dx_script(consumer_apply integration integration/consumer_apply.sh)
 dx_script(consumer_deadletter integration integration/consumer_deadletter.sh)
