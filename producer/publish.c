@@ -41,8 +41,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
             p->failed = true;
             snprintf(p->why, sizeof(p->why), "delivery to %s failed: %s",
                      rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
-            log_error("producer", "event=delivery_failed topic=%s error=\"%s\"",
-                      rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
+            log_error("producer", "event=delivery_failed topic=%s error=%s",
+                      LOG_Q(rd_kafka_topic_name(msg->rkt)), LOG_Q(rd_kafka_err2str(msg->err)));
         }
         return;
     }

@@ -198,8 +198,8 @@ int producer_snapshot(const struct config *cfg, const struct config_instance *in
     rc = 0;
 out:
     if (rc == 1)
-        log_error("producer", "event=snapshot_failed reason=\"%s\"",
-                  err[0] ? err : "out of memory");
+        log_error("producer", "event=snapshot_failed reason=%s",
+                  LOG_Q(err[0] ? err : "out of memory"));
     publish_free(pub, 10000);
     source_free(src);
     return rc;

@@ -205,7 +205,7 @@ int source_ensure_slot(struct source *s, char *err, size_t errlen)
             return -1;
         }
         PQclear(r);
-        log_info("producer", "event=publication_created publication=%s", s->slot);
+        log_info("producer", "event=publication_created publication=%s", LOG_Q(s->slot));
     }
     r = query(s->conn, "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1", 1, p, e,
               sizeof(e));
@@ -229,7 +229,7 @@ int source_ensure_slot(struct source *s, char *err, size_t errlen)
             return -1;
         }
         PQclear(r);
-        log_info("producer", "event=slot_created slot=%s", s->slot);
+        log_info("producer", "event=slot_created slot=%s", LOG_Q(s->slot));
     }
     return 0;
 }
@@ -287,8 +287,8 @@ static int load_meta(struct source *s, struct source_coll *sc, char *err, size_t
     }
     sc->loaded = true;
     log_info("producer", "event=collection_loaded collection=%s pk=%s pk_type=%s columns=%zu",
-             sc->meta.name, sc->meta.pk, sc->meta.pk_type == CAPTURE_INTEGER ? "integer" : "text",
-             sc->meta.ncolumns);
+             LOG_Q(sc->meta.name), LOG_Q(sc->meta.pk),
+             sc->meta.pk_type == CAPTURE_INTEGER ? "integer" : "text", sc->meta.ncolumns);
     return 0;
 }
 
@@ -307,8 +307,8 @@ const struct capture_collection *source_lookup(void *source, const char *collect
         char err[512];
         if (load_meta(s, sc, err, sizeof(err))) {
             sc->next_try_ms = now + 5000;
-            log_warn("producer", "event=collection_unavailable collection=%s reason=\"%s\"",
-                     collection, err);
+            log_warn("producer", "event=collection_unavailable collection=%s reason=%s",
+                     LOG_Q(collection), LOG_Q(err));
             return NULL;
         }
         return &sc->meta;
@@ -341,7 +341,7 @@ int source_fill_rows(struct source *s, struct capture_txn *txn, char *err, size_
                 return -1;
             if (PQntuples(r) == 0) {
                 log_info("producer", "event=skip reason=row_gone collection=%s key=%s",
-                         e->coll->name, e->ev.key_text);
+                         LOG_Q(e->coll->name), LOG_Q(e->ev.key_text));
                 PQclear(r);
                 event_free(&e->ev);
                 continue;
