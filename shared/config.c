@@ -14,6 +14,25 @@
 
 #define PATH_MAX_LEN 256
 
+/* PQconninfoFree, the values (a password among them) wiped first. */
+static void conninfo_free(PQconninfoOption *opts)
+{
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (o->val)
+            util_wipe(o->val, strlen(o->val));
+    PQconninfoFree(opts);
+}
+
+/* Wipes every string value of a parsed configuration (a literal token among them). */
+static void json_wipe(cJSON *node)
+{
+    for (; node; node = node->next) {
+        if (node->valuestring)
+            util_wipe(node->valuestring, strlen(node->valuestring));
+        json_wipe(node->child);
+    }
+}
+
 struct parse {
     char *err;
     size_t errlen;
@@ -141,6 +160,7 @@ static char *expand_env(struct parse *p, const char *path, const char *s)
         fail(p, path, "out of memory");
     return out;
 err:
+    util_wipe(b.data, b.len);
     util_buf_free(&b);
     return NULL;
 }
@@ -415,7 +435,7 @@ static int parse_instance(struct parse *p, const cJSON *v, const char *path,
             PQfreemem(perr);
             return -1;
         }
-        PQconninfoFree(opts);
+        conninfo_free(opts);
     }
     return 0;
 }
@@ -636,6 +656,7 @@ int config_load_buffer(const char *buf, size_t len, struct config *cfg, char *er
         return -1;
     }
     int rc = parse_root(&p, root, cfg);
+    json_wipe(root);
     cJSON_Delete(root);
     if (rc) {
         config_free(cfg);
@@ -662,13 +683,16 @@ int config_load_file(const char *path, struct config *cfg, char *err, size_t err
     }
     bool read_err = ferror(f) != 0;
     fclose(f);
+    util_wipe(chunk, sizeof(chunk));
     if (read_err || b.failed || b.len > 16 * 1024 * 1024) {
         snprintf(err, errlen, "%s: cannot read (or larger than 16 MiB)", path);
+        util_wipe(b.data, b.len);
         util_buf_free(&b);
         return -1;
     }
     char inner[1024];
     int rc = config_load_buffer(b.data ? b.data : "", b.len, cfg, inner, sizeof(inner));
+    util_wipe(b.data, b.len);
     util_buf_free(&b);
     if (rc)
         snprintf(err, errlen, "%s: %s", path, inner);
@@ -690,15 +714,15 @@ void config_free(struct config *cfg)
     free(cfg->kafka.topic_prefix);
     for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
         free(cfg->kafka.properties[i].key);
-        free(cfg->kafka.properties[i].value);
+        util_free_secret(cfg->kafka.properties[i].value); /* sasl.password, ssl keys, ... */
     }
     free(cfg->kafka.properties);
     for (size_t i = 0; i < cfg->ninstances; i++) {
         struct config_instance *in = &cfg->instances[i];
         free(in->name);
         free(in->url);
-        free(in->token);
-        free(in->database);
+        util_free_secret(in->token);
+        util_free_secret(in->database);
         free(in->sync_user);
     }
     free(cfg->instances);
@@ -754,7 +778,7 @@ void config_register_secrets(const struct config *cfg)
         for (PQconninfoOption *o = opts; o && o->keyword; o++)
             if (strcmp(o->keyword, "password") == 0 && o->val)
                 log_add_secret(o->val);
-        PQconninfoFree(opts);
+        conninfo_free(opts);
     }
     for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
         const char *k = cfg->kafka.properties[i].key;
@@ -785,5 +809,5 @@ void config_database_display(const char *database, char *buf, size_t len)
     }
     snprintf(buf, len, "host=%s port=%s dbname=%s user=%s", host ? host : "(default)",
              port ? port : "(default)", db ? db : "(default)", user ? user : "(default)");
-    PQconninfoFree(opts);
+    conninfo_free(opts);
 }

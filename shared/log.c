@@ -59,7 +59,7 @@ void log_add_secret(const char *secret)
 void log_clear_secrets(void)
 {
     for (size_t i = 0; i < g_nsecrets; i++)
-        free(g_secrets[i]);
+        util_free_secret(g_secrets[i]);
     g_nsecrets = 0;
 }
 

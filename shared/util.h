@@ -28,6 +28,13 @@ void util_buf_free(struct util_buf *b);
 /* Hands the data over to the caller (who frees it) and resets the buffer. NULL on failure. */
 char *util_buf_steal(struct util_buf *b);
 
+/* Overwrites n bytes at p with zeros that the compiler may not drop (explicit_bzero): for
+ * secrets (tokens, passwords, connection strings) about to be freed or left on the stack. */
+void util_wipe(void *p, size_t n);
+
+/* Wipes a secret string (all of its strlen bytes) and frees it; NULL is ignored. */
+void util_free_secret(char *s);
+
 /* strdup that treats NULL as NULL. */
 char *util_strdup(const char *s);
 

@@ -31,6 +31,18 @@ static void utf8(void **state)
     assert_true(util_utf8_valid("a\0b", 3, &bad)); /* NUL is valid UTF-8 */
 }
 
+static void wipe(void **state)
+{
+    (void)state;
+    char secret[] = "tok-secret";
+    util_wipe(secret, sizeof(secret));
+    for (size_t i = 0; i < sizeof(secret); i++)
+        assert_int_equal(secret[i], 0);
+    util_wipe(NULL, 4);
+    util_free_secret(NULL);
+    util_free_secret(util_strdup("tok-secret"));
+}
+
 static void times(void **state)
 {
     (void)state;
@@ -266,11 +278,9 @@ static void cli_flags(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(utf8),
-        cmocka_unit_test(times),
-        cmocka_unit_test(backoff_schedule),
-        cmocka_unit_test(log_lines),
-        cmocka_unit_test(log_values),
+        cmocka_unit_test(utf8),      cmocka_unit_test(wipe),
+        cmocka_unit_test(times),     cmocka_unit_test(backoff_schedule),
+        cmocka_unit_test(log_lines), cmocka_unit_test(log_values),
         cmocka_unit_test(cli_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
