@@ -74,19 +74,25 @@ static const char *type_name(const cJSON *v)
     return "an invalid value";
 }
 
-/* Key paths longer than PATH_MAX_LEN are cut; they only name things in messages. */
+/* Key paths longer than PATH_MAX_LEN are cut, and end with "..." to say so; they only name
+ * things in messages. */
+static void mark_cut(char *out, size_t len)
+{
+    if (out[0])
+        memcpy(out + len - 4, "...", 4);
+}
+
 static void join(char *out, const char *base, const char *key)
 {
-    int n = base && *base ? snprintf(out, PATH_MAX_LEN, "%s.%s", base, key)
-                          : snprintf(out, PATH_MAX_LEN, "%s", key);
-    if (n < 0)
-        out[0] = '\0';
+    if (base && *base ? util_format(out, PATH_MAX_LEN, "%s.%s", base, key)
+                      : util_format(out, PATH_MAX_LEN, "%s", key))
+        mark_cut(out, PATH_MAX_LEN);
 }
 
 static void join_index(char *out, const char *base, size_t i)
 {
-    if (snprintf(out, PATH_MAX_LEN, "%s[%zu]", base, i) < 0)
-        out[0] = '\0';
+    if (util_format(out, PATH_MAX_LEN, "%s[%zu]", base, i))
+        mark_cut(out, PATH_MAX_LEN);
 }
 
 /* Every member of obj must be in allowed; duplicate members are refused too. */
@@ -807,7 +813,9 @@ void config_database_display(const char *database, char *buf, size_t len)
         else if (strcmp(o->keyword, "user") == 0)
             user = o->val;
     }
-    snprintf(buf, len, "host=%s port=%s dbname=%s user=%s", host ? host : "(default)",
-             port ? port : "(default)", db ? db : "(default)", user ? user : "(default)");
+    if (util_format(buf, len, "host=%s port=%s dbname=%s user=%s", host ? host : "(default)",
+                    port ? port : "(default)", db ? db : "(default)", user ? user : "(default)") &&
+        len >= 4)
+        mark_cut(buf, len); /* a display only, never connected to */
     conninfo_free(opts);
 }

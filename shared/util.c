@@ -93,6 +93,17 @@ char *util_buf_steal(struct util_buf *b)
     return p;
 }
 
+int util_format(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 && len)
+        buf[0] = '\0';
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 void util_wipe(void *p, size_t n)
 {
     if (p && n)

@@ -225,7 +225,10 @@ int audit_run(const struct config *cfg, const char *source, const char *collecti
         snprintf(err, sizeof(err), "topic name too long");
         goto out;
     }
-    snprintf(group, sizeof(group), "%s.audit", cfg->kafka.topic_prefix); /* never commits */
+    if (util_format(group, sizeof(group), "%s.audit", cfg->kafka.topic_prefix)) { /* no commits */
+        snprintf(err, sizeof(err), "group name %s.audit too long", cfg->kafka.topic_prefix);
+        goto out;
+    }
     if (!(rk = client(cfg, &st, group, err, sizeof(err))))
         goto out;
     int n = partitions_of(rk, topic);

@@ -43,6 +43,18 @@ static void wipe(void **state)
     util_free_secret(util_strdup("tok-secret"));
 }
 
+static void format(void **state)
+{
+    (void)state;
+    char b[8];
+    assert_int_equal(util_format(b, sizeof(b), "a.%s", "dlq.b"), 0);
+    assert_string_equal(b, "a.dlq.b");
+    assert_int_equal(util_format(b, sizeof(b), "%s.%s", "dxsync", "errors"), -1);
+    assert_string_equal(b, "dxsync."); /* cut, terminated, reported */
+    assert_int_equal(util_format(b, sizeof(b), "%s", "1234567"), 0);
+    assert_int_equal(util_format(b, sizeof(b), "%s", "12345678"), -1);
+}
+
 static void times(void **state)
 {
     (void)state;
@@ -278,9 +290,13 @@ static void cli_flags(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(utf8),      cmocka_unit_test(wipe),
-        cmocka_unit_test(times),     cmocka_unit_test(backoff_schedule),
-        cmocka_unit_test(log_lines), cmocka_unit_test(log_values),
+        cmocka_unit_test(utf8),
+        cmocka_unit_test(wipe),
+        cmocka_unit_test(format),
+        cmocka_unit_test(times),
+        cmocka_unit_test(backoff_schedule),
+        cmocka_unit_test(log_lines),
+        cmocka_unit_test(log_values),
         cmocka_unit_test(cli_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
