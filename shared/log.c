@@ -12,6 +12,7 @@
 /* Process-wide logger settings, written at start-up before any other thread runs. */
 static enum log_level g_level = LOG_LEVEL_INFO;
 static char *g_secrets[32];
+static size_t g_secret_len[32];
 static size_t g_nsecrets;
 static log_sink_fn g_sink;
 static void *g_sink_opaque;
@@ -52,8 +53,10 @@ void log_add_secret(const char *secret)
         if (strcmp(g_secrets[i], secret) == 0)
             return;
     char *copy = strdup(secret);
-    if (copy)
-        g_secrets[g_nsecrets++] = copy;
+    if (!copy)
+        return;
+    g_secret_len[g_nsecrets] = strlen(copy);
+    g_secrets[g_nsecrets++] = copy;
 }
 
 void log_clear_secrets(void)
@@ -70,14 +73,14 @@ static size_t secret_at(const char *p, const char *cut_end)
 {
     size_t best = 0;
     for (size_t i = 0; i < g_nsecrets; i++) {
-        size_t slen = strlen(g_secrets[i]);
-        if (slen > best && strncmp(p, g_secrets[i], slen) == 0)
+        size_t slen = g_secret_len[i];
+        if (slen > best && *p == g_secrets[i][0] && strncmp(p, g_secrets[i], slen) == 0)
             best = slen;
     }
     if (!best && cut_end) {
         size_t rest = (size_t)(cut_end - p);
         for (size_t i = 0; i < g_nsecrets; i++)
-            if (rest && rest < strlen(g_secrets[i]) && memcmp(p, g_secrets[i], rest) == 0)
+            if (rest && rest < g_secret_len[i] && memcmp(p, g_secrets[i], rest) == 0)
                 return rest;
     }
     return best;
