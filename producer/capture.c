@@ -393,7 +393,10 @@ static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char
         e->coll = coll;
         e->needs_row = needs_row;
         char id[64], ts[32];
-        snprintf(id, sizeof(id), "%s:%lld", c->cfg.source, (long long)a->id);
+        if (util_format(id, sizeof(id), "%s:%lld", c->cfg.source, (long long)a->id)) {
+            snprintf(err, errlen, "event id %s:%lld too long", c->cfg.source, (long long)a->id);
+            return -1;
+        }
         ev->event_id = strdup(id);
         ev->source = strdup(c->cfg.source);
         ev->collection = strdup(a->collection);

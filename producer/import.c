@@ -44,10 +44,15 @@ static cJSON *notify_users(PGconn *c, const char *id, FILE *err_out)
     char *o = PQescapeIdentifier(c, own, strlen(own));
     char *u = PQescapeIdentifier(c, user, strlen(user));
     cJSON *arr = cJSON_CreateArray();
-    if (t && o && u) {
-        char sql[512];
-        snprintf(sql, sizeof(sql), "SELECT %s::text FROM %s WHERE %s::text = $1 AND %s IS NOT NULL",
-                 u, t, o, u);
+    char sql[1024];
+    if (t && o && u &&
+        util_format(sql, sizeof(sql),
+                    "SELECT %s::text FROM %s WHERE %s::text = $1 AND %s IS NOT NULL", u, t, o, u)) {
+        fprintf(err_out,
+                "warning: users_notification of source %s not read: the names of its junction "
+                "table %s are too long\n",
+                id, table);
+    } else if (t && o && u) {
         const char *p[1] = {id};
         PGresult *r = PQexecParams(c, sql, 1, NULL, p, NULL, NULL, 0);
         if (PQresultStatus(r) == PGRES_TUPLES_OK) {

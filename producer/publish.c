@@ -41,8 +41,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
             p->failed = true;
             snprintf(p->why, sizeof(p->why), "delivery to %s failed: %s",
                      rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
-            log_error("producer", "event=delivery_failed topic=%s error=\"%s\"",
-                      rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
+            log_error("producer", "event=delivery_failed topic=%s error=%s",
+                      LOG_Q(rd_kafka_topic_name(msg->rkt)), LOG_Q(rd_kafka_err2str(msg->err)));
         }
         return;
     }
@@ -99,6 +99,11 @@ struct publish *publish_new(const struct config *cfg, const char *source, struct
     }
     p->cfg = cfg;
     p->source = source;
+    char labels[128];
+    if (util_format(labels, sizeof(labels), "source=\"%s\"", source)) {
+        snprintf(err, errlen, "metric labels for source %s too long", source);
+        goto fail;
+    }
     p->kst.component = "producer";
     p->kst.user = p;
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, &p->kst, defaults, forced, err, errlen);
@@ -107,8 +112,6 @@ struct publish *publish_new(const struct config *cfg, const char *source, struct
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery); /* opaque: &p->kst, whose user is p */
     if (!(p->rk = kafka_client_new(RD_KAFKA_PRODUCER, conf, "kafka", err, errlen)))
         goto fail;
-    char labels[128];
-    snprintf(labels, sizeof(labels), "source=\"%s\"", source);
     p->m_events = metrics_counter(m, "dxsync_producer_events_published_total",
                                   "Events acknowledged by Kafka", labels);
     p->m_bytes = metrics_counter(m, "dxsync_producer_bytes_published_total",

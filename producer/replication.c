@@ -41,6 +41,14 @@ int replication_start(struct replication *r, const char *database, const char *s
     memset(r, 0, sizeof(*r));
     static const char *const keys[] = {"replication", "application_name", NULL};
     static const char *const vals[] = {"database", "dxsync-producer", NULL};
+    char sql[512];
+    if (util_format(sql, sizeof(sql),
+                    "START_REPLICATION SLOT %s LOGICAL 0/0 (proto_version '1', "
+                    "publication_names '%s')",
+                    slot, publication)) {
+        snprintf(err, errlen, "START_REPLICATION: slot or publication name too long");
+        return -1;
+    }
     r->conn = source_connect_params(database, keys, vals);
     if (PQstatus(r->conn) != CONNECTION_OK) {
         snprintf(err, errlen, "replication connection: %s", PQerrorMessage(r->conn));
@@ -49,10 +57,6 @@ int replication_start(struct replication *r, const char *database, const char *s
         r->conn = NULL;
         return -1;
     }
-    char sql[512];
-    snprintf(sql, sizeof(sql),
-             "START_REPLICATION SLOT %s LOGICAL 0/0 (proto_version '1', publication_names '%s')",
-             slot, publication);
     PGresult *res = PQexec(r->conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_BOTH) {
         snprintf(err, errlen, "START_REPLICATION: %s", PQresultErrorMessage(res));

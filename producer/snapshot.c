@@ -40,15 +40,23 @@ static long long one_collection(PGconn *c, struct publish *pub, const char *sour
         done = -1;
         goto out;
     }
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+    if (util_format(sql, sizeof(sql), "SELECT count(*) FROM %s", table)) {
+        snprintf(err, errlen, "reading %s: table name too long", coll->name);
+        done = -1;
+        goto out;
+    }
     PGresult *r = PQexec(c, sql);
     if (PQresultStatus(r) == PGRES_TUPLES_OK)
         total = atoll(PQgetvalue(r, 0, 0));
     PQclear(r);
-    snprintf(sql, sizeof(sql),
-             "DECLARE dxsync_snap NO SCROLL CURSOR FOR SELECT %s::text, row_to_json(t)::text "
-             "FROM %s t ORDER BY %s",
-             pk, table, pk);
+    if (util_format(sql, sizeof(sql),
+                    "DECLARE dxsync_snap NO SCROLL CURSOR FOR SELECT %s::text, "
+                    "row_to_json(t)::text FROM %s t ORDER BY %s",
+                    pk, table, pk)) {
+        snprintf(err, errlen, "reading %s: table or key name too long", coll->name);
+        done = -1;
+        goto out;
+    }
     if (exec_ok(c, sql, err, errlen)) {
         done = -1;
         goto out;
@@ -78,9 +86,9 @@ static long long one_collection(PGconn *c, struct publish *pub, const char *sour
             memset(e, 0, sizeof(*e));
             e->coll = coll;
             struct event *ev = &e->ev;
-            char id[512];
-            snprintf(id, sizeof(id), "%s:snapshot:%s:%s", source, key, now);
-            ev->event_id = strdup(id);
+            struct util_buf id = {0}; /* the key has no length limit: never cut the id */
+            util_buf_printf(&id, "%s:snapshot:%s:%s", source, key, now);
+            ev->event_id = util_buf_steal(&id);
             ev->source = strdup(source);
             ev->collection = strdup(coll->name);
             ev->action = EVENT_SNAPSHOT;
@@ -198,8 +206,8 @@ int producer_snapshot(const struct config *cfg, const struct config_instance *in
     rc = 0;
 out:
     if (rc == 1)
-        log_error("producer", "event=snapshot_failed reason=\"%s\"",
-                  err[0] ? err : "out of memory");
+        log_error("producer", "event=snapshot_failed reason=%s",
+                  LOG_Q(err[0] ? err : "out of memory"));
     publish_free(pub, 10000);
     source_free(src);
     return rc;

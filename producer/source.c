@@ -45,7 +45,8 @@ struct source *source_new(const struct config *cfg, const struct config_instance
         return NULL;
     s->cfg = cfg;
     s->inst = instance;
-    snprintf(s->slot, sizeof(s->slot), "dxsync_%s", instance->name);
+    if (util_format(s->slot, sizeof(s->slot), "dxsync_%s", instance->name))
+        s->slot[0] = '\0'; /* source_connect says so */
     for (size_t r = 0; r < cfg->nroutes; r++) {
         const struct config_route *route = &cfg->routes[r];
         if (strcmp(route->from, instance->name) != 0)
@@ -137,6 +138,12 @@ int source_connect(struct source *s, char *err, size_t errlen)
         return 0;
     if (s->conn)
         PQfinish(s->conn);
+    s->conn = NULL;
+    if (!s->slot[0]) {
+        snprintf(err, errlen, "replication slot name dxsync_%s is longer than %zu characters",
+                 s->inst->name, sizeof(s->slot) - 1);
+        return -1;
+    }
     static const char *const keys[] = {"application_name", NULL};
     const char *vals[] = {"dxsync-producer", NULL};
     s->conn = source_connect_params(s->inst->database, keys, vals);
@@ -196,16 +203,19 @@ int source_ensure_slot(struct source *s, char *err, size_t errlen)
     PQclear(r);
     if (!have_pub) {
         char sql[256];
-        snprintf(sql, sizeof(sql),
-                 "CREATE PUBLICATION %s FOR TABLE directus_activity, directus_revisions "
-                 "WITH (publish = 'insert')",
-                 s->slot);
+        if (util_format(sql, sizeof(sql),
+                        "CREATE PUBLICATION %s FOR TABLE directus_activity, directus_revisions "
+                        "WITH (publish = 'insert')",
+                        s->slot)) {
+            snprintf(err, errlen, "creating publication %s: the statement is too long", s->slot);
+            return -1;
+        }
         if (!(r = query(s->conn, sql, 0, NULL, e, sizeof(e)))) {
             snprintf(err, errlen, "creating publication %s: %s", s->slot, e);
             return -1;
         }
         PQclear(r);
-        log_info("producer", "event=publication_created publication=%s", s->slot);
+        log_info("producer", "event=publication_created publication=%s", LOG_Q(s->slot));
     }
     r = query(s->conn, "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1", 1, p, e,
               sizeof(e));
@@ -229,7 +239,7 @@ int source_ensure_slot(struct source *s, char *err, size_t errlen)
             return -1;
         }
         PQclear(r);
-        log_info("producer", "event=slot_created slot=%s", s->slot);
+        log_info("producer", "event=slot_created slot=%s", LOG_Q(s->slot));
     }
     return 0;
 }
@@ -287,8 +297,8 @@ static int load_meta(struct source *s, struct source_coll *sc, char *err, size_t
     }
     sc->loaded = true;
     log_info("producer", "event=collection_loaded collection=%s pk=%s pk_type=%s columns=%zu",
-             sc->meta.name, sc->meta.pk, sc->meta.pk_type == CAPTURE_INTEGER ? "integer" : "text",
-             sc->meta.ncolumns);
+             LOG_Q(sc->meta.name), LOG_Q(sc->meta.pk),
+             sc->meta.pk_type == CAPTURE_INTEGER ? "integer" : "text", sc->meta.ncolumns);
     return 0;
 }
 
@@ -307,8 +317,8 @@ const struct capture_collection *source_lookup(void *source, const char *collect
         char err[512];
         if (load_meta(s, sc, err, sizeof(err))) {
             sc->next_try_ms = now + 5000;
-            log_warn("producer", "event=collection_unavailable collection=%s reason=\"%s\"",
-                     collection, err);
+            log_warn("producer", "event=collection_unavailable collection=%s reason=%s",
+                     LOG_Q(collection), LOG_Q(err));
             return NULL;
         }
         return &sc->meta;
@@ -331,17 +341,23 @@ int source_fill_rows(struct source *s, struct capture_txn *txn, char *err, size_
                 return -1;
             }
             char sql[1024];
-            snprintf(sql, sizeof(sql), "SELECT row_to_json(t)::text FROM %s t WHERE %s::text = $1",
-                     table, pk);
+            int cut =
+                util_format(sql, sizeof(sql),
+                            "SELECT row_to_json(t)::text FROM %s t WHERE %s::text = $1", table, pk);
             PQfreemem(table);
             PQfreemem(pk);
+            if (cut) {
+                snprintf(err, errlen, "reading a row of %s: table or key name too long",
+                         e->coll->name);
+                return -1;
+            }
             const char *p[1] = {e->ev.key_text};
             PGresult *r = query(s->conn, sql, 1, p, err, errlen);
             if (!r)
                 return -1;
             if (PQntuples(r) == 0) {
                 log_info("producer", "event=skip reason=row_gone collection=%s key=%s",
-                         e->coll->name, e->ev.key_text);
+                         LOG_Q(e->coll->name), LOG_Q(e->ev.key_text));
                 PQclear(r);
                 event_free(&e->ev);
                 continue;

@@ -14,6 +14,25 @@
 
 #define PATH_MAX_LEN 256
 
+/* PQconninfoFree, the values (a password among them) wiped first. */
+static void conninfo_free(PQconninfoOption *opts)
+{
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (o->val)
+            util_wipe(o->val, strlen(o->val));
+    PQconninfoFree(opts);
+}
+
+/* Wipes every string value of a parsed configuration (a literal token among them). */
+static void json_wipe(cJSON *node)
+{
+    for (; node; node = node->next) {
+        if (node->valuestring)
+            util_wipe(node->valuestring, strlen(node->valuestring));
+        json_wipe(node->child);
+    }
+}
+
 struct parse {
     char *err;
     size_t errlen;
@@ -55,19 +74,25 @@ static const char *type_name(const cJSON *v)
     return "an invalid value";
 }
 
-/* Key paths longer than PATH_MAX_LEN are cut; they only name things in messages. */
+/* Key paths longer than PATH_MAX_LEN are cut, and end with "..." to say so; they only name
+ * things in messages. */
+static void mark_cut(char *out, size_t len)
+{
+    if (out[0])
+        memcpy(out + len - 4, "...", 4);
+}
+
 static void join(char *out, const char *base, const char *key)
 {
-    int n = base && *base ? snprintf(out, PATH_MAX_LEN, "%s.%s", base, key)
-                          : snprintf(out, PATH_MAX_LEN, "%s", key);
-    if (n < 0)
-        out[0] = '\0';
+    if (base && *base ? util_format(out, PATH_MAX_LEN, "%s.%s", base, key)
+                      : util_format(out, PATH_MAX_LEN, "%s", key))
+        mark_cut(out, PATH_MAX_LEN);
 }
 
 static void join_index(char *out, const char *base, size_t i)
 {
-    if (snprintf(out, PATH_MAX_LEN, "%s[%zu]", base, i) < 0)
-        out[0] = '\0';
+    if (util_format(out, PATH_MAX_LEN, "%s[%zu]", base, i))
+        mark_cut(out, PATH_MAX_LEN);
 }
 
 /* Every member of obj must be in allowed; duplicate members are refused too. */
@@ -141,6 +166,7 @@ static char *expand_env(struct parse *p, const char *path, const char *s)
         fail(p, path, "out of memory");
     return out;
 err:
+    util_wipe(b.data, b.len);
     util_buf_free(&b);
     return NULL;
 }
@@ -415,7 +441,7 @@ static int parse_instance(struct parse *p, const cJSON *v, const char *path,
             PQfreemem(perr);
             return -1;
         }
-        PQconninfoFree(opts);
+        conninfo_free(opts);
     }
     return 0;
 }
@@ -636,6 +662,7 @@ int config_load_buffer(const char *buf, size_t len, struct config *cfg, char *er
         return -1;
     }
     int rc = parse_root(&p, root, cfg);
+    json_wipe(root);
     cJSON_Delete(root);
     if (rc) {
         config_free(cfg);
@@ -662,13 +689,16 @@ int config_load_file(const char *path, struct config *cfg, char *err, size_t err
     }
     bool read_err = ferror(f) != 0;
     fclose(f);
+    util_wipe(chunk, sizeof(chunk));
     if (read_err || b.failed || b.len > 16 * 1024 * 1024) {
         snprintf(err, errlen, "%s: cannot read (or larger than 16 MiB)", path);
+        util_wipe(b.data, b.len);
         util_buf_free(&b);
         return -1;
     }
     char inner[1024];
     int rc = config_load_buffer(b.data ? b.data : "", b.len, cfg, inner, sizeof(inner));
+    util_wipe(b.data, b.len);
     util_buf_free(&b);
     if (rc)
         snprintf(err, errlen, "%s: %s", path, inner);
@@ -690,15 +720,15 @@ void config_free(struct config *cfg)
     free(cfg->kafka.topic_prefix);
     for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
         free(cfg->kafka.properties[i].key);
-        free(cfg->kafka.properties[i].value);
+        util_free_secret(cfg->kafka.properties[i].value); /* sasl.password, ssl keys, ... */
     }
     free(cfg->kafka.properties);
     for (size_t i = 0; i < cfg->ninstances; i++) {
         struct config_instance *in = &cfg->instances[i];
         free(in->name);
         free(in->url);
-        free(in->token);
-        free(in->database);
+        util_free_secret(in->token);
+        util_free_secret(in->database);
         free(in->sync_user);
     }
     free(cfg->instances);
@@ -754,7 +784,7 @@ void config_register_secrets(const struct config *cfg)
         for (PQconninfoOption *o = opts; o && o->keyword; o++)
             if (strcmp(o->keyword, "password") == 0 && o->val)
                 log_add_secret(o->val);
-        PQconninfoFree(opts);
+        conninfo_free(opts);
     }
     for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
         const char *k = cfg->kafka.properties[i].key;
@@ -783,7 +813,9 @@ void config_database_display(const char *database, char *buf, size_t len)
         else if (strcmp(o->keyword, "user") == 0)
             user = o->val;
     }
-    snprintf(buf, len, "host=%s port=%s dbname=%s user=%s", host ? host : "(default)",
-             port ? port : "(default)", db ? db : "(default)", user ? user : "(default)");
-    PQconninfoFree(opts);
+    if (util_format(buf, len, "host=%s port=%s dbname=%s user=%s", host ? host : "(default)",
+                    port ? port : "(default)", db ? db : "(default)", user ? user : "(default)") &&
+        len >= 4)
+        mark_cut(buf, len); /* a display only, never connected to */
+    conninfo_free(opts);
 }

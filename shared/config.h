@@ -83,7 +83,8 @@ const struct config_collection *config_route_collection(const struct config_rout
 /* Registers every secret of cfg (tokens, database passwords) with the logger. */
 void config_register_secrets(const struct config *cfg);
 
-/* Writes a libpq connection string with the password removed, for log lines. */
+/* Writes a libpq connection string with the password removed, for log lines (a cut one ends
+ * with "..."). */
 void config_database_display(const char *database, char *buf, size_t len);
 
 #endif

@@ -122,7 +122,7 @@ struct http_client *http_client_new(const char *base_url, const char *token, lon
         }
         snprintf(auth, n, "Authorization: Bearer %s", token);
         struct curl_slist *h2 = curl_slist_append(h, auth);
-        memset(auth, 0, n);
+        util_wipe(auth, n);
         free(auth);
         h = h2;
     }

@@ -15,7 +15,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char why[512];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
-        log_error(comp, "event=kafka_fatal error=%s reason=\"%s\"", rd_kafka_err2name(orig), why);
+        log_error(comp, "event=kafka_fatal error=%s reason=%s", rd_kafka_err2name(orig),
+                  LOG_Q(why));
         if (st) {
             util_strlcpy(st->fatal_reason, why, sizeof(st->fatal_reason));
             st->fatal = true;
@@ -24,8 +25,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     }
     if (st)
         st->brokers_down = err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
-    log_warn(comp, "event=kafka_error error=%s reason=\"%s\"",
-             rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    log_warn(comp, "event=kafka_error error=%s reason=%s",
+             rd_kafka_err2name((rd_kafka_resp_err_t)err), LOG_Q(reason));
 }
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -39,7 +40,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
     if (l == LOG_LEVEL_INFO)
         l = LOG_LEVEL_DEBUG;
     if (log_enabled(l))
-        log_write(l, "librdkafka", "facility=%s msg=\"%s\"", fac, buf);
+        log_write(l, "librdkafka", "facility=%s msg=%s", LOG_Q(fac), LOG_Q(buf));
 }
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v, const char *origin, char *err,
@@ -176,7 +177,7 @@ int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *co
         rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
         if (te == RD_KAFKA_RESP_ERR_NO_ERROR) {
             log_info("kafka", "event=topic_created topic=%s partitions=%d",
-                     rd_kafka_topic_result_name(tr[i]), cfg->kafka.partitions);
+                     LOG_Q(rd_kafka_topic_result_name(tr[i])), cfg->kafka.partitions);
         } else if (te != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             const char *msg = rd_kafka_topic_result_error_string(tr[i]);
             snprintf(err, errlen, "topic %s: %s", rd_kafka_topic_result_name(tr[i]),

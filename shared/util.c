@@ -1,3 +1,5 @@
+/* util: small helpers shared by every module (strings, growable buffers, UTF-8, time). */
+#define _DEFAULT_SOURCE /* explicit_bzero */
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -89,6 +91,30 @@ char *util_buf_steal(struct util_buf *b)
     }
     util_buf_free(b);
     return p;
+}
+
+int util_format(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 && len)
+        buf[0] = '\0';
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+void util_wipe(void *p, size_t n)
+{
+    if (p && n)
+        explicit_bzero(p, n);
+}
+
+void util_free_secret(char *s)
+{
+    if (s)
+        util_wipe(s, strlen(s));
+    free(s);
 }
 
 char *util_strdup(const char *s)

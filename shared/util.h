@@ -28,6 +28,19 @@ void util_buf_free(struct util_buf *b);
 /* Hands the data over to the caller (who frees it) and resets the buffer. NULL on failure. */
 char *util_buf_steal(struct util_buf *b);
 
+/* Overwrites n bytes at p with zeros that the compiler may not drop (explicit_bzero): for
+ * secrets (tokens, passwords, connection strings) about to be freed or left on the stack. */
+void util_wipe(void *p, size_t n);
+
+/* Wipes a secret string (all of its strlen bytes) and frees it; NULL is ignored. */
+void util_free_secret(char *s);
+
+/* snprintf that says whether the whole text fit: 0 when it did, -1 when it was cut (or on an
+ * encoding error). A cut buf is still terminated but must not be used as SQL, a URL, a name
+ * or a path: return an error naming what was too long. */
+int util_format(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), warn_unused_result));
+
 /* strdup that treats NULL as NULL. */
 char *util_strdup(const char *s);
 

@@ -61,17 +61,17 @@ int admin_status(const struct config *cfg, const char *remote, FILE *out)
     struct kafka_state st = {.component = COMP};
     if (routes_into(cfg, remote, &subs, &nsubs, err, sizeof(err)) ||
         kafka_group_apply(cfg, remote, group, sizeof(group))) {
-        log_error(COMP, "event=status_failed error=\"%s\"", err);
+        log_error(COMP, "event=status_failed error=%s", LOG_Q(err));
         goto out;
     }
     const char *forced[] = {"group.id", group, "enable.auto.commit", "false", NULL};
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, &st, NULL, forced, err, sizeof(err));
     if (!conf) {
-        log_error(COMP, "event=status_failed error=\"%s\"", err);
+        log_error(COMP, "event=status_failed error=%s", LOG_Q(err));
         goto out;
     }
     if (!(rk = kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka", err, sizeof(err)))) {
-        log_error(COMP, "event=status_failed error=\"%s\"", err);
+        log_error(COMP, "event=status_failed error=%s", LOG_Q(err));
         goto out;
     }
     list = rd_kafka_topic_partition_list_new(16);
@@ -81,7 +81,7 @@ int admin_status(const struct config *cfg, const char *remote, FILE *out)
         rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, ADMIN_TIMEOUT_MS);
         rd_kafka_topic_destroy(rkt);
         if (e) {
-            log_error(COMP, "event=status_failed topic=%s error=%s", subs[i].topic,
+            log_error(COMP, "event=status_failed topic=%s error=%s", LOG_Q(subs[i].topic),
                       rd_kafka_err2name(e));
             goto out;
         }
@@ -90,7 +90,7 @@ int admin_status(const struct config *cfg, const char *remote, FILE *out)
                 rd_kafka_topic_partition_list_add(list, subs[i].topic,
                                                   md->topics[0].partitions[p].id);
         else
-            log_warn(COMP, "event=topic_missing topic=%s", subs[i].topic);
+            log_warn(COMP, "event=topic_missing topic=%s", LOG_Q(subs[i].topic));
         rd_kafka_metadata_destroy(md);
     }
     rd_kafka_topic_partition_list_sort(list, NULL, NULL);
@@ -115,7 +115,7 @@ int admin_status(const struct config *cfg, const char *remote, FILE *out)
             rk, tp->topic, tp->partition, &r->low, &r->end, ADMIN_TIMEOUT_MS);
         if (e) {
             log_error(COMP, "event=status_failed topic=%s partition=%" PRId32 " error=%s",
-                      tp->topic, tp->partition, rd_kafka_err2name(e));
+                      LOG_Q(tp->topic), tp->partition, rd_kafka_err2name(e));
             goto out;
         }
     }

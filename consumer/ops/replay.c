@@ -185,7 +185,7 @@ int replay_run(const struct config *cfg, const char *remote, int64_t since_ms, F
 out:
     if (rc && err[0]) {
         fprintf(stderr, "dxsync-consumer: replay: %s\n", err);
-        log_debug("replay", "event=refused reason=\"%s\"", err);
+        log_debug("replay", "event=refused reason=%s", LOG_Q(err));
     }
     if (ev)
         rd_kafka_event_destroy(ev);
@@ -225,7 +225,10 @@ int audit_run(const struct config *cfg, const char *source, const char *collecti
         snprintf(err, sizeof(err), "topic name too long");
         goto out;
     }
-    snprintf(group, sizeof(group), "%s.audit", cfg->kafka.topic_prefix); /* never commits */
+    if (util_format(group, sizeof(group), "%s.audit", cfg->kafka.topic_prefix)) { /* no commits */
+        snprintf(err, sizeof(err), "group name %s.audit too long", cfg->kafka.topic_prefix);
+        goto out;
+    }
     if (!(rk = client(cfg, &st, group, err, sizeof(err))))
         goto out;
     int n = partitions_of(rk, topic);
@@ -268,7 +271,7 @@ int audit_run(const struct config *cfg, const char *source, const char *collecti
         idle_since = util_mono_ms();
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                log_warn("audit", "event=read_error error=\"%s\"", rd_kafka_message_errstr(m));
+                log_warn("audit", "event=read_error error=%s", LOG_Q(rd_kafka_message_errstr(m)));
             rd_kafka_message_destroy(m);
             continue;
         }

@@ -1,4 +1,5 @@
-/* util, backoff, log and cli: UTF-8, time parsing, the backoff schedule, redaction, flags. */
+/* util, backoff, log and cli: UTF-8, time parsing, the backoff schedule, redaction and
+ * escaping in log lines, flags. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +29,30 @@ static void utf8(void **state)
     assert_false(util_utf8_valid("\xe2\x80", 2, &bad));         /* truncated */
     assert_int_equal(bad, 0);
     assert_true(util_utf8_valid("a\0b", 3, &bad)); /* NUL is valid UTF-8 */
+}
+
+static void wipe(void **state)
+{
+    (void)state;
+    char secret[] = "tok-secret";
+    util_wipe(secret, sizeof(secret));
+    for (size_t i = 0; i < sizeof(secret); i++)
+        assert_int_equal(secret[i], 0);
+    util_wipe(NULL, 4);
+    util_free_secret(NULL);
+    util_free_secret(util_strdup("tok-secret"));
+}
+
+static void format(void **state)
+{
+    (void)state;
+    char b[8];
+    assert_int_equal(util_format(b, sizeof(b), "a.%s", "dlq.b"), 0);
+    assert_string_equal(b, "a.dlq.b");
+    assert_int_equal(util_format(b, sizeof(b), "%s.%s", "dxsync", "errors"), -1);
+    assert_string_equal(b, "dxsync."); /* cut, terminated, reported */
+    assert_int_equal(util_format(b, sizeof(b), "%s", "1234567"), 0);
+    assert_int_equal(util_format(b, sizeof(b), "%s", "12345678"), -1);
 }
 
 static void times(void **state)
@@ -121,6 +146,14 @@ static void log_lines(void **state)
     big[sizeof(big) - 1] = '\0';
     log_error("x", "%s", big);
     assert_null(strstr(captured, "hunter2"));
+    /* a secret across the cut at LOG_LINE_MAX: masked before the cut, no first part left */
+    for (size_t at = 4040; at < 4100; at++) {
+        memset(big, 'x', sizeof(big) - 1);
+        memcpy(big + at, "hunter2-long-secret", 19);
+        log_error("x", "%s", big);
+        assert_null(strstr(captured, "hunter"));
+        assert_true(strlen(captured) <= LOG_LINE_MAX);
+    }
     log_clear_secrets();
     log_set_sink(NULL, NULL);
     log_set_level(LOG_LEVEL_INFO);
@@ -128,6 +161,55 @@ static void log_lines(void **state)
     assert_int_equal(log_level_parse("debug", &l), 0);
     assert_int_equal(l, LOG_LEVEL_DEBUG);
     assert_int_equal(log_level_parse("verbose", &l), -1);
+}
+
+/* What a value from outside becomes in a line: one key, one line, whatever it holds. */
+static void log_values(void **state)
+{
+    (void)state;
+    char b[64];
+    assert_string_equal(log_q(b, sizeof(b), "RECORD_NOT_UNIQUE"), "RECORD_NOT_UNIQUE");
+    assert_string_equal(log_q(b, sizeof(b), "dxsync.a.articles"), "dxsync.a.articles");
+    assert_string_equal(log_q(b, sizeof(b), NULL), "-");
+    assert_string_equal(log_q(b, sizeof(b), ""), "\"\"");
+    assert_string_equal(log_q(b, sizeof(b), "Connection refused"), "\"Connection refused\"");
+    /* a forged key, a forged line, a closing quote, a backslash */
+    assert_string_equal(log_q(b, sizeof(b), "x level=error"), "\"x level=error\"");
+    assert_string_equal(log_q(b, sizeof(b), "a\nerror fake event=x"), "\"a\\nerror fake event=x\"");
+    assert_string_equal(log_q(b, sizeof(b), "a\" b=\"c"), "\"a\\\" b=\\\"c\"");
+    assert_string_equal(log_q(b, sizeof(b), "a\\"), "\"a\\\\\"");
+    assert_string_equal(log_q(b, sizeof(b), "\r\t\x01\x1b[31m\x7f"),
+                        "\"\\r\\t\\x01\\x1b[31m\\x7f\"");
+    assert_string_equal(log_q(b, sizeof(b), "k=v"), "\"k=v\"");
+    /* UTF-8 stays, except line separators and C1 controls; invalid bytes are escaped */
+    assert_string_equal(log_q(b, sizeof(b), "caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+    assert_string_equal(log_q(b, sizeof(b),
+                              "a\xe2\x80\xa8"
+                              "b\xc2\x85"),
+                        "\"a\\u2028b\\u0085\"");
+    assert_string_equal(log_q(b, sizeof(b), "\xe9t\xc3"), "\"\\xe9t\\xc3\"");
+    assert_string_equal(log_q(b, sizeof(b), "\xc0\xaf"), "\"\\xc0\\xaf\"");
+    /* too long: cut at a character, never inside an escape, marked */
+    char small[16];
+    assert_string_equal(log_q(small, sizeof(small), "0123456789abcdefghij"), "0123456789ab...");
+    assert_string_equal(log_q(small, sizeof(small), "01234567\"\"\"\""), "\"01234567\\\"...\"");
+    assert_string_equal(log_q(small, sizeof(small), "012345\xc3\xa9\xe2\x82\xacxx"),
+                        "\"012345\xc3\xa9...\""); /* not half of the euro sign */
+    char tiny[8];
+    assert_string_equal(log_q(tiny, sizeof(tiny), "abc"), "\"\"");
+    /* a secret is masked before escaping, whatever characters it holds */
+    log_add_secret("pa\"ss word");
+    assert_string_equal(log_q(b, sizeof(b), "url=x:pa\"ss word@h"), "\"url=x:[redacted]@h\"");
+    /* in a line: the value is one key, the line is one line */
+    log_set_sink(capture, NULL);
+    log_warn("c", "event=e error=%s key=%s code=%s", LOG_Q("bad\" key=1\nwarn c event=forged"),
+             LOG_Q("42"), LOG_Q("pa\"ss word"));
+    assert_non_null(strstr(captured,
+                           " warn c event=e error=\"bad\\\" key=1\\nwarn c event=forged\" "
+                           "key=42 code=\"[redacted]\""));
+    assert_null(strchr(captured, '\n'));
+    log_set_sink(NULL, NULL);
+    log_clear_secrets();
 }
 
 static const char *const subs[] = {"run", "check", "snapshot", NULL};
@@ -209,9 +291,12 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(utf8),
+        cmocka_unit_test(wipe),
+        cmocka_unit_test(format),
         cmocka_unit_test(times),
         cmocka_unit_test(backoff_schedule),
         cmocka_unit_test(log_lines),
+        cmocka_unit_test(log_values),
         cmocka_unit_test(cli_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
