@@ -207,9 +207,9 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
 {
     if (msg->err) {
         if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            log_warn(COMP, "event=consume_error topic=%s partition=%" PRId32 " error=%s msg=\"%s\"",
+            log_warn(COMP, "event=consume_error topic=%s partition=%" PRId32 " error=%s msg=%s",
                      msg->rkt ? rd_kafka_topic_name(msg->rkt) : "-", msg->partition,
-                     rd_kafka_err2name(msg->err), rd_kafka_message_errstr(msg));
+                     rd_kafka_err2name(msg->err), LOG_Q(rd_kafka_message_errstr(msg)));
         rd_kafka_message_destroy(msg);
         return;
     }
@@ -226,8 +226,8 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         rd_kafka_topic_partition_list_add(l, p->sub->topic, p->partition)->offset = msg->offset;
         rd_kafka_error_t *se = rd_kafka_seek_partitions(c->rk, l, 1000);
         if (se) {
-            log_error(COMP, "event=seek_failed topic=%s partition=%" PRId32 " error=\"%s\"",
-                      p->sub->topic, p->partition, rd_kafka_error_string(se));
+            log_error(COMP, "event=seek_failed topic=%s partition=%" PRId32 " error=%s",
+                      p->sub->topic, p->partition, LOG_Q(rd_kafka_error_string(se)));
             rd_kafka_error_destroy(se);
         }
         rd_kafka_topic_partition_list_destroy(l);
@@ -256,7 +256,7 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         log_debug(COMP,
                   "event=stale_skipped topic=%s partition=%" PRId32 " offset=%" PRId64
                   " key=%s activity_id=%" PRId64,
-                  p->sub->topic, p->partition, e->offset, e->ev.key_text, e->ev.activity_id);
+                  p->sub->topic, p->partition, e->offset, LOG_Q(e->ev.key_text), e->ev.activity_id);
     } else if (!plan_touches(&e->ev, p->sub->coll)) {
         partq_set(&p->q, e, PARTQ_DONE);
         metrics_add(c->m_skipped, 1);
@@ -391,7 +391,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             ae = rd_kafka_assign(rk, NULL);
     }
     if (e) {
-        log_error(COMP, "event=assign_failed error=\"%s\"", rd_kafka_error_string(e));
+        log_error(COMP, "event=assign_failed error=%s", LOG_Q(rd_kafka_error_string(e)));
         rd_kafka_error_destroy(e);
     } else if (ae) {
         log_error(COMP, "event=assign_failed error=%s", rd_kafka_err2name(ae));
@@ -515,7 +515,7 @@ static int ensure_topics(struct consume *c)
             break;
         }
         int64_t d = backoff_next(&b);
-        log_warn(COMP, "event=ensure_topics_failed error=\"%s\" retry_ms=%" PRId64, err, d);
+        log_warn(COMP, "event=ensure_topics_failed error=%s retry_ms=%" PRId64, LOG_Q(err), d);
         util_sleep_ms(d, &signals_stop);
     }
     free(topics);
@@ -661,19 +661,19 @@ int consume_run(const struct config *cfg, const char *remote, struct metrics *m)
         return 2;
     }
     if (routes_into(cfg, remote, &c.subs, &c.nsubs, err, sizeof(err))) {
-        log_error(COMP, "event=setup_failed error=\"%s\"", err);
+        log_error(COMP, "event=setup_failed error=%s", LOG_Q(err));
         return 1;
     }
     if (c.nsubs == 0) {
         log_error(COMP,
-                  "event=nothing_routed remote=%s reason=\"no route has \\\"to\\\": "
-                  "\\\"%s\\\"\"",
-                  remote, remote);
+                  "event=nothing_routed remote=%s reason=no_route_to_remote "
+                  "hint=\"add a route whose \\\"to\\\" is this remote\"",
+                  remote);
         free(c.subs);
         return 2;
     }
     if (setup(&c, err, sizeof(err))) {
-        log_error(COMP, "event=setup_failed error=\"%s\"", err);
+        log_error(COMP, "event=setup_failed error=%s", LOG_Q(err));
         goto out;
     }
     metrics_set_stall_ms(m, (int64_t)cfg->consumer.request_timeout_ms * 2 + 60000);
@@ -686,14 +686,14 @@ int consume_run(const struct config *cfg, const char *remote, struct metrics *m)
     log_info(COMP,
              "event=started remote=%s url=%s group=%s topics=%zu batch_max=%d "
              "max_in_flight=%d linger_ms=%d",
-             remote, c.inst->url, c.group, c.nsubs, cfg->consumer.batch_max,
+             remote, LOG_Q(c.inst->url), c.group, c.nsubs, cfg->consumer.batch_max,
              cfg->consumer.max_in_flight, cfg->consumer.linger_ms);
     const struct kafka_state *pst = dlq_kafka_state(c.dlq);
     while (!signals_stop && !c.cst.fatal && !pst->fatal)
         wait_for_work(&c, turn(&c));
     if (c.cst.fatal || pst->fatal) {
-        log_error(COMP, "event=kafka_fatal reason=\"%s\"",
-                  c.cst.fatal ? c.cst.fatal_reason : pst->fatal_reason);
+        log_error(COMP, "event=kafka_fatal reason=%s",
+                  LOG_Q(c.cst.fatal ? c.cst.fatal_reason : pst->fatal_reason));
         metrics_set_health(m, false, "kafka fatal error");
         rc = 1;
     } else {

@@ -122,7 +122,7 @@ static void fields_send(struct dispatch *d, struct dispatch_slot *s, const char 
         remote_fields_answer(d->remote, coll, NULL, now);
         return;
     }
-    log_debug(COMP, "event=request method=GET path=%s", path);
+    log_debug(COMP, "event=request method=GET path=%s", LOG_Q(path));
 }
 
 static void fields_done(struct dispatch *d, struct dispatch_slot *s)
@@ -266,7 +266,7 @@ static void send_next(struct dispatch *d, struct dispatch_lane *l)
     l->sent_ms = util_mono_ms();
     l->sent_step = req.step;
     log_debug(COMP, "event=request topic=%s partition=%" PRId32 " method=%s path=%s items=%zu",
-              l->sub->topic, l->partition, req.method, req.path, req.nitems);
+              l->sub->topic, l->partition, req.method, LOG_Q(req.path), req.nitems);
 }
 
 /* A batch request ended: feed its answer to the batch. */
@@ -280,9 +280,9 @@ static void batch_done(struct dispatch *d, struct dispatch_slot *s)
     if (r->klass != HTTP_OK)
         log_debug(COMP,
                   "event=answer topic=%s partition=%" PRId32 " step=%s status=%ld class=%s "
-                  "code=%s message=\"%s\"",
+                  "code=%s message=%s",
                   l->sub->topic, l->partition, apply_step_name(l->sent_step), r->status,
-                  http_class_name(r->klass), r->code[0] ? r->code : "-", r->message);
+                  http_class_name(r->klass), LOG_Q(r->code[0] ? r->code : "-"), LOG_Q(r->message));
     if (r->klass == HTTP_OK)
         remote_ok(d);
     int64_t delay = 0;
@@ -291,8 +291,8 @@ static void batch_done(struct dispatch *d, struct dispatch_slot *s)
         if (l->batch.pk_guessed)
             log_warn(COMP,
                      "event=primary_key_unknown collection=%s assumed=id status=%ld "
-                     "message=\"%s\"",
-                     l->sub->coll->collection, r->status, r->message);
+                     "message=%s",
+                     l->sub->coll->collection, r->status, LOG_Q(r->message));
         else
             remote_set_pk(d->remote, l->sub->coll->collection, l->batch.pk);
     }
@@ -304,7 +304,7 @@ static void batch_done(struct dispatch *d, struct dispatch_slot *s)
         log_info(COMP,
                  "event=item_retry topic=%s partition=%" PRId32 " status=%ld code=%s "
                  "delay_ms=%" PRId64,
-                 l->sub->topic, l->partition, r->status, r->code[0] ? r->code : "-", delay);
+                 l->sub->topic, l->partition, r->status, LOG_Q(r->code[0] ? r->code : "-"), delay);
     }
     http_response_free(r);
     switch (v) {

@@ -200,10 +200,11 @@ int dlq_send(struct dlq *d, struct partq *q, struct partq_ev *e, const struct ro
         e->decoded ? e->ev.key_text : deadletter_key_text(e->msg, keybuf, sizeof(keybuf));
     log_warn(COMP,
              "event=dead_lettered topic=%s partition=%" PRId32 " offset=%" PRId64
-             " key=%s event_id=%s status=%ld code=%s attempts=%d message=\"%s\"",
-             sub->topic, partition, e->offset, key ? key : "-", e->decoded ? e->ev.event_id : "-",
-             why->status, why->code && why->code[0] ? why->code : "-", why->attempts,
-             why->message ? why->message : "");
+             " key=%s event_id=%s status=%ld code=%s attempts=%d message=%s",
+             sub->topic, partition, e->offset, LOG_Q(key),
+             LOG_Q(e->decoded ? e->ev.event_id : NULL), why->status,
+             LOG_Q(why->code && why->code[0] ? why->code : NULL), why->attempts,
+             LOG_Q(why->message ? why->message : ""));
     struct dlq_letter *l = calloc(1, sizeof(*l));
     if (!l || !(l->code = strdup(why->code ? why->code : "")) ||
         !(l->message = strdup(why->message ? why->message : ""))) {

@@ -78,7 +78,7 @@ void remote_set_pk(struct remote *r, const char *collection, const char *pk)
     struct remote_coll *c = remote_coll(r, collection);
     if (c && pk && pk[0] && strcmp(c->pk, pk) != 0) {
         util_strlcpy(c->pk, pk, sizeof(c->pk));
-        log_info(COMP, "event=primary_key collection=%s field=%s", collection, pk);
+        log_info(COMP, "event=primary_key collection=%s field=%s", collection, LOG_Q(pk));
     }
 }
 
@@ -220,9 +220,10 @@ void remote_fields_answer(struct remote *r, const char *collection, const struct
     if (c->state != REMOTE_FIELDS_KNOWN) {
         c->state = REMOTE_FIELDS_UNAVAILABLE;
         log_warn(COMP,
-                 "event=fields_unreadable collection=%s status=%ld code=%s message=\"%s\" "
+                 "event=fields_unreadable collection=%s status=%ld code=%s message=%s "
                  "effect=\"routed fields the remote lacks are not detected\"",
-                 collection, ans->status, ans->code[0] ? ans->code : "-", ans->message);
+                 collection, ans->status, LOG_Q(ans->code[0] ? ans->code : NULL),
+                 LOG_Q(ans->message));
     }
     c->fields_at_ms = now_ms;
     c->want = false;
@@ -253,8 +254,8 @@ void remote_failed(struct remote *r, const struct http_response *ans, int64_t no
         return;
     r->down_since_ms = now_ms > 0 ? now_ms : 1;
     metrics_set(r->m_up, 0);
-    log_warn(COMP, "event=remote_unavailable remote=%s status=%ld code=%s message=\"%s\"", r->name,
-             ans->status, ans->code[0] ? ans->code : "-", ans->message);
+    log_warn(COMP, "event=remote_unavailable remote=%s status=%ld code=%s message=%s", r->name,
+             ans->status, LOG_Q(ans->code[0] ? ans->code : NULL), LOG_Q(ans->message));
 }
 
 bool remote_notify_due(struct remote *r, int64_t now_ms, int64_t *due_ms)
