@@ -1,7 +1,7 @@
 /* directus: every answer class (outage, server error, refusals, a token refused, a 2xx that is
  * not Directus's JSON, no answer at all), the ping and the rule after a 5xx, /users/me,
  * /policies/me/globals and /fields parsed from answers shaped as Directus 12 sends them, and
- * the blocking helpers against a loopback server. */
+ * the blocking helpers (and report_directus) against a loopback server. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "directus.h"
+#include "report.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -556,6 +557,59 @@ static void blocking_fields(void **state)
     assert_non_null(strstr(s.requests[0], "GET /fields/my%20things HTTP/1.1"));
 }
 
+/* report_directus: the Directus lines both check commands print. */
+static void report_of_a_directus(void **state)
+{
+    (void)state;
+    struct server s;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    struct report rep = {.out = out};
+    const char *r[] = {PONG, JSON("200 OK", "{\"data\":{\"id\":\"5b3c-uuid\"}}"),
+                       JSON("200 OK", "{\"data\":{\"app_access\":true,\"admin_access\":true,"
+                                      "\"enforce_tfa\":false}}")};
+    struct http_client *c = serve_replies(&s, r, 3);
+    assert_true(report_directus(&rep, c, "b", "http://b"));
+    server_done(&s, c);
+    fflush(out);
+    assert_string_equal(buf, "ok: directus http://b answers\n"
+                             "ok: the token of b is valid (user 5b3c-uuid)\n"
+                             "problem: the token of b belongs to an admin: give dxsync a user of "
+                             "its own with a non-admin policy (least privilege; an admin also "
+                             "gets unknown fields silently dropped)\n");
+    assert_int_equal(rep.problems, 1);
+    fclose(out);
+    free(buf);
+
+    buf = NULL;
+    out = open_memstream(&buf, &len);
+    rep = (struct report){.out = out};
+
+    const char *r2[] = {PONG, JSON("401 Unauthorized",
+                                   "{\"errors\":[{\"message\":\"Invalid user credentials.\","
+                                   "\"extensions\":{\"code\":\"INVALID_CREDENTIALS\"}}]}")};
+    c = serve_replies(&s, r2, 2);
+    assert_false(report_directus(&rep, c, "b", "http://b"));
+    server_done(&s, c);
+    fflush(out);
+    assert_string_equal(buf, "ok: directus http://b answers\n"
+                             "problem: instances[b].token is not valid on http://b (GET /users/me: "
+                             "HTTP 401 INVALID_CREDENTIALS: Invalid user credentials.)\n");
+    assert_int_equal(rep.problems, 1);
+    fclose(out);
+    free(buf);
+
+    buf = NULL;
+    out = open_memstream(&buf, &len);
+    report_summary(out, 0);
+    report_summary(out, 1);
+    report_summary(out, 2);
+    fclose(out);
+    assert_string_equal(buf, "0 problems found\n1 problem found\n2 problems found\n");
+    free(buf);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -575,6 +629,7 @@ int main(void)
         cmocka_unit_test(blocking_ping),
         cmocka_unit_test(blocking_user_and_admin),
         cmocka_unit_test(blocking_fields),
+        cmocka_unit_test(report_of_a_directus),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
