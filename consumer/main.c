@@ -106,7 +106,15 @@ int main(int argc, char **argv)
     if (strcmp(app.cli.subcommand, "run") == 0) {
         rc = consume_run(&app.cfg, remote, app.metrics);
     } else if (strcmp(app.cli.subcommand, "check") == 0) {
-        rc = check_remote(&app.cfg, remote, stdout);
+        int problems;
+        char err[512];
+        if (check_remote(&app.cfg, remote, stdout, &problems, err, sizeof(err))) {
+            fprintf(stderr, "dxsync-consumer: check: %s\n", err);
+            rc = 1;
+        } else {
+            report_summary(stdout, problems);
+            rc = problems ? 1 : 0;
+        }
     } else if (strcmp(app.cli.subcommand, "status") == 0) {
         rc = admin_status(&app.cfg, remote, stdout);
     } else {

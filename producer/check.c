@@ -1,42 +1,12 @@
 #include "check.h"
 
 #include "http.h"
+#include "report.h"
 #include "source.h"
 #include "util.h"
 
-#include <cjson/cJSON.h>
 #include <libpq-fe.h>
-#include <stdarg.h>
 #include <string.h>
-
-struct report {
-    FILE *out;
-    int problems;
-};
-
-static void ok(struct report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void problem(struct report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void ok(struct report *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("ok: ", r->out);
-    vfprintf(r->out, fmt, ap);
-    fputc('\n', r->out);
-    va_end(ap);
-}
-
-static void problem(struct report *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("problem: ", r->out);
-    vfprintf(r->out, fmt, ap);
-    fputc('\n', r->out);
-    va_end(ap);
-    r->problems++;
-}
 
 /* First row, first column of a one-parameter query, copied into buf; -1 when the query fails,
  * 0 when it returns no row (buf empty), 1 otherwise. */
@@ -65,12 +35,13 @@ static void check_database(struct report *r, PGconn *c, const char *slot)
     char v[512];
     scalar(c, "SHOW wal_level", NULL, v, sizeof(v));
     if (strcmp(v, "logical") == 0)
-        ok(r, "wal_level is logical");
+        report_ok(r, "wal_level is logical");
     else
-        problem(r,
-                "wal_level is \"%s\": set wal_level = logical in postgresql.conf and restart "
-                "PostgreSQL",
-                v);
+        report_problem(
+            r,
+            "wal_level is \"%s\": set wal_level = logical in postgresql.conf and restart "
+            "PostgreSQL",
+            v);
     char super[8], repl[8];
     scalar(c, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user", NULL, super,
            sizeof(super));
@@ -80,19 +51,19 @@ static void check_database(struct report *r, PGconn *c, const char *slot)
     int have = scalar(c, "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1", slot, v,
                       sizeof(v));
     if (have == 1 && strcmp(v, "pgoutput") != 0)
-        problem(r,
-                "replication slot %s uses plugin \"%s\", not pgoutput: drop it "
-                "(SELECT pg_drop_replication_slot('%s'))",
-                slot, v, slot);
+        report_problem(r,
+                       "replication slot %s uses plugin \"%s\", not pgoutput: drop it "
+                       "(SELECT pg_drop_replication_slot('%s'))",
+                       slot, v, slot);
     else if (have == 1)
-        ok(r, "replication slot %s exists", slot);
+        report_ok(r, "replication slot %s exists", slot);
     if (!is_super && strcmp(repl, "t") != 0)
-        problem(r,
-                "the database user has neither SUPERUSER nor REPLICATION: it cannot %s "
-                "replication slot %s (ALTER ROLE ... REPLICATION)",
-                have == 1 ? "stream from" : "create", slot);
+        report_problem(r,
+                       "the database user has neither SUPERUSER nor REPLICATION: it cannot %s "
+                       "replication slot %s (ALTER ROLE ... REPLICATION)",
+                       have == 1 ? "stream from" : "create", slot);
     else if (have != 1)
-        ok(r, "replication slot %s will be created", slot);
+        report_ok(r, "replication slot %s will be created", slot);
 
     have = scalar(c,
                   "SELECT count(*) FROM pg_publication_tables WHERE pubname = $1 AND "
@@ -103,12 +74,12 @@ static void check_database(struct report *r, PGconn *c, const char *slot)
            sizeof(exists));
     if (strcmp(exists, "1") == 0) {
         if (strcmp(v, "2") == 0)
-            ok(r, "publication %s covers directus_activity and directus_revisions", slot);
+            report_ok(r, "publication %s covers directus_activity and directus_revisions", slot);
         else
-            problem(r,
-                    "publication %s exists but does not cover both directus_activity and "
-                    "directus_revisions: drop it (DROP PUBLICATION %s) or add them",
-                    slot, slot);
+            report_problem(r,
+                           "publication %s exists but does not cover both directus_activity and "
+                           "directus_revisions: drop it (DROP PUBLICATION %s) or add them",
+                           slot, slot);
     } else {
         char create[8], owner[8];
         scalar(c, "SELECT has_database_privilege(current_database(), 'CREATE')", NULL, create,
@@ -118,14 +89,15 @@ static void check_database(struct report *r, PGconn *c, const char *slot)
                "tablename IN ('directus_activity', 'directus_revisions')",
                NULL, owner, sizeof(owner));
         if (is_super || (strcmp(create, "t") == 0 && strcmp(owner, "t") == 0))
-            ok(r, "publication %s will be created", slot);
+            report_ok(r, "publication %s will be created", slot);
         else
-            problem(r,
-                    "the database user cannot create publication %s: it needs CREATE on the "
-                    "database and to own directus_activity and directus_revisions (or create "
-                    "it as a superuser: CREATE PUBLICATION %s FOR TABLE directus_activity, "
-                    "directus_revisions WITH (publish = 'insert'))",
-                    slot, slot);
+            report_problem(
+                r,
+                "the database user cannot create publication %s: it needs CREATE on the "
+                "database and to own directus_activity and directus_revisions (or create "
+                "it as a superuser: CREATE PUBLICATION %s FOR TABLE directus_activity, "
+                "directus_revisions WITH (publish = 'insert'))",
+                slot, slot);
     }
 }
 
@@ -140,17 +112,17 @@ static void check_collection(struct report *r, PGconn *c, const char *coll,
     char table[8];
     scalar(c, "SELECT to_regclass(quote_ident($1)) IS NOT NULL", coll, table, sizeof(table));
     if (strcmp(table, "t") != 0 || in_directus != 1) {
-        problem(r, "route %s -> %s: collection \"%s\" does not exist in %s", route->from, route->to,
-                coll, route->from);
+        report_problem(r, "route %s -> %s: collection \"%s\" does not exist in %s", route->from,
+                       route->to, coll, route->from);
         return;
     }
     if (strcmp(v, "all") != 0)
-        problem(r,
-                "collection \"%s\": accountability is \"%s\"; set it to \"all\" (Settings > "
-                "Data Model > %s > Accountability) so Directus writes revisions",
-                coll, v, coll);
+        report_problem(r,
+                       "collection \"%s\": accountability is \"%s\"; set it to \"all\" (Settings > "
+                       "Data Model > %s > Accountability) so Directus writes revisions",
+                       coll, v, coll);
     else
-        ok(r, "collection \"%s\" exists with accountability \"all\"", coll);
+        report_ok(r, "collection \"%s\" exists with accountability \"all\"", coll);
     for (size_t f = 0; f < cc->nfields; f++) {
         const char *field = cc->fields[f];
         char sql[512], col[8], special[256];
@@ -170,13 +142,13 @@ static void check_collection(struct report *r, PGconn *c, const char *coll,
         util_strlcpy(special, alias ? PQgetvalue(res, 0, 0) : "", sizeof(special));
         PQclear(res);
         if (alias)
-            problem(r,
-                    "route %s -> %s: field \"%s.%s\" is an alias (%s), not a column: route "
-                    "the junction or child collection instead",
-                    route->from, route->to, coll, field, special[0] ? special : "no column");
+            report_problem(r,
+                           "route %s -> %s: field \"%s.%s\" is an alias (%s), not a column: route "
+                           "the junction or child collection instead",
+                           route->from, route->to, coll, field, special[0] ? special : "no column");
         else
-            problem(r, "route %s -> %s: field \"%s.%s\" does not exist in %s", route->from,
-                    route->to, coll, field, route->from);
+            report_problem(r, "route %s -> %s: field \"%s.%s\" does not exist in %s", route->from,
+                           route->to, coll, field, route->from);
     }
 }
 
@@ -185,41 +157,10 @@ static void check_directus(struct report *r, const struct config_instance *inst)
     char err[256];
     struct http_client *h = http_client_new(inst->url, inst->token, 10000, err, sizeof(err));
     if (!h) {
-        problem(r, "directus %s: %s", inst->url, err);
+        report_problem(r, "directus %s: %s", inst->url, err);
         return;
     }
-    struct http_response res;
-    http_request(h, "GET", "/server/ping", NULL, &res);
-    bool up = res.klass == HTTP_OK;
-    if (!up)
-        problem(r, "directus %s is not reachable: %s", inst->url,
-                res.status ? res.message : res.message);
-    else
-        ok(r, "directus %s answers", inst->url);
-    http_response_free(&res);
-    if (!up)
-        goto out;
-    http_request(h, "GET", "/users/me?fields=id,email", NULL, &res);
-    if (res.klass != HTTP_OK) {
-        problem(r, "instances[%s].token is not valid on %s (%ld %s)", inst->name, inst->url,
-                res.status, res.code);
-        http_response_free(&res);
-        goto out;
-    }
-    http_response_free(&res);
-    ok(r, "the token of %s is valid", inst->name);
-    http_request(h, "GET", "/policies/me/globals", NULL, &res);
-    cJSON *root = res.klass == HTTP_OK ? cJSON_ParseWithLength(res.body, res.len) : NULL;
-    const cJSON *admin = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(root, "data"), "admin_access");
-    if (cJSON_IsTrue(admin))
-        problem(r,
-                "the token of %s belongs to an admin: give dxsync a user of its own with a "
-                "non-admin policy (least privilege)",
-                inst->name);
-    cJSON_Delete(root);
-    http_response_free(&res);
-out:
+    report_directus(r, h, inst->name, inst->url);
     http_client_free(h);
 }
 
@@ -230,7 +171,7 @@ int producer_check(const struct config *cfg, const struct config_instance *inst,
     snprintf(slot, sizeof(slot), "dxsync_%s", inst->name);
     check_directus(&r, inst);
     if (!inst->database) {
-        problem(&r, "instance %s has no \"database\"", inst->name);
+        report_problem(&r, "instance %s has no \"database\"", inst->name);
         return r.problems;
     }
     static const char *const keys[] = {"application_name", NULL};
@@ -244,11 +185,11 @@ int producer_check(const struct config *cfg, const struct config_instance *inst,
         for (char *p = e; *p; p++)
             if (*p == '\n')
                 *p = ' ';
-        problem(&r, "database of %s (%s) is not reachable: %s", inst->name, disp, e);
+        report_problem(&r, "database of %s (%s) is not reachable: %s", inst->name, disp, e);
         PQfinish(c);
         return r.problems;
     }
-    ok(&r, "database of %s is reachable", inst->name);
+    report_ok(&r, "database of %s is reachable", inst->name);
     check_database(&r, c, slot);
     size_t routes = 0;
     for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -261,7 +202,7 @@ int producer_check(const struct config *cfg, const struct config_instance *inst,
                              &route->collections[j]);
     }
     if (routes == 0)
-        problem(&r, "no route starts at %s: its producer would publish nothing", inst->name);
+        report_problem(&r, "no route starts at %s: its producer would publish nothing", inst->name);
     PQfinish(c);
     return r.problems;
 }

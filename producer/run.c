@@ -2,6 +2,7 @@
 
 #include "backoff.h"
 #include "capture.h"
+#include "directus.h"
 #include "http.h"
 #include "log.h"
 #include "pgoutput.h"
@@ -11,7 +12,6 @@
 #include "source.h"
 #include "util.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,33 +33,27 @@ int producer_sync_user(const struct config_instance *inst, char *id, size_t idle
     backoff_init(&b, 200, 30000, (uint64_t)util_wall_ms());
     int rc = -1;
     while (!signals_stop) {
-        struct http_response r;
-        http_request(c, "GET", "/users/me?fields=id", NULL, &r);
-        if (r.klass == HTTP_OK) {
-            cJSON *root = cJSON_ParseWithLength(r.body ? r.body : "", r.len);
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(
-                cJSON_GetObjectItemCaseSensitive(root, "data"), "id");
-            if (cJSON_IsString(v)) {
-                util_strlcpy(id, v->valuestring, idlen);
-                rc = 0;
-            } else {
-                snprintf(err, errlen, "%s/users/me answered without a user id", inst->url);
-            }
-            cJSON_Delete(root);
-            http_response_free(&r);
+        struct directus_user u;
+        char why[768];
+        enum directus_answer a = directus_user_fetch(c, &u, why, sizeof(why));
+        if (a == DIRECTUS_OK) {
+            util_strlcpy(id, u.id, idlen);
+            rc = 0;
             break;
         }
-        if (r.status == 401 || r.status == 403) {
-            snprintf(err, errlen, "%s/users/me: %ld %s: the token of instance %s is not valid",
-                     inst->url, r.status, r.code, inst->name);
-            http_response_free(&r);
+        if (a == DIRECTUS_AUTH) {
+            snprintf(err, errlen, "%s: %s: the token of instance %s is not valid", inst->url, why,
+                     inst->name);
+            break;
+        }
+        if (!directus_is_outage(a) && a != DIRECTUS_SERVER_ERROR) {
+            snprintf(err, errlen, "%s: %s", inst->url, why); /* a refusal: never succeeds */
             break;
         }
         int64_t d = backoff_next(&b);
         log_warn("producer",
                  "event=directus_unreachable instance=%s url=%s error=\"%s\" retry_ms=%lld",
-                 inst->name, inst->url, r.message, (long long)d);
-        http_response_free(&r);
+                 inst->name, inst->url, why, (long long)d);
         util_sleep_ms(d, &signals_stop);
     }
     if (rc && signals_stop && !err[0])

@@ -17,7 +17,7 @@ struct http_client {
     CURL *easy; /* kept for keep-alive across blocking requests */
 };
 
-static const char *const class_names[] = {"ok",        "transient", "server_error",
+static const char *const class_names[] = {"none",      "ok",        "transient", "server_error",
                                           "forbidden", "duplicate", "permanent"};
 
 const char *http_class_name(enum http_class c)
@@ -186,15 +186,26 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
     return n;
 }
 
-int http_prepare(struct http_client *c, CURL *easy, const char *method, const char *path,
-                 const char *body, struct http_response *resp)
+/* *resp as "no answer": nothing sent, nothing received (klass HTTP_NONE). */
+static void response_none(struct http_response *resp, CURLcode why)
 {
     memset(resp, 0, sizeof(*resp));
     resp->retry_after_s = -1;
+    resp->curl = why;
+    if (why != CURLE_OK)
+        util_strlcpy(resp->message, curl_easy_strerror(why), sizeof(resp->message));
+}
+
+int http_prepare(struct http_client *c, CURL *easy, const char *method, const char *path,
+                 const char *body, struct http_response *resp)
+{
+    response_none(resp, CURLE_OK);
     size_t ulen = strlen(c->base_url) + strlen(path) + 1;
     char *url = malloc(ulen);
-    if (!url)
+    if (!url) {
+        response_none(resp, CURLE_OUT_OF_MEMORY);
         return -1;
+    }
     snprintf(url, ulen, "%s%s", c->base_url, path);
     curl_easy_setopt(easy, CURLOPT_URL, url);
     free(url); /* libcurl copies the URL */
@@ -251,10 +262,7 @@ int http_request(struct http_client *c, const char *method, const char *path, co
                  struct http_response *resp)
 {
     if (!c->easy && !(c->easy = curl_easy_init())) {
-        memset(resp, 0, sizeof(*resp));
-        resp->curl = CURLE_OUT_OF_MEMORY;
-        resp->klass = HTTP_TRANSIENT;
-        util_strlcpy(resp->message, "out of memory", sizeof(resp->message));
+        response_none(resp, CURLE_OUT_OF_MEMORY);
         return -1;
     }
     if (http_prepare(c, c->easy, method, path, body, resp))

@@ -1,5 +1,6 @@
-/* http: a Directus client over libcurl (keep-alive, timeouts, bearer token) and the
- * classification of answers into what the caller should do with them. */
+/* http: the transport to Directus's REST API over libcurl (keep-alive, timeouts, bearer token),
+ * with the status-level class of each answer. What an answer means to dxsync (its body
+ * included: ping, /users/me, /fields, outage or the item's fault) is directus.h's. */
 #ifndef DXSYNC_HTTP_H
 #define DXSYNC_HTTP_H
 
@@ -7,9 +8,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* What an answer means for the request that got it; decided here, where the answer is read. */
+/* What an answer's status means for the request that got it; decided here, where the answer is
+ * read. The zero value is "no answer": a response that was never sent or never finished (out
+ * of memory before the transfer) reads as a transient failure, never as a success. */
 enum http_class {
-    HTTP_OK = 0,       /* 2xx */
+    HTTP_NONE = 0,     /* no answer at all: as HTTP_TRANSIENT */
+    HTTP_OK,           /* 2xx */
     HTTP_TRANSIENT,    /* no answer, timeout, 401, 408, 429, 502, 503, 504: retry, keep order */
     HTTP_SERVER_ERROR, /* any other 5xx: an outage if /server/ping fails too, else the item */
     HTTP_FORBIDDEN,    /* 403: a missing item for a non-admin, or a missing permission */
@@ -19,7 +23,8 @@ enum http_class {
 
 const char *http_class_name(enum http_class c);
 
-/* Classifies a finished transfer. code is the Directus error code (may be "" or NULL). */
+/* Classifies a finished transfer. code is the Directus error code (may be "" or NULL). Never
+ * returns HTTP_NONE. */
 enum http_class http_classify(CURLcode curl, long status, const char *code);
 
 /* Extracts errors[0].message and errors[0].extensions.code from a Directus error body.
@@ -35,11 +40,11 @@ struct http_response {
     long status;
     char *body; /* NUL-terminated; owned, freed by http_response_free */
     size_t len;
-    long retry_after_s; /* -1 when absent */
-    char code[64];      /* Directus error code of an error answer, or "" */
-    char message[512];  /* its message, or curl's error text when there was no answer */
-    double seconds;     /* total time of the transfer */
-    enum http_class klass;
+    long retry_after_s;    /* -1 when absent */
+    char code[64];         /* Directus error code of an error answer, or "" */
+    char message[512];     /* its message, or curl's error text when there was no answer */
+    double seconds;        /* total time of the transfer */
+    enum http_class klass; /* HTTP_NONE until http_finish classifies the transfer */
 };
 
 void http_response_free(struct http_response *r);
@@ -55,13 +60,16 @@ const char *http_client_base_url(const struct http_client *c);
 
 /* Prepares easy for METHOD base_url+path with body (JSON or NULL); the answer lands in *resp
  * once the transfer is done and http_finish is called. For use with curl_multi as well.
- * body must outlive the transfer. Returns 0 or -1. */
+ * body must outlive the transfer. Always resets *resp first (HTTP_NONE, no body). Returns 0, or
+ * -1 when out of memory (resp->curl CURLE_OUT_OF_MEMORY, resp->message says so). */
 int http_prepare(struct http_client *c, CURL *easy, const char *method, const char *path,
                  const char *body, struct http_response *resp);
 /* Completes *resp after the transfer of easy ended with result: status, error fields, class. */
 void http_finish(CURL *easy, CURLcode result, struct http_response *resp);
 
-/* Blocking request on the client's own keep-alive handle. Always fills *resp (free it). */
+/* Blocking request on the client's own keep-alive handle. Always fills *resp (free it with
+ * http_response_free): returns 0 with the classified answer, or -1 when nothing could be sent
+ * (out of memory; resp->klass is HTTP_NONE). */
 int http_request(struct http_client *c, const char *method, const char *path, const char *body,
                  struct http_response *resp);
 

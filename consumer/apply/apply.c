@@ -1,5 +1,6 @@
 #include "apply.h"
 
+#include "directus.h"
 #include "plan.h"
 #include "util.h"
 
@@ -244,14 +245,12 @@ int apply_batch_next(struct apply_batch *b, struct apply_request *req)
 {
     memset(req, 0, sizeof(*req));
     if (b->need_fields) {
-        char coll[512];
-        if (http_escape(b->p.collection, coll, sizeof(coll)))
+        char path[600];
+        if (directus_fields_path(b->p.collection, path, sizeof(path)))
             return -1;
         free(b->path);
-        size_t n = strlen(coll) + 16;
-        if (!(b->path = malloc(n)))
+        if (!(b->path = strdup(path)))
             return -1;
-        snprintf(b->path, n, "/fields/%s", coll);
         req->step = b->sent = APPLY_STEP_FIELDS;
         req->method = "GET";
         req->path = b->path;
@@ -259,7 +258,7 @@ int apply_batch_next(struct apply_batch *b, struct apply_request *req)
     }
     if (b->need_ping) {
         free(b->path);
-        if (!(b->path = strdup("/server/ping")))
+        if (!(b->path = strdup(DIRECTUS_PING_PATH)))
             return -1;
         req->step = b->sent = APPLY_STEP_PING;
         req->method = "GET";
@@ -307,21 +306,13 @@ int apply_batch_next(struct apply_batch *b, struct apply_request *req)
 
 void apply_pk_from_fields(const struct http_response *r, char *pk, size_t len)
 {
+    struct directus_fields f;
     pk[0] = '\0';
-    cJSON *root = r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
-    const cJSON *f = cJSON_IsArray(data) ? data->child : NULL;
-    for (; f; f = f->next) {
-        const cJSON *schema = cJSON_GetObjectItemCaseSensitive(f, "schema");
-        const cJSON *is_pk = cJSON_GetObjectItemCaseSensitive(schema, "is_primary_key");
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "field");
-        if (cJSON_IsTrue(is_pk) && cJSON_IsString(name) && name->valuestring[0] &&
-            strlen(name->valuestring) < len) {
-            util_strlcpy(pk, name->valuestring, len);
-            break;
-        }
-    }
-    cJSON_Delete(root);
+    if (directus_fields_parse(r, &f, NULL, 0))
+        return;
+    if (f.pk && strlen(f.pk) < len)
+        util_strlcpy(pk, f.pk, len);
+    directus_fields_free(&f);
 }
 
 /* Marks in found[i] which items of g an answer {"data": [{pk: key}, ...]} lists.
@@ -429,7 +420,7 @@ static enum apply_verdict item_fault(struct apply_batch *b, int64_t *delay_ms)
         return APPLY_NEXT;
     }
     struct apply_item *it = &b->items[g->idx[0]];
-    if (++it->item_failures >= b->p.item_attempts) {
+    if (directus_item_give_up(&it->item_failures, b->p.item_attempts)) {
         item_fail(it, b->last_status, b->last_code, b->last_message);
         group_pop(b);
         return progress(b);
@@ -539,36 +530,24 @@ static enum apply_verdict outage(struct apply_batch *b, const struct http_respon
     return APPLY_RETRY_OUTAGE;
 }
 
-/* Whether a 2xx carries what Directus sends: no body, or a JSON object with "data". Something
- * in front of Directus (a proxy's maintenance page, a cut connection) can answer 200 with
- * anything, and the write it answers for may never have happened. */
-static bool directus_body(const struct http_response *r)
-{
-    if (r->status == 204 || !r->body || r->len == 0)
-        return true;
-    cJSON *root = cJSON_ParseWithLength(r->body, r->len);
-    bool ok = cJSON_IsObject(root) && cJSON_GetObjectItemCaseSensitive(root, "data");
-    cJSON_Delete(root);
-    return ok;
-}
-
 enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_response *r,
                                       int64_t *delay_ms)
 {
-    bool ok = r->klass == HTTP_OK;
+    enum directus_answer a = directus_classify(r, b->sent != APPLY_STEP_PING);
     *delay_ms = 0;
-    if (ok)
-        backoff_reset(&b->backoff);
+    if (b->sent == APPLY_STEP_PING ? directus_ping_ok(r) : a == DIRECTUS_OK)
+        backoff_reset(&b->backoff); /* Directus answers: the next outage starts afresh */
     switch (b->sent) {
     case APPLY_STEP_FIELDS:
-        if (r->klass == HTTP_TRANSIENT || (ok && !directus_body(r)))
+        if (directus_is_outage(a))
             return outage(b, r, delay_ms); /* no answer, or not Directus's: never guess then */
-        if (r->klass == HTTP_SERVER_ERROR && ++b->fields_failures < b->p.item_attempts) {
+        if (a == DIRECTUS_SERVER_ERROR &&
+            !directus_item_give_up(&b->fields_failures, b->p.item_attempts)) {
             *delay_ms = backoff_next(&b->backoff); /* a hiccup: ask again before guessing */
             return APPLY_RETRY_ITEM;
         }
         b->need_fields = false;
-        if (ok)
+        if (a == DIRECTUS_OK)
             apply_pk_from_fields(r, b->pk, sizeof(b->pk));
         if (b->pk[0]) {
             b->pk_learnt = true;
@@ -579,8 +558,7 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
         return progress(b);
     case APPLY_STEP_PING:
         b->need_ping = false;
-        /* Directus answers "pong": a 200 from anything else in front of it is no sign of life */
-        if (!ok || !r->body || strncmp(r->body, "pong", 4) != 0)
+        if (directus_fault_after_5xx(r) == DIRECTUS_FAULT_OUTAGE)
             return outage(b, r, delay_ms);
         return item_fault(b, delay_ms);
     default:
@@ -589,8 +567,8 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
     if (!b->ngroups || b->groups[0].step != b->sent)
         return progress(b); /* an answer nobody asked for */
     struct apply_group *g = &b->groups[0];
-    enum http_class klass = r->klass;
-    if (ok && b->sent == APPLY_STEP_RESOLVE) {
+    bool senseless = false; /* Directus's JSON, but not the answer asked for */
+    if (a == DIRECTUS_OK && b->sent == APPLY_STEP_RESOLVE) {
         bool *found = calloc(g->n, sizeof(bool));
         if (!found)
             return out_of_memory(b, delay_ms);
@@ -601,37 +579,39 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
             return v;
         }
         free(found);
-        if (!directus_body(r))
-            return outage(b, r, delay_ms); /* not Directus answering: wait for it */
-        klass = HTTP_SERVER_ERROR;         /* a 2xx that makes no sense: as a 5xx */
+        a = DIRECTUS_SERVER_ERROR; /* a 2xx that makes no sense: as a 5xx */
+        senseless = true;
     }
-    switch (klass) {
-    case HTTP_OK:
+    switch (a) {
+    case DIRECTUS_OK:
         if (b->sent == APPLY_STEP_PATCH)
             return patched(b, r, delay_ms);
-        if ((b->sent == APPLY_STEP_POST || b->sent == APPLY_STEP_DELETE) && !directus_body(r))
-            return to_resolve(b, delay_ms); /* done or not? ask which keys exist */
         group_settle(b, APPLY_APPLIED);
         return progress(b);
-    case HTTP_TRANSIENT:
+    case DIRECTUS_NOT_DIRECTUS:
+        if (b->sent == APPLY_STEP_RESOLVE)
+            return outage(b, r, delay_ms); /* not Directus answering: wait for it */
+        return to_resolve(b, delay_ms);    /* a write done or not? ask which keys exist */
+    case DIRECTUS_NONE:
+    case DIRECTUS_OUTAGE:
+    case DIRECTUS_AUTH:
         return outage(b, r, delay_ms);
-    case HTTP_SERVER_ERROR:
+    case DIRECTUS_SERVER_ERROR:
         remember_failure(b, r);
-        if (r->klass == HTTP_OK) {
-            b->last_status = r->status;
+        if (senseless) {
             util_strlcpy(b->last_code, "BAD_RESPONSE", sizeof(b->last_code));
             util_strlcpy(b->last_message, "the answer is not the JSON Directus sends",
                          sizeof(b->last_message));
         }
         b->need_ping = true;
         return APPLY_NEXT;
-    case HTTP_FORBIDDEN:
-    case HTTP_DUPLICATE:
+    case DIRECTUS_FORBIDDEN:
+    case DIRECTUS_DUPLICATE:
         if (b->sent != APPLY_STEP_RESOLVE && !g->resolved)
             return to_resolve(b, delay_ms);
         return fail_front(b, r->status, r->code, r->message, delay_ms);
-    case HTTP_PERMANENT:
-    default:
-        return fail_front(b, r->status, r->code, r->message, delay_ms);
+    case DIRECTUS_REFUSED:
+        break;
     }
+    return fail_front(b, r->status, r->code, r->message, delay_ms);
 }

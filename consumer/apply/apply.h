@@ -10,10 +10,12 @@
  * keys. A group that still fails is split in halves until the failing item is isolated; the
  * rest is applied.
  *
- * Answers: HTTP_TRANSIENT is an outage (retry the same request forever with backoff); a 5xx is
- * an outage when GET /server/ping fails too, else the item's fault (an isolated item is tried
- * item_attempts times, then fails); any other 4xx, and 403/RECORD_NOT_UNIQUE after the
- * fallback, fail the isolated item for good. */
+ * Answers are read by directus.h: an outage (directus_is_outage) retries the same request
+ * forever with backoff; a 5xx is an outage when GET /server/ping fails too, else the item's
+ * fault (directus_fault_after_5xx: an isolated item is tried item_attempts times, then fails);
+ * any other 4xx, and 403/RECORD_NOT_UNIQUE after the fallback, fail the isolated item for
+ * good. A 2xx that is not Directus's JSON is an outage, except to a write, whose keys are then
+ * asked for. */
 #ifndef DXSYNC_APPLY_H
 #define DXSYNC_APPLY_H
 
@@ -131,7 +133,8 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
 /* Whether every item has its outcome. */
 bool apply_batch_done(const struct apply_batch *b);
 
-/* The primary key named by a GET /fields/<c> answer, or "" when it does not say. */
+/* The primary key named by a GET /fields/<c> answer (directus_fields_parse), or "" when it does
+ * not say or the name does not fit in len. */
 void apply_pk_from_fields(const struct http_response *r, char *pk, size_t len);
 
 #endif

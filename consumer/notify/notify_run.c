@@ -2,6 +2,7 @@
 #include "notify_run.h"
 
 #include "backoff.h"
+#include "directus.h"
 #include "http.h"
 #include "kafka.h"
 #include "log.h"
@@ -199,31 +200,34 @@ static enum post_result post(struct notifier *n, struct outgoing *o, const struc
     }
     http_request(t->http, "POST", "/notifications", body, r);
     free(body);
-    switch (r->klass) {
-    case HTTP_OK:
+    switch (directus_classify(r, true)) {
+    case DIRECTUS_OK:
         return POST_SENT;
-    case HTTP_TRANSIENT:
+    case DIRECTUS_NONE:
+    case DIRECTUS_OUTAGE:
+    case DIRECTUS_NOT_DIRECTUS:
+    case DIRECTUS_AUTH:
         target_wait(t, r, "no answer or a retryable status");
         return POST_WAIT;
-    case HTTP_SERVER_ERROR: {
+    case DIRECTUS_SERVER_ERROR: {
         /* Directus's fault or the notification's? Ask whether Directus is well otherwise. */
         struct http_response ping;
-        http_request(t->http, "GET", "/server/ping", NULL, &ping);
-        bool up = ping.klass == HTTP_OK;
+        http_request(t->http, "GET", DIRECTUS_PING_PATH, NULL, &ping);
+        enum directus_fault f = directus_fault_after_5xx(&ping);
         http_response_free(&ping);
-        if (!up) {
+        if (f == DIRECTUS_FAULT_OUTAGE) {
             target_wait(t, r, "server error and /server/ping fails");
             return POST_WAIT;
         }
-        if (++o->attempts < n->cfg->consumer.item_attempts) {
+        if (!directus_item_give_up(&o->attempts, n->cfg->consumer.item_attempts)) {
             target_wait(t, r, "server error for this notification");
             return POST_WAIT;
         }
         return POST_REFUSED;
     }
-    case HTTP_FORBIDDEN:
-    case HTTP_DUPLICATE:
-    case HTTP_PERMANENT:
+    case DIRECTUS_FORBIDDEN:
+    case DIRECTUS_DUPLICATE:
+    case DIRECTUS_REFUSED:
         break;
     }
     return POST_REFUSED;

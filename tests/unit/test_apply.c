@@ -482,6 +482,36 @@ static void transient_statuses_are_outages(void **state)
                      APPLY_RETRY_OUTAGE);
 }
 
+/* A request that never got an answer (out of memory before the transfer) leaves the zero value
+ * of struct http_response: never a success, whatever the step. */
+static void no_answer_at_all_is_an_outage(void **state)
+{
+    (void)state;
+    crt(1);
+    start(NULL, 5);
+    struct http_response none;
+    int64_t delay = -1;
+    memset(&none, 0, sizeof(none));
+    expect("GET", "/fields/articles", NULL);
+    assert_int_equal(apply_batch_answer(&batch, &none, &delay), APPLY_RETRY_OUTAGE);
+    assert_true(delay > 0);
+    expect("GET", "/fields/articles", NULL);
+    assert_int_equal(answer(200, NULL,
+                            "{\"data\":[{\"field\":\"id\",\"schema\":"
+                            "{\"is_primary_key\":true}}]}"),
+                     APPLY_NEXT);
+    expect("POST", "/items/articles?fields=id", NULL);
+    assert_int_equal(apply_batch_answer(&batch, &none, &delay), APPLY_RETRY_OUTAGE);
+    assert_false(apply_batch_done(&batch));
+    expect("POST", "/items/articles?fields=id", NULL);
+    assert_int_equal(answer(500, "INTERNAL_SERVER_ERROR", NULL), APPLY_NEXT);
+    expect("GET", "/server/ping", NULL);
+    assert_int_equal(apply_batch_answer(&batch, &none, &delay), APPLY_RETRY_OUTAGE);
+    expect("POST", "/items/articles?fields=id", NULL);
+    assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":1}]}"), APPLY_DONE);
+    assert_done();
+}
+
 static void out_of_range_fails_the_item(void **state)
 {
     (void)state;
@@ -691,6 +721,7 @@ int main(void)
         cmocka_unit_test_teardown(a_server_error_with_the_remote_down_is_an_outage, reset),
         cmocka_unit_test_teardown(outages_back_off_exponentially_and_honour_retry_after, reset),
         cmocka_unit_test_teardown(transient_statuses_are_outages, reset),
+        cmocka_unit_test_teardown(no_answer_at_all_is_an_outage, reset),
         cmocka_unit_test_teardown(out_of_range_fails_the_item, reset),
         cmocka_unit_test_teardown(a_nonsense_resolve_answer_counts_as_a_server_error, reset),
         cmocka_unit_test_teardown(a_resolve_answer_that_is_not_json_is_an_outage, reset),

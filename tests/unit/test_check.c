@@ -1,6 +1,6 @@
-/* check's pure parts: the findings read from GET /fields/<c> and GET /permissions/me answers
- * (field-level permissions cannot be set up on a community Directus 12, so they are tested
- * here), and the status table's formatting and lag. */
+/* check's pure parts: the problem lines read from GET /fields/<c> and GET /permissions/me
+ * answers (field-level permissions cannot be set up on a community Directus 12, so they are
+ * tested here), and the status table's formatting and lag. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,36 +45,58 @@ static void cap_close(struct capture *c)
     free(c->buf);
 }
 
+static const struct config_route route = {.from = "a", .to = "b"};
+
+/* A 200 answer to GET /fields/articles with data, as Directus 12 sends it, parsed. */
+static void fields_of(const char *data, struct directus_fields *f)
+{
+    char body[4096];
+    snprintf(body, sizeof(body), "{\"data\":%s}", data);
+    struct http_response r = {.curl = CURLE_OK, .status = 200, .body = body, .len = strlen(body)};
+    r.klass = http_classify(r.curl, r.status, NULL);
+    assert_int_equal(directus_fields_parse(&r, f, NULL, 0), 0);
+}
+
 static void fields_missing_and_aliases_are_found(void **state)
 {
     (void)state;
-    cJSON *fields =
-        cJSON_Parse("[{\"field\":\"id\",\"type\":\"uuid\",\"schema\":{\"is_primary_key\":true}},"
-                    "{\"field\":\"title\",\"type\":\"string\",\"meta\":{\"special\":null}},"
-                    "{\"field\":\"tags\",\"type\":\"alias\",\"meta\":{\"special\":[\"m2m\"]}}]");
+    struct directus_fields fields;
+    fields_of("[{\"collection\":\"articles\",\"field\":\"id\",\"type\":\"uuid\","
+              "\"schema\":{\"name\":\"id\",\"data_type\":\"uuid\",\"is_primary_key\":true},"
+              "\"meta\":{\"special\":[\"uuid\"]}},"
+              "{\"collection\":\"articles\",\"field\":\"title\",\"type\":\"string\","
+              "\"schema\":{\"is_primary_key\":false},\"meta\":{\"special\":null}},"
+              "{\"collection\":\"articles\",\"field\":\"tags\",\"type\":\"alias\","
+              "\"schema\":null,\"meta\":{\"special\":[\"m2m\"]}}]",
+              &fields);
     struct capture c;
     cap_open(&c);
-    assert_int_equal(check_fields(fields, "b", &coll, c.f), 2);
+    struct report r = {.out = c.f};
+    assert_int_equal(check_fields(&fields, &route, &coll, &r), 2);
+    assert_int_equal(r.problems, 2);
     assert_string_equal(cap_text(&c),
-                        "b: field articles.rating is missing on the remote\n"
-                        "b: field articles.tags is a many-to-many alias, not a column: route the "
-                        "junction or child collection instead\n");
+                        "problem: route a -> b: field \"articles.rating\" does not exist in b\n"
+                        "problem: route a -> b: field \"articles.tags\" is a many-to-many alias, "
+                        "not a column: route the junction or child collection instead\n");
     cap_close(&c);
-    cJSON_Delete(fields);
+    directus_fields_free(&fields);
 }
 
 static void all_fields_present_is_no_finding(void **state)
 {
     (void)state;
-    cJSON *fields = cJSON_Parse("[{\"field\":\"title\",\"type\":\"string\"},"
-                                "{\"field\":\"rating\",\"type\":\"integer\"},"
-                                "{\"field\":\"tags\",\"type\":\"json\",\"meta\":{}}]");
+    struct directus_fields fields;
+    fields_of("[{\"field\":\"title\",\"type\":\"string\"},"
+              "{\"field\":\"rating\",\"type\":\"integer\"},"
+              "{\"field\":\"tags\",\"type\":\"json\",\"meta\":{}}]",
+              &fields);
     struct capture c;
     cap_open(&c);
-    assert_int_equal(check_fields(fields, "b", &coll, c.f), 0);
+    struct report r = {.out = c.f};
+    assert_int_equal(check_fields(&fields, &route, &coll, &r), 0);
     assert_string_equal(cap_text(&c) ? cap_text(&c) : "", "");
     cap_close(&c);
-    cJSON_Delete(fields);
+    directus_fields_free(&fields);
 }
 
 static void permissions_missing_actions_and_fields_are_found(void **state)
@@ -89,12 +111,15 @@ static void permissions_missing_actions_and_fields_are_found(void **state)
         "\"share\":{\"access\":\"none\"}}}");
     struct capture c;
     cap_open(&c);
-    assert_int_equal(check_permissions(perms, "b", &coll, c.f), 3);
+    struct report r = {.out = c.f};
+    assert_int_equal(check_permissions(perms, &route, &coll, &r), 3);
     assert_string_equal(cap_text(&c),
-                        "b: the sync user may not update field articles.rating\n"
-                        "b: the sync user may not update field articles.tags\n"
-                        "b: the sync user has no delete permission on articles (needed to delete "
-                        "items)\n");
+                        "problem: route a -> b: the sync user may not update field "
+                        "\"articles.rating\"\n"
+                        "problem: route a -> b: the sync user may not update field "
+                        "\"articles.tags\"\n"
+                        "problem: route a -> b: the sync user has no delete permission on "
+                        "\"articles\" (needed to delete items)\n");
     cap_close(&c);
     cJSON_Delete(perms);
 }
@@ -105,7 +130,9 @@ static void a_collection_absent_from_permissions_lacks_everything(void **state)
     cJSON *perms = cJSON_Parse("{\"counters\":{}}");
     struct capture c;
     cap_open(&c);
-    assert_int_equal(check_permissions(perms, "b", &coll, c.f), 4);
+    struct report r = {.out = c.f};
+    assert_int_equal(check_permissions(perms, &route, &coll, &r), 4);
+    assert_int_equal(r.problems, 4);
     cap_close(&c);
     cJSON_Delete(perms);
 }

@@ -211,6 +211,34 @@ static void truncated_answer_is_transient(void **state)
     http_client_free(c);
 }
 
+/* The zero value of a response is "no answer", never a success; http_prepare resets a
+ * response to it before anything else. */
+static void zero_value_is_no_answer(void **state)
+{
+    (void)state;
+    struct http_response r;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(r.klass, HTTP_NONE);
+    assert_int_not_equal(HTTP_OK, 0);
+    assert_string_equal(http_class_name(HTTP_NONE), "none");
+    assert_string_equal(http_class_name(HTTP_OK), "ok");
+    assert_string_equal(http_class_name(HTTP_PERMANENT), "permanent");
+
+    char err[128];
+    struct http_client *c = http_client_new("http://127.0.0.1:9", NULL, 1000, err, sizeof(err));
+    CURL *easy = curl_easy_init();
+    r.klass = HTTP_OK;
+    r.status = 200;
+    r.retry_after_s = 5;
+    assert_int_equal(http_prepare(c, easy, "GET", "/server/ping", NULL, &r), 0);
+    assert_int_equal(r.klass, HTTP_NONE);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.retry_after_s, -1);
+    assert_null(r.body);
+    curl_easy_cleanup(easy);
+    http_client_free(c);
+}
+
 static void refused_connection_is_transient(void **state)
 {
     (void)state;
@@ -245,6 +273,7 @@ int main(void)
         cmocka_unit_test(real_request_with_token_and_error),
         cmocka_unit_test(truncated_answer_is_transient),
         cmocka_unit_test(refused_connection_is_transient),
+        cmocka_unit_test(zero_value_is_no_answer),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
