@@ -304,7 +304,8 @@ int apply_batch_next(struct apply_batch *b, struct apply_request *req)
 
 /* ---- answers ---- */
 
-void apply_pk_from_fields(const struct http_response *r, char *pk, size_t len)
+/* The primary key named by a GET /fields/<c> answer, or "" when it does not say. */
+static void pk_from_fields(const struct http_response *r, char *pk, size_t len)
 {
     struct directus_fields f;
     pk[0] = '\0';
@@ -548,7 +549,7 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
         }
         b->need_fields = false;
         if (a == DIRECTUS_OK)
-            apply_pk_from_fields(r, b->pk, sizeof(b->pk));
+            pk_from_fields(r, b->pk, sizeof(b->pk));
         if (b->pk[0]) {
             b->pk_learnt = true;
         } else {

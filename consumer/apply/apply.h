@@ -133,8 +133,4 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
 /* Whether every item has its outcome. */
 bool apply_batch_done(const struct apply_batch *b);
 
-/* The primary key named by a GET /fields/<c> answer (directus_fields_parse), or "" when it does
- * not say or the name does not fit in len. */
-void apply_pk_from_fields(const struct http_response *r, char *pk, size_t len);
-
 #endif

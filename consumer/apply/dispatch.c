@@ -108,10 +108,9 @@ static void remote_ok(struct dispatch *d)
 
 static void fields_send(struct dispatch *d, struct dispatch_slot *s, const char *coll)
 {
-    char esc[512], path[600];
+    char path[1024];
     int64_t now = util_mono_ms();
-    if (http_escape(coll, esc, sizeof(esc)) ||
-        (size_t)snprintf(path, sizeof(path), "/fields/%s", esc) >= sizeof(path)) {
+    if (directus_fields_path(coll, path, sizeof(path))) {
         remote_fields_answer(d->remote, coll, NULL, now);
         return;
     }
@@ -132,9 +131,10 @@ static void fields_done(struct dispatch *d, struct dispatch_slot *s)
     slot_end(d, s);
     count_request(d, APPLY_STEP_FIELDS, r);
     int64_t now = util_mono_ms();
-    if (r->klass == HTTP_OK)
+    enum directus_answer a = directus_classify(r, true);
+    if (a == DIRECTUS_OK)
         remote_ok(d);
-    else if (r->klass == HTTP_TRANSIENT)
+    else if (directus_is_outage(a))
         remote_failed(d->remote, r, now);
     remote_fields_answer(d->remote, coll, r, now);
     http_response_free(r);

@@ -1,9 +1,8 @@
-/* remote.c: field lists are arrays of owned names (a collection has tens of fields, a linear
- * scan is cheaper than anything cleverer); the outage record keeps the last failure for the
- * remote_unavailable event. */
+/* remote.c: field lists are Directus's own (directus_fields: a collection has tens of fields, a
+ * linear scan is cheaper than anything cleverer); the outage record keeps the last failure for
+ * the remote_unavailable event. */
 #include "remote.h"
 
-#include "apply.h"
 #include "log.h"
 #include "util.h"
 
@@ -13,15 +12,6 @@
 #include <string.h>
 
 #define COMP "consumer"
-
-static void fields_clear(struct remote_coll *c)
-{
-    for (size_t i = 0; i < c->nfields; i++)
-        free(c->fields[i]);
-    free(c->fields);
-    c->fields = NULL;
-    c->nfields = 0;
-}
 
 int remote_init(struct remote *r, const char *name, const struct routes_sub *subs, size_t nsubs,
                 int retry_notify_after_s, struct metrics *m)
@@ -51,7 +41,7 @@ int remote_init(struct remote *r, const char *name, const struct routes_sub *sub
 void remote_free(struct remote *r)
 {
     for (size_t i = 0; r->colls && i < r->ncolls; i++)
-        fields_clear(&r->colls[i]);
+        directus_fields_free(&r->colls[i].fields);
     free(r->colls);
     r->colls = NULL;
     r->ncolls = 0;
@@ -82,14 +72,6 @@ void remote_set_pk(struct remote *r, const char *collection, const char *pk)
     }
 }
 
-static bool has_field(const struct remote_coll *c, const char *field)
-{
-    for (size_t i = 0; i < c->nfields; i++)
-        if (strcmp(c->fields[i], field) == 0)
-            return true;
-    return false;
-}
-
 /* The first routed field ev writes a non-null value to that c lacks, or NULL. */
 static const char *first_missing(const struct remote_coll *c, const struct event *ev)
 {
@@ -102,7 +84,7 @@ static const char *first_missing(const struct remote_coll *c, const struct event
         const cJSON *v = update ? cJSON_GetObjectItemCaseSensitive(ev->data, it->string) : it;
         if (cJSON_IsNull(v ? v : it) || (c->pk[0] && strcmp(it->string, c->pk) == 0))
             continue;
-        if (!has_field(c, it->string))
+        if (!directus_fields_find(&c->fields, it->string))
             return it->string;
     }
     return NULL;
@@ -150,37 +132,6 @@ const char *remote_refresh_due(struct remote *r, int64_t now_ms, int64_t *next_m
     return NULL;
 }
 
-/* The field names of a GET /fields/<c> answer (owned array of owned strings); -1 when it lists
- * none (not Directus's JSON) or out of memory. */
-static int parse_names(const struct http_response *ans, char ***out, size_t *n)
-{
-    cJSON *root = ans->body ? cJSON_ParseWithLength(ans->body, ans->len) : NULL;
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
-    char **names = NULL;
-    size_t k = 0;
-    int rc = -1;
-    if (cJSON_IsArray(data)) {
-        size_t cap = (size_t)cJSON_GetArraySize(data);
-        names = calloc(cap ? cap : 1, sizeof(*names));
-        rc = names ? 0 : -1;
-        for (const cJSON *f = names ? data->child : NULL; f && rc == 0; f = f->next) {
-            const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "field");
-            if (cJSON_IsString(name) && !(names[k++] = strdup(name->valuestring)))
-                rc = -1;
-        }
-    }
-    cJSON_Delete(root);
-    if (rc) {
-        for (size_t i = 0; names && i < k; i++)
-            free(names[i]);
-        free(names);
-        return -1;
-    }
-    *out = names;
-    *n = k;
-    return 0;
-}
-
 void remote_fields_answer(struct remote *r, const char *collection, const struct http_response *ans,
                           int64_t now_ms)
 {
@@ -188,28 +139,23 @@ void remote_fields_answer(struct remote *r, const char *collection, const struct
     if (!c)
         return;
     c->asking = false;
-    char **names = NULL;
-    size_t n = 0;
-    if (ans && ans->klass == HTTP_OK && parse_names(ans, &names, &n) == 0) {
-        char pk[sizeof(c->pk)];
-        apply_pk_from_fields(ans, pk, sizeof(pk));
-        remote_set_pk(r, collection, pk);
-        fields_clear(c);
-        c->fields = names;
-        c->nfields = n;
+    struct directus_fields f;
+    enum directus_answer a = ans ? directus_classify(ans, true) : DIRECTUS_NONE;
+    if (a == DIRECTUS_OK && directus_fields_parse(ans, &f, NULL, 0) == 0) {
+        remote_set_pk(r, collection, f.pk);
+        directus_fields_free(&c->fields);
+        c->fields = f;
         c->state = REMOTE_FIELDS_KNOWN;
         c->fields_at_ms = now_ms;
         c->want = false;
         c->retry_ms = REMOTE_FIELDS_RETRY_MIN_MS;
-        log_debug(COMP, "event=fields_read collection=%s fields=%zu", collection, n);
+        log_debug(COMP, "event=fields_read collection=%s fields=%zu", collection, f.n);
         return;
     }
     /* no answer, or not Directus's, or a server error: the remote is down or hiccups; ask
-     * again. Any other refusal (403: the sync user may not read the fields) will not change
-     * by asking: go on without the check, and try again when the list would be stale. */
-    bool refused = ans && (ans->klass == HTTP_FORBIDDEN || ans->klass == HTTP_PERMANENT ||
-                           ans->klass == HTTP_DUPLICATE);
-    if (!refused) {
+     * again. A refusal (403: the sync user may not read the fields) will not change by asking:
+     * go on without the check, and try again when the list would be stale. */
+    if (directus_is_outage(a) || a == DIRECTUS_SERVER_ERROR || a == DIRECTUS_OK) {
         c->ask_after_ms = now_ms + c->retry_ms;
         c->retry_ms = c->retry_ms * 2 > REMOTE_FIELDS_RETRY_MAX_MS ? REMOTE_FIELDS_RETRY_MAX_MS
                                                                    : c->retry_ms * 2;

@@ -5,6 +5,7 @@
 #ifndef DXSYNC_REMOTE_H
 #define DXSYNC_REMOTE_H
 
+#include "directus.h"
 #include "event.h"
 #include "http.h"
 #include "metrics.h"
@@ -28,10 +29,9 @@ enum remote_fields_state {
 };
 
 struct remote_coll {
-    const char *collection; /* borrowed from the config */
-    char pk[128];           /* "" while unknown */
-    char **fields;          /* owned names, nfields of them; NULL while not KNOWN */
-    size_t nfields;
+    const char *collection;        /* borrowed from the config */
+    char pk[128];                  /* "" while unknown */
+    struct directus_fields fields; /* owned; empty while not KNOWN */
     enum remote_fields_state state;
     int64_t fields_at_ms; /* when the list was read */
     bool want;            /* a refresh is wanted */
