@@ -1,8 +1,10 @@
 #include "kafka.h"
 
+#include "backoff.h"
 #include "log.h"
 #include "util.h"
 
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,4 +278,42 @@ void kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *buf
         sz = len - 1;
     memcpy(buf, val, sz);
     buf[sz] = '\0';
+}
+
+rd_kafka_conf_t *kafka_group_conf_new(const struct config *cfg, struct kafka_state *state,
+                                      const char *group, const char *const *defaults, char *err,
+                                      size_t errlen)
+{
+    const char *const forced[] = {"group.id",
+                                  group,
+                                  "enable.auto.offset.store",
+                                  "false",
+                                  "enable.auto.commit",
+                                  "true",
+                                  "auto.offset.reset",
+                                  "earliest",
+                                  "enable.partition.eof",
+                                  "false",
+                                  "partition.assignment.strategy",
+                                  "range",
+                                  NULL};
+    return kafka_conf_new(cfg, state, defaults, forced, err, errlen);
+}
+
+int kafka_ensure_topics_wait(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
+                             size_t ntopics, const struct kafka_state *state,
+                             volatile sig_atomic_t *stop)
+{
+    struct backoff b;
+    backoff_init(&b, 500, 30000, (uint64_t)util_wall_ms());
+    char err[1024];
+    while (!*stop && !state->fatal) {
+        if (kafka_ensure_topics(rk, cfg, topics, ntopics, 15000, err, sizeof(err)) == 0)
+            return 0;
+        int64_t d = backoff_next(&b);
+        log_warn(state->component, "event=ensure_topics_failed error=%s retry_ms=%" PRId64,
+                 LOG_Q(err), d);
+        util_sleep_ms(d, stop);
+    }
+    return -1;
 }

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -26,6 +27,16 @@ struct kafka_state {
 rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, struct kafka_state *state,
                                 const char *const *defaults, const char *const *forced, char *err,
                                 size_t errlen);
+
+/* The configuration of a group consumer (kafka_conf_new with defaults), with what the
+ * at-least-once rule needs forced: group.id, offsets stored by the program only
+ * (enable.auto.offset.store=false) and committed automatically, a new group starting at the
+ * earliest offset, no partition EOF events, and the eager range assignor (a rebalance revokes
+ * every partition; the same partition number of every topic goes to one member).
+ * Returns NULL with err set on a bad property. */
+rd_kafka_conf_t *kafka_group_conf_new(const struct config *cfg, struct kafka_state *state,
+                                      const char *group, const char *const *defaults, char *err,
+                                      size_t errlen);
 
 /* rd_kafka_new that owns conf either way: on failure conf is destroyed and err says
  * "<what>: <reason>". Returns the client or NULL. */
@@ -54,6 +65,13 @@ int kafka_group_notify(const struct config *cfg, char *buf, size_t len);
  * are. Returns 0, or -1 with err set. */
 int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
                         size_t ntopics, int timeout_ms, char *err, size_t errlen);
+
+/* kafka_ensure_topics until it succeeds: while Kafka cannot be reached it logs
+ * event=ensure_topics_failed and retries with backoff (500 ms doubling to 30 s). Returns 0, or -1
+ * when *stop was set or the client hit a fatal error meanwhile. */
+int kafka_ensure_topics_wait(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
+                             size_t ntopics, const struct kafka_state *state,
+                             volatile sig_atomic_t *stop);
 
 struct kafka_header {
     const char *name;

@@ -461,20 +461,9 @@ static int make_consumer(struct consume *c, char *err, size_t errlen)
                                     "session.timeout.ms",
                                     "10000",
                                     NULL};
-    const char *forced[] = {"group.id",
-                            c->group,
-                            "enable.auto.offset.store",
-                            "false",
-                            "enable.auto.commit",
-                            "true",
-                            "auto.offset.reset",
-                            "earliest",
-                            "enable.partition.eof",
-                            "false",
-                            NULL};
     c->cst.component = COMP;
     c->cst.user = c;
-    rd_kafka_conf_t *conf = kafka_conf_new(c->cfg, &c->cst, defaults, forced, err, errlen);
+    rd_kafka_conf_t *conf = kafka_group_conf_new(c->cfg, &c->cst, c->group, defaults, err, errlen);
     if (!conf)
         return -1;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
@@ -504,20 +493,8 @@ static int ensure_topics(struct consume *c)
         topics[n++] = c->subs[i].topic;
     topics[n++] = dlq_errors_topic(c->dlq);
     topics[n++] = dlq_topic(c->dlq);
-    struct backoff b;
-    backoff_init(&b, 500, 30000, (uint64_t)util_wall_ms());
-    int rc = -1;
-    char err[1024];
-    while (!signals_stop) {
-        if (kafka_ensure_topics(dlq_producer(c->dlq), c->cfg, topics, n, 15000, err, sizeof(err)) ==
-            0) {
-            rc = 0;
-            break;
-        }
-        int64_t d = backoff_next(&b);
-        log_warn(COMP, "event=ensure_topics_failed error=%s retry_ms=%" PRId64, LOG_Q(err), d);
-        util_sleep_ms(d, &signals_stop);
-    }
+    int rc =
+        kafka_ensure_topics_wait(dlq_producer(c->dlq), c->cfg, topics, n, &c->cst, &signals_stop);
     free(topics);
     return rc;
 }

@@ -444,21 +444,8 @@ static int setup_kafka(struct notifier *n, char *err, size_t errlen)
      * default is 45 s): 10 s lets a restarted one take over soon, as the consumer does. */
     static const char *const defaults[] = {"auto.commit.interval.ms", "1000", "session.timeout.ms",
                                            "10000", NULL};
-    /* The range/roundrobin assignors are eager: a rebalance revokes everything, which
-     * discard_all relies on. */
-    const char *const forced[] = {"group.id",
-                                  n->group,
-                                  "enable.auto.offset.store",
-                                  "false",
-                                  "enable.auto.commit",
-                                  "true",
-                                  "auto.offset.reset",
-                                  "earliest",
-                                  "enable.partition.eof",
-                                  "false",
-                                  "partition.assignment.strategy",
-                                  "range,roundrobin",
-                                  NULL};
+    /* The range assignor is eager: a rebalance revokes everything, which discard_all relies
+     * on (kafka_group_conf_new). */
     if (kafka_topic_errors(n->cfg, n->topic, sizeof(n->topic)) ||
         kafka_group_notify(n->cfg, n->group, sizeof(n->group))) {
         snprintf(err, errlen, "kafka.topic_prefix is too long for a topic name");
@@ -466,7 +453,7 @@ static int setup_kafka(struct notifier *n, char *err, size_t errlen)
     }
     n->kst.component = COMP;
     n->kst.user = n;
-    rd_kafka_conf_t *conf = kafka_conf_new(n->cfg, &n->kst, defaults, forced, err, errlen);
+    rd_kafka_conf_t *conf = kafka_group_conf_new(n->cfg, &n->kst, n->group, defaults, err, errlen);
     if (!conf)
         return -1;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
@@ -475,15 +462,10 @@ static int setup_kafka(struct notifier *n, char *err, size_t errlen)
     rd_kafka_poll_set_consumer(n->rk);
 
     const char *topics[] = {n->topic};
-    struct backoff b;
-    backoff_init(&b, 200, 30000, (uint64_t)util_wall_ms());
-    while (kafka_ensure_topics(n->rk, n->cfg, topics, 1, 10000, err, errlen)) {
-        if (signals_stop || n->kst.fatal)
-            return -1;
-        int64_t d = backoff_next(&b);
-        log_warn(COMP, "event=kafka_unavailable reason=\"%s\" retry_ms=%lld", err, (long long)d);
-        metrics_set_health(n->m, false, err);
-        util_sleep_ms(d, &signals_stop);
+    metrics_set_health(n->m, false, "waiting for Kafka");
+    if (kafka_ensure_topics_wait(n->rk, n->cfg, topics, 1, &n->kst, &signals_stop)) {
+        snprintf(err, errlen, "stopped while waiting for Kafka");
+        return -1;
     }
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, n->topic, RD_KAFKA_PARTITION_UA);
