@@ -142,6 +142,8 @@ void http_client_free(struct http_client *c)
         return;
     if (c->easy)
         curl_easy_cleanup(c->easy);
+    for (struct curl_slist *h = c->headers; h; h = h->next)
+        util_wipe(h->data, strlen(h->data)); /* the Authorization header holds the token */
     curl_slist_free_all(c->headers);
     free(c->base_url);
     free(c);
