@@ -88,20 +88,14 @@ int main(int argc, char **argv)
     int rc = app_start(&app, argc, argv, &spec);
     if (rc >= 0)
         goto out;
-    const char *remote = cli_value(&spec, "remote");
+    const char *remote = NULL;
     if (strcmp(app.cli.subcommand, "audit") != 0) {
-        if (!remote) {
-            fprintf(stderr, "dxsync-consumer: --remote NAME is required for %s\n",
-                    app.cli.subcommand);
+        const struct config_instance *inst = app_instance(&app, &spec, "remote");
+        if (!inst) {
             rc = 2;
             goto out;
         }
-        if (!config_instance_find(&app.cfg, remote)) {
-            fprintf(stderr, "dxsync-consumer: --remote: \"%s\" is not in %s\n", remote,
-                    app.cli.config_path);
-            rc = 2;
-            goto out;
-        }
+        remote = inst->name;
     }
     if (strcmp(app.cli.subcommand, "run") == 0) {
         rc = consume_run(&app.cfg, remote, app.metrics);

@@ -1,5 +1,6 @@
 /* dxsync-producer: streams one Directus instance's changes into Kafka. */
 #include "cli.h"
+#include "report.h"
 #include "log.h"
 #include "check.h"
 #include "import.h"
@@ -49,22 +50,15 @@ int main(int argc, char **argv)
     int rc = app_start(&app, argc, argv, &spec);
     if (rc >= 0)
         goto out;
-    const char *instance = cli_value(&spec, "instance");
-    if (!instance) {
-        fprintf(stderr, "dxsync-producer: --instance NAME is required\n");
+    const struct config_instance *inst = app_instance(&app, &spec, "instance");
+    if (!inst) {
         rc = 2;
         goto out;
     }
-    if (!config_instance_find(&app.cfg, instance)) {
-        fprintf(stderr, "dxsync-producer: --instance: \"%s\" is not in %s\n", instance,
-                app.cli.config_path);
-        rc = 2;
-        goto out;
-    }
-    const struct config_instance *inst = config_instance_find(&app.cfg, instance);
+    const char *instance = inst->name;
     if (strcmp(app.cli.subcommand, "check") == 0) {
         int problems = producer_check(&app.cfg, inst, stdout);
-        printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");
+        report_summary(stdout, problems);
         rc = problems ? 1 : 0;
         goto out;
     }

@@ -216,3 +216,19 @@ void app_stop(struct app *app)
     log_clear_secrets();
     curl_global_cleanup();
 }
+
+const struct config_instance *app_instance(const struct app *app, const struct cli_spec *spec,
+                                           const char *opt)
+{
+    const char *name = cli_value(spec, opt);
+    if (!name) {
+        fprintf(stderr, "%s: --%s NAME is required for %s\n", spec->program, opt,
+                app->cli.subcommand);
+        return NULL;
+    }
+    const struct config_instance *inst = config_instance_find(&app->cfg, name);
+    if (!inst)
+        fprintf(stderr, "%s: --%s: \"%s\" is not in %s\n", spec->program, opt, name,
+                app->cli.config_path);
+    return inst;
+}

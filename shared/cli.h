@@ -64,4 +64,9 @@ struct app {
 int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec);
 void app_stop(struct app *app);
 
+/* The instance named by the option opt (e.g. "remote"), which the subcommand needs: NULL after
+ * telling stderr that it is missing or not in the configuration (exit code 2 then). */
+const struct config_instance *app_instance(const struct app *app, const struct cli_spec *spec,
+                                           const char *opt);
+
 #endif
