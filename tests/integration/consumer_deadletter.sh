@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Poison and malformed input: every invalid vector of shared/vectors/events/invalid, an event
+# Poison and malformed input: every invalid vector of tests/vectors/events/invalid, an event
 # Directus answers with 500 (a string for an integer field), one it answers VALUE_TOO_LONG and
 # one VALUE_OUT_OF_RANGE each end in <prefix>.dlq.b (original key and value, error headers)
 # with exactly one apply_failed event in <prefix>.errors, while the good events around them,

@@ -137,7 +137,7 @@ rec() { notes "$ED1" "$ERRORS" | json 'sum(1 for n in j["data"] if n["subject"] 
 check "remote_recovered: one notification" wait_for 20 test "$(rec)" = 1
 
 # ---- skipped: malformed, unknown route, route without notify; later events still notify
-# (every invalid vector of shared/vectors/errors: not JSON, no remote, unknown kind, version 9)
+# (every invalid vector of tests/vectors/errors: not JSON, no remote, unknown kind, version 9)
 {
   for f in "$DXSYNC_VECTORS"/errors/invalid/*; do tr -d "\n" <"$f"; echo; done
   gen apply_failed a zz "$PREFIX-zz" X
