@@ -12,7 +12,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-. tests/harness/lib.sh
+. tests/lib/dx.sh
 start_time=$SECONDS
 
 step() { printf '\n==== %s (%ds)\n' "$*" $((SECONDS - start_time)) >&2; }
