@@ -4,15 +4,19 @@
 # every ctest label, stops the services, and exits non-zero on any failure.
 #
 #   tests/run.sh                 everything
-#   tests/run.sh -L unit         only these ctest labels (passed to ctest; services are started
-#                                only when a non-unit label may run)
+#   tests/run.sh -L unit         only what these ctest arguments select (-L/-LE label regexes,
+#                                -R/-E name regexes ...: passed to ctest). The unit tests always
+#                                run (seconds); services are started, and the ASan pass of the
+#                                integration tests runs, only when the selection has such tests;
+#                                the fuzzers run only when the labels admit "fuzz". A selection
+#                                of no test at all is an error, never a silent pass.
 # Environment: DXSYNC_CACHE (downloads, default ~/.cache/dxsync), DXSYNC_RUN (state of this run,
 # default /tmp/dxsync-run, wiped at start), DXSYNC_SKIP_ASAN=1 to skip the sanitizer build,
 # DXSYNC_SKIP_FUZZ=1 to skip the fuzzers, DXSYNC_FUZZ_SECONDS (default 60 per target).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-. tests/harness/lib.sh
+. tests/lib/dx.sh
 start_time=$SECONDS
 
 step() { printf '\n==== %s (%ds)\n' "$*" $((SECONDS - start_time)) >&2; }
@@ -39,25 +43,60 @@ clang-format --dry-run -Werror $files
 
 status=0
 ctest_args=("$@")
+
+# admits LABEL: the -L/-LE options among the arguments (ctest's: every -L regex must match,
+# no -LE regex may) let a test labelled LABEL run.
+admits() {
+  local i a re
+  for ((i = 0; i < ${#ctest_args[@]}; i++)); do
+    a=${ctest_args[i]}
+    case $a in
+      -L | --label-regex) re=${ctest_args[i + 1]:-}; [[ $1 =~ $re ]] || return 1 ;;
+      -LE | --label-exclude) re=${ctest_args[i + 1]:-}; [[ $1 =~ $re ]] && return 1 ;;
+    esac
+  done
+  return 0
+}
+# count_tests DIR [--beyond-unit] ARGS...: how many tests ctest in DIR would run with ARGS (only
+# those with a label other than unit: --beyond-unit).
+count_tests() {
+  local dir=$1 only=all; shift
+  [ "${1:-}" = --beyond-unit ] && { only=beyond; shift; }
+  (cd "$dir" && ctest --show-only=json-v1 "$@") | python3 -c 'import json, sys
+tests = json.load(sys.stdin)["tests"]
+labels = [sum((p["value"] for p in t.get("properties", []) if p["name"] == "LABELS"), []) for t in tests]
+print(len([l for l in labels if sys.argv[1] == "all" or set(l) - {"unit"}]))' "$only"
+}
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0
 
 step "unit tests"
-(cd build && ctest -L unit --output-on-failure -j"$jobs") || status=1
+(cd build && ctest -L unit --no-tests=error --output-on-failure -j"$jobs") || status=1
 if [ -d build-asan ] && [ "${DXSYNC_SKIP_ASAN:-0}" != 1 ]; then
-  (cd build-asan && ctest -L unit --output-on-failure -j"$jobs") || status=1
+  (cd build-asan && ctest -L unit --no-tests=error --output-on-failure -j"$jobs") || status=1
 fi
 
-if [ "${DXSYNC_SKIP_FUZZ:-0}" != 1 ] && [ "${ctest_args[*]:-}" != "-L unit" ]; then
-  step "fuzzing (libFuzzer, ASan+UBSan, ${DXSYNC_FUZZ_SECONDS:-60} s per target)"
+selected=$(count_tests build "${ctest_args[@]}")
+beyond_unit=$(count_tests build --beyond-unit "${ctest_args[@]}")
+fuzz_selected=0
+if [ "${DXSYNC_SKIP_FUZZ:-0}" != 1 ] && admits fuzz; then
   CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDXSYNC_FUZZ=ON \
     -DDXSYNC_FUZZ_SECONDS="${DXSYNC_FUZZ_SECONDS:-60}" >/dev/null
-  cmake --build build-fuzz -j"$jobs" >/dev/null
-  (cd build-fuzz && ctest -L fuzz --output-on-failure) || status=1
+  fuzz_selected=$(count_tests build-fuzz -L fuzz "${ctest_args[@]}")
+fi
+if [ "$selected" = 0 ] && [ "$fuzz_selected" = 0 ]; then
+  echo "tests/run.sh: the arguments \"${ctest_args[*]}\" select no test" >&2
+  status=1
 fi
 
-if [ "${ctest_args[*]:-}" != "-L unit" ]; then
+if [ "$fuzz_selected" -gt 0 ]; then
+  step "fuzzing (libFuzzer, ASan+UBSan, ${DXSYNC_FUZZ_SECONDS:-60} s per target)"
+  cmake --build build-fuzz -j"$jobs" >/dev/null
+  (cd build-fuzz && ctest -L fuzz --no-tests=error --output-on-failure "${ctest_args[@]}") || status=1
+fi
+
+if [ "$beyond_unit" -gt 0 ]; then
   step "starting services"
   tests/harness/services.sh down >/dev/null 2>&1 || true
   rm -rf "$DXSYNC_RUN"
@@ -66,10 +105,17 @@ if [ "${ctest_args[*]:-}" != "-L unit" ]; then
   set -a; . "$DXSYNC_RUN/services.env"; set +a
 
   step "all tests (build)"
-  (cd build && ctest --output-on-failure "${ctest_args[@]}") || status=1
+  (cd build && ctest --no-tests=error --output-on-failure "${ctest_args[@]}") || status=1
   if [ "${DXSYNC_SKIP_ASAN:-0}" != 1 ]; then
-    step "unit and integration tests under ASan+UBSan (build-asan)"
-    (cd build-asan && ctest --output-on-failure -L 'integration' "${ctest_args[@]}") || status=1
+    # The integration tests of the selection, again under ASan+UBSan (the unit tests ran above).
+    # A selection without integration tests (-L e2e) has nothing for this pass: it is skipped,
+    # and says so; otherwise it must run tests.
+    if [ "$(count_tests build-asan -L '^integration$' "${ctest_args[@]}")" -gt 0 ]; then
+      step "integration tests under ASan+UBSan (build-asan)"
+      (cd build-asan && ctest --no-tests=error --output-on-failure -L '^integration$' "${ctest_args[@]}") || status=1
+    else
+      step "no integration test selected: no ASan+UBSan pass"
+    fi
   fi
 fi
 

@@ -15,12 +15,12 @@
 int64_t admin_status_lag(const struct admin_status_row *r)
 {
     if (r->end < 0)
-        return 0;
+        return -1;
     int64_t from = r->committed >= 0 ? r->committed : (r->low >= 0 ? r->low : 0);
     return r->end > from ? r->end - from : 0;
 }
 
-void admin_status_print(FILE *out, const struct admin_status_row *rows, size_t n)
+size_t admin_status_print(FILE *out, const struct admin_status_row *rows, size_t n)
 {
     int w = 5;
     for (size_t i = 0; i < n; i++) {
@@ -30,9 +30,10 @@ void admin_status_print(FILE *out, const struct admin_status_row *rows, size_t n
     }
     fprintf(out, "%-*s %9s %12s %12s %10s\n", w, "TOPIC", "PARTITION", "COMMITTED", "END", "LAG");
     int64_t total = 0;
+    size_t unknown = 0;
     for (size_t i = 0; i < n; i++) {
         const struct admin_status_row *r = &rows[i];
-        char committed[24], end[24];
+        char committed[24], end[24], lag[24];
         if (r->committed >= 0)
             snprintf(committed, sizeof(committed), "%" PRId64, r->committed);
         else
@@ -41,12 +42,22 @@ void admin_status_print(FILE *out, const struct admin_status_row *rows, size_t n
             snprintf(end, sizeof(end), "%" PRId64, r->end);
         else
             snprintf(end, sizeof(end), "?");
-        int64_t lag = admin_status_lag(r);
-        total += lag;
-        fprintf(out, "%-*s %9" PRId32 " %12s %12s %10" PRId64 "\n", w, r->topic, r->partition,
-                committed, end, lag);
+        int64_t l = admin_status_lag(r);
+        if (l >= 0) {
+            total += l;
+            snprintf(lag, sizeof(lag), "%" PRId64, l);
+        } else {
+            unknown++;
+            snprintf(lag, sizeof(lag), "?");
+        }
+        fprintf(out, "%-*s %9" PRId32 " %12s %12s %10s\n", w, r->topic, r->partition, committed,
+                end, lag);
     }
-    fprintf(out, "%-*s %9s %12s %12s %10" PRId64 "\n", w, "TOTAL", "", "", "", total);
+    if (unknown)
+        fprintf(out, "%-*s %9s %12s %12s %10s\n", w, "TOTAL", "", "", "", "?");
+    else
+        fprintf(out, "%-*s %9s %12s %12s %10" PRId64 "\n", w, "TOTAL", "", "", "", total);
+    return unknown;
 }
 
 int admin_status(const struct config *cfg, const char *remote, FILE *out)
@@ -85,12 +96,23 @@ int admin_status(const struct config *cfg, const char *remote, FILE *out)
                       rd_kafka_err2name(e));
             goto out;
         }
-        if (md->topic_cnt == 1 && !md->topics[0].err)
+        rd_kafka_resp_err_t terr =
+            md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        if (!terr) {
             for (int p = 0; p < md->topics[0].partition_cnt; p++)
                 rd_kafka_topic_partition_list_add(list, subs[i].topic,
                                                   md->topics[0].partitions[p].id);
-        else
-            log_warn(COMP, "event=topic_missing topic=%s", LOG_Q(subs[i].topic));
+        } else if (terr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                   terr == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+            log_warn(COMP, "event=topic_missing topic=%s",
+                     LOG_Q(subs[i].topic)); /* nothing to lag */
+        } else {
+            /* its partitions are unknown, so is its lag: not a 0 in the total */
+            log_error(COMP, "event=status_failed topic=%s error=%s", LOG_Q(subs[i].topic),
+                      rd_kafka_err2name(terr));
+            rd_kafka_metadata_destroy(md);
+            goto out;
+        }
         rd_kafka_metadata_destroy(md);
     }
     rd_kafka_topic_partition_list_sort(list, NULL, NULL);
@@ -119,7 +141,11 @@ int admin_status(const struct config *cfg, const char *remote, FILE *out)
             goto out;
         }
     }
-    admin_status_print(out, rows, (size_t)list->cnt);
+    size_t unknown = admin_status_print(out, rows, (size_t)list->cnt);
+    if (unknown) {
+        log_error(COMP, "event=status_incomplete partitions_without_end_offset=%zu", unknown);
+        goto out;
+    }
     rc = 0;
 out:
     free(rows);

@@ -13,8 +13,8 @@
 #   tests/bench/consumer.sh [N]        (default 10000)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-: "${DXSYNC_RUN:=/tmp/dxsync-run}"
-set -a; . "$DXSYNC_RUN/services.env"; set +a
+. "$ROOT/tests/lib/dx.sh"
+load_services
 N=${1:-10000}
 SINGLE=${BENCH_SINGLE:-500}
 BIN=${DXSYNC_BIN:-$ROOT/build}
@@ -91,7 +91,7 @@ cat >"$TMP/cfg.json" <<JSON
 JSON
 "$BIN/consumer/dxsync-consumer" --config "$TMP/cfg.json" --remote b --metrics-addr "$METRICS_PORT" >"$TMP/consumer.log" 2>&1 &
 PID=$!
-for _ in $(seq 1 300); do grep -q 'partition_assigned.*partition=5' "$TMP/consumer.log" && break; sleep 0.1; done
+wait_for 30 grep -q 'partition_assigned.*partition=5' "$TMP/consumer.log" || die "the consumer was not assigned its partitions"
 applied() {
   curl -s "http://127.0.0.1:$METRICS_PORT/metrics" |
     awk -v a="$1" '$1 == "dxsync_consumer_events_applied_total{remote=\"b\",action=\"" a "\"}" { print $2 }'

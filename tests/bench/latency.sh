@@ -6,12 +6,13 @@
 #   tests/bench/latency.sh [RATE] [SECONDS]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-: "${DXSYNC_RUN:=/tmp/dxsync-run}"
-set -a; . "$DXSYNC_RUN/services.env"; set +a
+. "$ROOT/tests/lib/dx.sh"
+load_services
 RATE=${1:-20}
 SECS=${2:-60}
 BIN=${DXSYNC_BIN:-$ROOT/build}
 TMP=$(mktemp -d /tmp/dxsync-latency.XXXXXX)
+T_TMP=$TMP
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
@@ -36,14 +37,15 @@ cat >"$TMP/cfg.json" <<JSON
 JSON
 "$BIN/producer/dxsync-producer" --config "$TMP/cfg.json" --instance a >"$TMP/producer.log" 2>&1 & pids+=($!)
 "$BIN/consumer/dxsync-consumer" --config "$TMP/cfg.json" --remote b >"$TMP/consumer.log" 2>&1 & pids+=($!)
-for _ in $(seq 1 100); do grep -q event=streaming "$TMP/producer.log" && break; sleep 0.2; done
-sleep 3 # the consumer joins its group
+wait_for 20 grep -q event=streaming "$TMP/producer.log" || die "the producer does not stream"
+wait_for 60 grep -q partition_assigned "$TMP/consumer.log" || die "the consumer was not assigned its partitions"
 # Warm-up (not measured): a few items through the whole path, as in a process that has run for a while.
 for n in 1 2 3 4 5; do
   curl -sS -o /dev/null -X POST -H "Authorization: Bearer $DXSYNC_A_ADMIN_TOKEN" -H 'Content-Type: application/json' \
     --data-binary "{\"title\":\"warm-up $n\"}" "$DXSYNC_A_URL/items/articles"
 done
-for _ in $(seq 1 100); do [ "$(qb "select count(*) from dxsync_latency_marks")" -ge 5 ] && break; sleep 0.1; done
+marks_ge() { [ "$(qb "select count(*) from dxsync_latency_marks")" -ge "$1" ]; }
+wait_for 10 marks_ge 5 || true
 qb "TRUNCATE dxsync_latency_marks"
 
 python3 - "$DXSYNC_A_URL" "$DXSYNC_A_ADMIN_TOKEN" "$RATE" "$SECS" >"$TMP/sent.tsv" <<'PY'
@@ -60,11 +62,11 @@ while time.time() - start < secs:
     urllib.request.urlopen(req).read()
     print(f"{i}\t{time.time():.6f}", flush=True); n += 1
 PY
-sleep 3
+wait_for 30 marks_ge "$(wc -l <"$TMP/sent.tsv")" || true # what has not arrived by then is counted missing
 qb "select id, extract(epoch from at) from dxsync_latency_marks" | tr '|' '\t' >"$TMP/seen.tsv"
 # Kafka's timestamp of each event (set by the producer when it hands the event over): splits
 # the time into the producer's part and the consumer's part.
-kcat -b "$DXSYNC_KAFKA_BROKERS" -C -t "$PREFIX.a.articles" -e -q -f '%k\t%T\n' >"$TMP/kafka.tsv" 2>/dev/null || true
+topic_read "$PREFIX.a.articles" '%k\t%T\n' >"$TMP/kafka.tsv"
 qb "DROP TRIGGER dxsync_latency ON articles; DROP FUNCTION dxsync_latency_mark(); DROP TABLE dxsync_latency_marks"
 python3 - "$TMP/sent.tsv" "$TMP/seen.tsv" "$RATE" "$SECS" "$TMP/kafka.tsv" <<'PY'
 import sys

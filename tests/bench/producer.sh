@@ -9,12 +9,13 @@
 #   tests/bench/producer.sh [EVENTS]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-: "${DXSYNC_RUN:=/tmp/dxsync-run}"
-set -a; . "$DXSYNC_RUN/services.env"; set +a
+. "$ROOT/tests/lib/dx.sh"
+load_services
 N=${1:-100000}
 BIN=${DXSYNC_BIN:-$ROOT/build}
 DB=$DXSYNC_PG_URL/dxsync_bench
 TMP=$(mktemp -d /tmp/dxsync-bench.XXXXXX)
+T_TMP=$TMP
 PID=
 cleanup() { [ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
@@ -45,7 +46,7 @@ JSON
 # First start creates the slot, the publication and the topic; then it stops.
 "$BIN/producer/dxsync-producer" --config "$TMP/cfg.json" --instance bench >"$TMP/p0.log" 2>&1 &
 PID=$!
-for _ in $(seq 1 100); do grep -q event=streaming "$TMP/p0.log" && break; sleep 0.1; done
+wait_for 10 grep -q event=streaming "$TMP/p0.log" || true
 kill -TERM $PID; wait $PID || true; PID=
 q "select pg_create_logical_replication_slot('bench_ceiling', 'pgoutput')" >/dev/null
 
@@ -91,8 +92,7 @@ rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$PID/status)
 cpu_s=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' /proc/$PID/stat)
 kill -TERM $PID; wait $PID || true; PID=
 [ -n "${DXSYNC_BENCH_LOG:-}" ] && cp "$TMP/p1.log" "$DXSYNC_BENCH_LOG"
-events=$(kcat -b "$DXSYNC_KAFKA_BROKERS" -Q -t "$PREFIX.bench.articles:0:-1" >/dev/null 2>&1; \
-  kcat -b "$DXSYNC_KAFKA_BROKERS" -C -t "$PREFIX.bench.articles" -e -q -f '.\n' | wc -l)
+events=$(topic_count "$PREFIX.bench.articles")
 
 python3 - "$N" "$t0" "$t1" "$t2" "$t3" "$rss_kb" "$events" "$cpu_s" <<'PY'
 import sys

@@ -3,14 +3,12 @@
 # YAML parses; the compose and Kubernetes configurations load with dxsync's own loader; every
 # source has a producer and every remote a consumer; probes and scrape annotations are there;
 # systemd units verify; the Dockerfile builds with deploy/build.sh, which is run here too.
-set -euo pipefail
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin --no-services
+T_NAME=deploy
 SRC=${DXSYNC_SOURCE:?} BIN=${DXSYNC_BIN:?}
 D=$SRC/deploy
-T=$(mktemp -d /tmp/dxsync-deploy.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-failed=0 count=0
-pass() { count=$((count + 1)); echo "ok   $*"; }
-fail() { count=$((count + 1)); failed=$((failed + 1)); echo "FAIL $*"; }
+T=$T_TMP
 PY=python3; $PY -c 'import yaml' 2>/dev/null || PY=/usr/bin/python3
 export DXSYNC_TOKEN_A=x DXSYNC_TOKEN_B=x DXSYNC_TOKEN_C=x POSTGRES_PASSWORD=x PGPASSWORD=x
 
@@ -116,5 +114,4 @@ if DXSYNC_RELEASE_BUILD="$T/build" "$D/build.sh" "$T/prefix" >"$T/build.log" 2>&
   pass "deploy/build.sh builds and installs the three binaries"
 else fail "deploy/build.sh: $(tail -20 "$T/build.log")"; fi
 
-echo "deploy: $((count - failed)) passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -2,23 +2,22 @@
 # README's first command: deploy/local/up.sh brings the demo up; an article created in a (as
 # its admin, logged in like the app does) is on b within a second, an edit on b comes back to
 # a; SIGTERM (what Ctrl-C does in a terminal) stops everything it started.
-set -euo pipefail
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin --no-services
 SRC=${DXSYNC_SOURCE:?}
 export DXSYNC_DEMO_RUN=$(mktemp -d /tmp/dxsync-demo-test.XXXXXX)
 export DXSYNC_DEMO_PORT_A=28155 DXSYNC_DEMO_PORT_B=28156 DXSYNC_DEMO_PG_PORT=25450 \
        DXSYNC_DEMO_KAFKA_PORT=29292 DXSYNC_DEMO_KAFKA_CONTROLLER_PORT=29293
 chmod 755 "$DXSYNC_DEMO_RUN"
-failed=0 count=0
-pass() { count=$((count + 1)); echo "ok   $*"; }
-fail() { count=$((count + 1)); failed=$((failed + 1)); echo "FAIL $*"; }
-setsid "$SRC/deploy/local/up.sh" >"$DXSYNC_DEMO_RUN/up.out" 2>&1 &
-up=$!
-cleanup() { kill -TERM "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; rm -rf "$DXSYNC_DEMO_RUN"; }
-trap cleanup EXIT
-for _ in $(seq 1 600); do grep -q "dxsync demo is running" "$DXSYNC_DEMO_RUN/up.out" && break; kill -0 $up 2>/dev/null || break; sleep 0.5; done
-if grep -q "dxsync demo is running" "$DXSYNC_DEMO_RUN/up.out"; then pass "up.sh brings the demo up"; else fail "up.sh: $(tail -20 "$DXSYNC_DEMO_RUN/up.out")"; fi
-grep -q "http://127.0.0.1:28155    login admin@example.com" "$DXSYNC_DEMO_RUN/up.out" && pass "it prints the URLs and logins" || fail "no URL and login printed"
-grep -q "config       $DXSYNC_DEMO_RUN/dxsync.json" "$DXSYNC_DEMO_RUN/up.out" && pass "it prints the config path" || fail "no config path"
+T_STOP_GRACE=120 # up.sh stops Directus, Kafka and PostgreSQL on SIGTERM
+start_proc up setsid "$SRC/deploy/local/up.sh"
+up=$(proc_pid up)
+at_exit 'rm -rf "$DXSYNC_DEMO_RUN"'
+up_or_gone() { grep -q "dxsync demo is running" "$T_TMP/up.log" || ! running "$up"; }
+wait_for 300 up_or_gone || true
+if grep -q "dxsync demo is running" "$T_TMP/up.log"; then pass "up.sh brings the demo up"; else fail "up.sh: $(tail -20 "$T_TMP/up.log")"; fi
+grep -q "http://127.0.0.1:28155    login admin@example.com" "$T_TMP/up.log" && pass "it prints the URLs and logins" || fail "no URL and login printed"
+grep -q "config       $DXSYNC_DEMO_RUN/dxsync.json" "$T_TMP/up.log" && pass "it prints the config path" || fail "no config path"
 python3 - <<'PY' && pass "a -> b and b -> a within a second each" || fail "the demo does not sync"
 import json, time, urllib.request
 def call(port, method, path, body=None, token=None):
@@ -45,10 +44,9 @@ call(28156, "PATCH", f"/items/articles/{item['id']}", {"title": "edited on b"}, 
 ok = seen(28155, ta, "edited on b") and ok
 raise SystemExit(0 if ok else 1)
 PY
-kill -TERM "$up"; wait "$up" 2>/dev/null || true
-grep -q "stopped; state kept" "$DXSYNC_DEMO_RUN/up.out" && pass "SIGTERM stops the demo" || fail "no clean stop: $(tail -5 "$DXSYNC_DEMO_RUN/up.out")"
+stop_proc up TERM 120
+grep -q "stopped; state kept" "$T_TMP/up.log" && pass "SIGTERM stops the demo" || fail "no clean stop: $(tail -5 "$T_TMP/up.log")"
 n=$(grep -l "event=stopped" "$DXSYNC_DEMO_RUN"/producer-*.log "$DXSYNC_DEMO_RUN"/consumer-*.log "$DXSYNC_DEMO_RUN"/notifier.log 2>/dev/null | wc -l)
 [ "$n" = 5 ] && pass "the five dxsync processes stopped cleanly" || fail "only $n of 5 dxsync processes logged a clean stop"
 if (exec 3<>/dev/tcp/127.0.0.1/28155) 2>/dev/null || (exec 3<>/dev/tcp/127.0.0.1/29292) 2>/dev/null; then fail "a service is still listening"; else pass "Directus and Kafka are stopped"; fi
-echo "demo: $((count - failed)) passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

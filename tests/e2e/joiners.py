@@ -2,8 +2,10 @@
 """End-to-end: a fourth instance (d) that joins late receives `snapshot` events and then every
 change since, and ends identical; then a route naming a field d lacks: the failure reaches a
 as a notification for the route's recipients, and later changes still sync."""
-import json, os, subprocess, time
-from dx import *
+import json, os, subprocess, sys, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from dx import *  # noqa: E402,F401,F403
 
 A, D = inst("a"), inst("d")
 PREFIX = f"e2j{int(time.time() * 1000) % 10**9}"
@@ -38,14 +40,8 @@ check(snap.returncode == 0 and "acknowledged by Kafka" in snap.stdout, f"snapsho
 start("consumer-d", CONS, "--config", CFG, "--remote", "d")
 
 
-def lag(remote):
-    out = subprocess.run([CONS, "--config", CFG, "--remote", remote, "status"], capture_output=True, text=True).stdout
-    total = [l.split()[-1] for l in out.splitlines() if l.startswith("TOTAL")]
-    return int(total[0]) if total and total[0].isdigit() else -1
-
-
 def same():
-    if lag("d") != 0:
+    if group_lag(CFG, "d") != 0:
         return False, 0, ["d's consumer is not idle yet"]
     src, dst = items(A, "articles"), items(D, "articles")
     bad = [k for k, v in src.items() if k not in dst or any(dst[k][f] != v[f] for f in FIELDS)]

@@ -4,11 +4,15 @@ lists per direction, a uuid-key and an integer-key collection. A randomised work
 creates, updates, batch updates and deletes on all three, on distinct items per instance; when
 the consumers are idle every instance holds exactly the routed fields of every item, and
 changes written by the sync users are never sent back (events per topic = changes made by
-people). Then: audit prints one item's history, and replay --since restores wiped items."""
-import json, os, random, subprocess, threading, time, urllib.request
-from dx import *
+people). Then: audit prints one item's history, and replay --since restores wiped items.
+The run prints its seed; DXSYNC_SEED=<seed> repeats its workload (each instance's sequence of
+changes; the three run concurrently)."""
+import json, os, random, subprocess, sys, threading, time, urllib.request
 
-random.seed(int(os.environ.get("DXSYNC_SEED", time.time())))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from dx import *  # noqa: E402,F401,F403
+
+SEED = seed("mesh")
 A, B, C = inst("a"), inst("b"), inst("c")
 ALL = [A, B, C]
 PREFIX = f"e2e{int(time.time() * 1000) % 10**9}"
@@ -43,7 +47,8 @@ for i in ALL:
     start(f"consumer-{i['name']}", CONS, "--config", CFG, "--remote", i["name"])
 check(wait_for(lambda: all("event=streaming" in log_of(f"producer-{i['name']}") for i in ALL), 30),
       "three producers stream")
-time.sleep(3)  # consumers join their groups
+check(wait_for(lambda: all("partition_assigned" in log_of(f"consumer-{i['name']}") for i in ALL), 60),
+      "three consumers are assigned their partitions")
 
 # ---- workload: each instance works on items of its own; integer keys in its own range
 RUN = (int(time.time()) % 100000) * 1000
@@ -54,15 +59,16 @@ ops = {i["name"]: 0 for i in ALL}
 errors = []
 
 
-def rnd_article():
-    return {"title": f"t{random.randint(0, 10**6)}", "body": random.choice(["", "body ü ✓", "x" * 50, None]),
-            "rating": random.randint(-1000, 1000)}
+def rnd_article(rng):
+    return {"title": f"t{rng.randint(0, 10**6)}", "body": rng.choice(["", "body ü ✓", "x" * 50, None]),
+            "rating": rng.randint(-1000, 1000)}
 
 
 def work(i):
     try:
         n = i["name"]
-        arts = [dict(id=uid(), **rnd_article()) for _ in range(24)]
+        rng = random.Random(f"{SEED}-{n}")   # one sequence per instance: the threads interleave
+        arts = [dict(id=uid(), **rnd_article(rng)) for _ in range(24)]
         api(i, "POST", "/items/articles", arts[:12])                       # a batch create
         for a in arts[12:]:
             api(i, "POST", "/items/articles", a)                           # single creates
@@ -72,28 +78,28 @@ def work(i):
         created[n]["counters"] = [str(c["id"]) for c in ctrs]
         ops[n] += 24 + 12
         for _ in range(40):
-            r = random.random()
+            r = rng.random()
             live = [k for k in created[n]["articles"] if k not in deleted[n]["articles"]]
             livec = [k for k in created[n]["counters"] if k not in deleted[n]["counters"]]
             if r < 0.45 and live:
-                k = random.choice(live)
-                api(i, "PATCH", f"/items/articles/{k}", {f: v for f, v in rnd_article().items() if random.random() < 0.6} or {"title": "x"})
+                k = rng.choice(live)
+                api(i, "PATCH", f"/items/articles/{k}", {f: v for f, v in rnd_article(rng).items() if rng.random() < 0.6} or {"title": "x"})
                 ops[n] += 1
             elif r < 0.65 and len(live) >= 3:
-                keys = random.sample(live, 3)
-                api(i, "PATCH", "/items/articles", {"keys": keys, "data": {"rating": random.randint(0, 9)}})
+                keys = rng.sample(live, 3)
+                api(i, "PATCH", "/items/articles", {"keys": keys, "data": {"rating": rng.randint(0, 9)}})
                 ops[n] += 3
             elif r < 0.8 and livec:
-                k = random.choice(livec)
-                api(i, "PATCH", f"/items/counters/{k}", {"value": random.randint(0, 99), "name": f"n{random.randint(0, 99)}"})
+                k = rng.choice(livec)
+                api(i, "PATCH", f"/items/counters/{k}", {"value": rng.randint(0, 99), "name": f"n{rng.randint(0, 99)}"})
                 ops[n] += 1
             elif r < 0.92 and live:
-                k = random.choice(live)
+                k = rng.choice(live)
                 api(i, "DELETE", f"/items/articles/{k}")
                 deleted[n]["articles"].add(k)
                 ops[n] += 1
             elif livec:
-                k = random.choice(livec)
+                k = rng.choice(livec)
                 api(i, "DELETE", f"/items/counters/{k}")
                 deleted[n]["counters"].add(k)
                 ops[n] += 1
@@ -143,7 +149,16 @@ def converged():
 ok = wait_for(converged, 120, 2)
 check(ok, "every instance holds exactly the routed fields of every item" + ("" if ok else f": {len(d)} differences, e.g. {d[:5]}"))
 
-# ---- sync users' writes are never sent back: events per topic = changes people made there
+# ---- sync users' writes are never sent back: events per topic = changes people made there.
+# Their writes are done (converged); a marker change per instance and collection, made after
+# them, must be on its topic before the topics are read: a write sent back would be before it.
+marks = {}
+for i in ALL:
+    n = i["name"]
+    marks[(n, "articles")] = api(i, "POST", "/items/articles", {"id": uid(), "title": "marker"})["data"]["id"]
+    marks[(n, "counters")] = str(api(i, "POST", "/items/counters", {"id": BASE[n] + 299, "name": "marker"})["data"]["id"])
+check(wait_for(lambda: all(any(m["key"] == k for m in topic(f"{PREFIX}.{n}.{c}")) for (n, c), k in marks.items()), 60, 1),
+      "a marker change per instance and collection reaches its topic")
 for i in ALL:
     n = i["name"]
     for coll in ("articles", "counters"):

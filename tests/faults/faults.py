@@ -14,7 +14,7 @@ remote_500 (a proxy answers 500 to everything for 25 s), slow_remote (a proxy ad
 request of remote c; the consumer of b must not stall)."""
 import atexit, os, random, re, signal, socket, sys, threading, time, urllib.parse
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dx import *  # noqa: E402,F401,F403
 from proxy import Proxy  # noqa: E402
 
@@ -23,9 +23,7 @@ SCENARIOS = ("kill_producer", "kill_consumer", "kill_notifier", "kafka_stop", "k
 SC = sys.argv[1] if len(sys.argv) > 1 else ""
 if SC not in SCENARIOS:
     sys.exit(f"usage: faults.py {'|'.join(SCENARIOS)}")
-SEED = int(ENV.get("DXSYNC_SEED", time.time()))
-random.seed(SEED)
-print(f"scenario {SC}, seed {SEED} (DXSYNC_SEED={SEED} repeats the random moments)", flush=True)
+SEED = seed(f"scenario {SC}")
 
 HARNESS = os.path.join(ENV["DXSYNC_SOURCE"], "tests", "harness")
 A, B, C = inst("a"), inst("b"), inst("c")
@@ -112,6 +110,7 @@ class Workload:
         self.errors = []
         self.halt = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
+        self.rng = random.Random(SEED)   # its own: the main thread's random moments stay repeatable
 
     def call(self, method, path, body=None):
         try:
@@ -123,11 +122,11 @@ class Workload:
                 self.errors.append(str(e)[:200])
 
     def article(self):
-        return {"title": f"t{random.randint(0, 10**6)}", "body": random.choice([None, "", "ü ✓ body", "x" * 40]),
-                "rating": random.randint(-1000, 1000)}
+        return {"title": f"t{self.rng.randint(0, 10**6)}", "body": self.rng.choice([None, "", "ü ✓ body", "x" * 40]),
+                "rating": self.rng.randint(-1000, 1000)}
 
     def step(self):
-        r, arts, ctrs = random.random(), self.live["articles"], self.live["counters"]
+        r, arts, ctrs = self.rng.random(), self.live["articles"], self.live["counters"]
         if r < 0.25 or len(arts) < 4:
             k = uid()
             self.keys["articles"].append(k)
@@ -139,19 +138,19 @@ class Workload:
             ctrs.append(str(k))
             self.call("POST", "/items/counters", {"id": k, "name": f"c{k}", "value": 0})
         elif r < 0.6:
-            k = random.choice(arts)
-            self.call("PATCH", f"/items/articles/{k}", {f: v for f, v in self.article().items() if random.random() < 0.6} or {"rating": 1})
+            k = self.rng.choice(arts)
+            self.call("PATCH", f"/items/articles/{k}", {f: v for f, v in self.article().items() if self.rng.random() < 0.6} or {"rating": 1})
         elif r < 0.7:
-            self.call("PATCH", "/items/articles", {"keys": random.sample(arts, 3), "data": {"rating": random.randint(0, 9)}})
+            self.call("PATCH", "/items/articles", {"keys": self.rng.sample(arts, 3), "data": {"rating": self.rng.randint(0, 9)}})
         elif r < 0.82:
-            self.call("PATCH", f"/items/counters/{random.choice(ctrs)}", {"value": random.randint(0, 999), "name": f"n{random.randint(0, 99)}"})
+            self.call("PATCH", f"/items/counters/{self.rng.choice(ctrs)}", {"value": self.rng.randint(0, 999), "name": f"n{self.rng.randint(0, 99)}"})
         elif r < 0.9:
-            k = arts.pop(random.randrange(len(arts)))
+            k = arts.pop(self.rng.randrange(len(arts)))
             self.call("DELETE", f"/items/articles/{k}")
         else:
-            k = ctrs.pop(random.randrange(len(ctrs)))
+            k = ctrs.pop(self.rng.randrange(len(ctrs)))
             self.call("DELETE", f"/items/counters/{k}")
-        if SC == "kill_notifier" and random.random() < 0.12:   # about one a second: b lacks the field
+        if SC == "kill_notifier" and self.rng.random() < 0.12:   # about one a second: b lacks the field
             k = uid()
             self.poison.append(k)
             self.call("POST", "/items/articles", {"id": k, "title": "poisoned", POISON: "b has no such field"})
@@ -231,12 +230,8 @@ def remote_writes(r, w):
 
 
 def lag(r):
-    """The remote's consumer group lag in events (committed offsets), or None."""
-    out = subprocess.run(CMDS[f"consumer-{r['name']}"] + ["status"], capture_output=True, text=True).stdout
-    for l in out.splitlines():
-        if l.split()[:1] == ["TOTAL"] and len(l.split()) == 2:
-            return int(l.split()[1])
-    return None
+    """The remote's consumer group lag in events (committed offsets), or None when unknown."""
+    return group_lag(CFG, r["name"])
 
 
 def lag0(r):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One full producer -> Kafka -> consumer run under valgrind memcheck: changes made on a reach
 # b, both processes stop on SIGTERM, and memcheck reports no invalid access and no leak.
-. "$(dirname "$0")/../integration/lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 1; }
 PREFIX=vg$(date +%s%N | tail -c 9)
 DB=$DXSYNC_A_DB_URL
@@ -33,11 +34,8 @@ arrived() {
 }
 check "changes reach b through both processes under valgrind" wait_for 180 arrived
 for p in consumer producer; do
-  pid=$(cat "$T_TMP/$p.pid"); kill -TERM "$pid"
-  rc=0; for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  wait "$pid" 2>/dev/null || rc=$?
-  rm -f "$T_TMP/$p.pid"
-  check "$p exits 0 under valgrind (got $rc)" test "$rc" = 0
+  stop_proc "$p" TERM 60
+  check "$p exits 0 under valgrind (got $STOP_RC)" test "$STOP_RC" = 0
   errs=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) errors.*/\1/p' "$T_TMP/vg-$p.txt" | tail -n 1)
   check "$p: memcheck reports no invalid access and no definite leak (${errs:-?} errors)" test "${errs:-1}" = 0
   [ "${errs:-1}" = 0 ] || grep -A12 -E 'Invalid|definitely lost' "$T_TMP/vg-$p.txt" | head -40

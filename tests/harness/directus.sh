@@ -10,8 +10,8 @@
 # $DXSYNC_RUN/directus-NAME/. start and prepare print KEY=VALUE lines and keep them in
 # $DXSYNC_RUN/directus-NAME.env (sourceable by bash).
 set -euo pipefail
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib/dx.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/dx.sh"
 
 : "${DXSYNC_NODE_GYP_VERSION:=12.4.0}"
 DX_HOME="$DXSYNC_CACHE/directus-$DXSYNC_DIRECTUS_VERSION"

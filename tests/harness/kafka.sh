@@ -8,7 +8,7 @@
 # Kafka 3.9 keeps the old protocol versions that Debian's librdkafka 2.0.2 speaks; Kafka 4
 # removed some of them.
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
 
 KAFKA_HOME="$DXSYNC_CACHE/kafka-$DXSYNC_KAFKA_VERSION"
 KAFKA_DATA="$DXSYNC_RUN/kafka"

@@ -6,7 +6,7 @@
 #   postgres.sh restart          stop + start (the data stays)
 # The cluster lives in $DXSYNC_RUN/pg; its socket in $DXSYNC_RUN/pg-sock.
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
 
 PGDATA_DIR="$DXSYNC_RUN/pg"
 PGSOCK_DIR="$DXSYNC_RUN/pg-sock"

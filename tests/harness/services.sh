@@ -7,7 +7,7 @@
 # instance N (upper case) DXSYNC_N_URL, _DB_URL, _ADMIN_TOKEN, _SYNC_TOKEN, _SYNC_USER_ID,
 # _EDITOR1_ID, ... as written by directus.sh.
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
 
 : "${DXSYNC_DIRECTUS_BASE_PORT:=28055}"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The three binaries: common flags, --help, --version, exit codes, and configuration errors
 # that name the key path.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
 B=$DXSYNC_BIN
 P=$B/producer/dxsync-producer C=$B/consumer/dxsync-consumer N=$B/consumer/dxsync-notifier
 

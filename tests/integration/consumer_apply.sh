@@ -7,16 +7,11 @@
 # (create+update, create+delete, 10 quick updates); resent older events (a producer restart)
 # do not move an item back; a primary key not named id is learnt; the
 # same upserts work with an admin token; status shows no lag and check finds nothing.
-. "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/consumer_lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
+c_init
 PKCOLL="dxpk${C_RUNID}"
-cleanup() {
-  c_stop_all
-  api b "$DXSYNC_B_ADMIN_TOKEN" DELETE "/collections/$PKCOLL" >/dev/null 2>&1 || true
-  rm -rf "$T_TMP"
-}
-trap cleanup EXIT
-export C_RUNID
+at_exit 'api b "$DXSYNC_B_ADMIN_TOKEN" DELETE "/collections/$PKCOLL" >/dev/null 2>&1'
 
 # A collection whose primary key is `sku` (a string), writable by the sync user.
 api b "$DXSYNC_B_ADMIN_TOKEN" POST /collections "{\"collection\":\"$PKCOLL\",\"meta\":{\"accountability\":\"all\"},\"schema\":{},\"fields\":[{\"field\":\"sku\",\"type\":\"string\",\"meta\":{},\"schema\":{\"is_primary_key\":true,\"length\":64,\"has_auto_increment\":false}},{\"field\":\"label\",\"type\":\"string\",\"meta\":{},\"schema\":{}},{\"field\":\"secret\",\"type\":\"string\",\"meta\":{},\"schema\":{}}]}" >/dev/null
@@ -35,7 +30,7 @@ api b "$DXSYNC_B_ADMIN_TOKEN" POST /items/counters "[{\"id\":$((BASE + 3)),\"nam
 
 c_py <<'PY'
 import os
-from cev import *
+from dx import *
 g = Gen(os.environ["C_RUNID"])
 base = int(os.environ["BASE"])
 A = lambda n: g.uuid(n)
@@ -102,10 +97,11 @@ c_produce_kv "$PKCOLL" "$T_TMP/$PKCOLL.kv"
 verify1() { c_verify "$T_TMP/expect1.json" >"$T_TMP/verify1.out" 2>&1; }
 if wait_for 180 verify1; then pass "every item ends right (routed fields only, order per key, upserts)"; else fail "remote state differs:"; head -20 "$T_TMP/verify1.out"; fi
 check "the primary key sku was learnt" c_log_has c1 "event=primary_key collection=$PKCOLL field=sku"
-check "nothing was dead-lettered" bash -c "! grep -q dead_lettered '$T_TMP/c1.log'"
 body=$(api b "$DXSYNC_B_ADMIN_TOKEN" GET "/items/$PKCOLL/sku-1")
 check "an unrouted field of a custom-pk collection stays unset" test "$(echo "$body" | json 'j["data"]["secret"]')" = None
 check "the group's lag drops to 0" wait_for 30 c_lag0 "$T_TMP/cfg.json"
+check "nothing was dead-lettered (log)" bash -c "! grep -q dead_lettered '$T_TMP/c1.log'"
+check "nothing was dead-lettered (DLQ topic)" test "$(topic_count "$C_PREFIX.dlq.b")" -eq 0
 expect_exit 0 "status exits 0" "$C_BIN" --config "$T_TMP/cfg.json" --remote b status
 expect_output "^TOPIC +PARTITION +COMMITTED +END +LAG" "status prints a table header"
 expect_output "^$C_PREFIX\.a\.articles +[0-9]+ +[0-9]+ +[0-9]+ +0$" "status lists each partition"
@@ -116,12 +112,15 @@ expect_exit 0 "SIGTERM stops the consumer cleanly" c_stop c1
 check "the stop is logged" c_log_has c1 "event=stopped remote=b"
 
 # The same upserts with an admin token: an admin's batch PATCH answers 200 without the missing
-# keys and a single missing item 204; the consumer must still create what is missing.
-c_config "$T_TMP/cfg-admin.json" "$DXSYNC_B_ADMIN_TOKEN"
+# keys and a single missing item 204; the consumer must still create what is missing. It has
+# the same routes and group as the first consumer: $PKCOLL gets no new event, so any request
+# for its topic would be an event of the first run applied again.
+c_config "$T_TMP/cfg-admin.json" "$DXSYNC_B_ADMIN_TOKEN" '{}' \
+  "{\"collection\": \"$PKCOLL\", \"fields\": [\"label\"]}"
 api b "$DXSYNC_B_ADMIN_TOKEN" POST /items/counters "[{\"id\":$((BASE + 900)),\"name\":\"old\",\"value\":0}]" >/dev/null
 c_py <<'PY'
 import os
-from cev import *
+from dx import *
 g = Gen(os.environ["C_RUNID"] + "-admin", 100000)
 base = int(os.environ["BASE"])
 # one batch PATCH where one key exists and three do not
@@ -140,8 +139,11 @@ c_produce_kv articles "$T_TMP/articles.kv"
 c_produce_kv counters "$T_TMP/counters.kv"
 verify2() { c_verify "$T_TMP/expect2.json" >"$T_TMP/verify2.out" 2>&1; }
 if wait_for 120 verify2; then pass "upserts work with an admin token too"; else fail "remote state differs (admin):"; head -20 "$T_TMP/verify2.out"; fi
-check "events of the first run were not applied again" bash -c "! grep -q 'method=POST path=/items/$PKCOLL' '$T_TMP/c2.log'"
-check "the admin consumer saw the batch PATCH omit missing keys and created them" c_log_has c2 "method=POST path=/items/counters"
+check "the admin consumer is assigned $PKCOLL's partitions too" c_log_has c2 "partition_assigned topic=$C_PREFIX\.a\.$PKCOLL "
+check "the group's lag drops to 0 again" wait_for 30 c_lag0 "$T_TMP/cfg-admin.json"
+check "events of the first run were not applied again (no request for $PKCOLL)" \
+  bash -c "! grep -E 'event=request topic=$C_PREFIX\.a\.$PKCOLL |path=\"?/items/$PKCOLL' '$T_TMP/c2.log'"
+check "the admin consumer saw the batch PATCH omit missing keys and created them" c_log_has c2 "method=POST path=\"?/items/counters"
 c_verify "$T_TMP/expect1.json" >"$T_TMP/verify1b.out" 2>&1 || true
 check "the first run's state still holds" test "$(tail -n 1 "$T_TMP/verify1b.out")" = "differences: 0"
 expect_exit 0 "the admin consumer stops cleanly" c_stop c2

@@ -5,17 +5,17 @@
 # its own (the producer's check shape: "ok: ..." lines, then "N problems found") with exit 1;
 # a correct setup exits 0. The misconfigured collection is a separate one, created here and
 # dropped at the end.
-. "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/consumer_lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
+c_init
 CK="dxck${C_RUNID}"
 cleanup() {
   api b "$DXSYNC_B_ADMIN_TOKEN" DELETE "/collections/$CK" >/dev/null 2>&1 || true
   local ids
   ids=$(api b "$DXSYNC_B_ADMIN_TOKEN" GET "/permissions?filter%5Bcollection%5D%5B_eq%5D=$CK&fields=id&limit=-1" 2>/dev/null | json '",".join(str(p["id"]) for p in j["data"])' 2>/dev/null || true)
   [ -n "$ids" ] && api b "$DXSYNC_B_ADMIN_TOKEN" DELETE /permissions "[$ids]" >/dev/null 2>&1
-  rm -rf "$T_TMP"
 }
-trap cleanup EXIT
+at_exit cleanup
 
 # variant FILE EDIT: the good configuration with a sed edit applied.
 c_config "$T_TMP/good.json"

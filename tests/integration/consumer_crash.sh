@@ -2,17 +2,16 @@
 # kill -9 of the consumer in the middle of its batches, then a restart: the remote ends exactly
 # in the expected state (offsets were stored only for applied events, and re-applying the rest
 # is idempotent).
-. "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/consumer_lib.sh"
-trap 'c_stop_all; rm -rf "$T_TMP"' EXIT
-export C_RUNID
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
+c_init
 BASE=$(( 40000000 + (C_RUNID % 100000) * 1000 ))
 export BASE
 
 c_config "$T_TMP/cfg.json" "$DXSYNC_B_SYNC_TOKEN" '{"batch_max": 50}'
 c_py <<'PY'
 import os
-from cev import *
+from dx import *
 g = Gen(os.environ["C_RUNID"])
 base = int(os.environ["BASE"])
 # 300 articles and 200 counters: create, 5 updates each (rounds across items), every 5th deleted
@@ -50,6 +49,6 @@ if verify; then fail "everything was applied before the kill: the test proves no
 c_start c2 "$T_TMP/cfg.json"
 if wait_for 150 verify; then pass "after the restart the remote holds exactly the expected state"; else fail "remote differs:"; head "$T_TMP/verify.out"; fi
 check "the group's lag drops to 0" wait_for 30 c_lag0 "$T_TMP/cfg.json"
-check "nothing was dead-lettered" test "$(c_topic_count "$C_PREFIX.dlq.b")" -eq 0
+check "nothing was dead-lettered" test "$(topic_count "$C_PREFIX.dlq.b")" -eq 0
 expect_exit 0 "the restarted consumer stops cleanly" c_stop c2
 finish

@@ -2,10 +2,9 @@
 # Two consumers with the same --remote split the partitions between them (group
 # <prefix>.apply.b), both apply, and the result is the same as with one; when one stops in the
 # middle of the stream, the other takes its partitions over and the remote still ends right.
-. "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/consumer_lib.sh"
-trap 'c_stop_all; rm -rf "$T_TMP"' EXIT
-export C_RUNID
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
+c_init
 BASE=$(( 50000000 + (C_RUNID % 100000) * 1000 ))
 export BASE
 
@@ -13,7 +12,7 @@ c_config "$T_TMP/cfg.json" "$DXSYNC_B_SYNC_TOKEN" '{"batch_max": 20}'
 gen() {
   ROUND=$1 c_py <<'PY'
 import os
-from cev import *
+from dx import *
 r = int(os.environ["ROUND"])
 g = Gen(os.environ["C_RUNID"] + "-" + str(r), r * 100000)
 base = int(os.environ["BASE"]) + r * 400

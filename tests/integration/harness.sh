@@ -2,7 +2,8 @@
 # Proves the harness: PostgreSQL runs with wal_level=logical, and each Directus instance
 # accepts an item from its sync user's token, writing activity and revision rows by that user
 # in PostgreSQL (what the producer reads). Kafka is proven by test_kafka.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
 
 check "postgres wal_level is logical" test "$(psql_q "$DXSYNC_PG_URL/postgres" 'show wal_level')" = logical
 check "postgres allows replication slots" test "$(psql_q "$DXSYNC_PG_URL/postgres" 'show max_replication_slots')" -ge 8

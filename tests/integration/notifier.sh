@@ -9,7 +9,8 @@
 # Directus a stopped while errors arrive: the notifications appear once after it returns;
 # SIGTERM flushes an open digest and commits, and a restart sends nothing twice; kill -9 with
 # a digest open loses nothing (its offset was not stored).
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
 N=$DXSYNC_BIN/consumer/dxsync-notifier
 HARNESS=${DXSYNC_SOURCE:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/harness
 PREFIX=itn$(date +%s%N | tail -c 9)
@@ -23,7 +24,7 @@ A_PORT=${DXSYNC_A_URL##*:}
 # Directus a is stopped in the middle: whatever happens, it is running again at the end.
 A_STOPPED=0
 restart_a() { "$HARNESS/directus.sh" start a "$A_PORT" "$DXSYNC_PG_URL/directus_a" >/dev/null; }
-trap 'stop_all_procs; [ "$A_STOPPED" = 1 ] && restart_a; rm -rf "$T_TMP"' EXIT
+at_exit '[ "$A_STOPPED" = 0 ] || restart_a'
 
 write_cfg() { # FILE WINDOW_S
   cat >"$1" <<JSON
@@ -62,6 +63,17 @@ for i in range(max(count, 1)):
 PY
 gen() { python3 "$T_TMP/gen.py" "$@"; }
 produce() { kcat -b "$DXSYNC_KAFKA_BROKERS" -P -t "$ERRORS"; }
+produce_to() { kcat -b "$DXSYNC_KAFKA_BROKERS" -P -t "$ERRORS" -p "$1"; }
+# mark TAG CODE: one error event (code CODE, key TAG-<partition>) on each of the 3 partitions of
+# the errors topic: the notifier reads it after everything produced there before it. "Nothing
+# more arrived" is checked once the markers' notifications are there (marks_seen TAG), never
+# after a fixed sleep.
+mark() { local p; for p in 0 1 2; do gen apply_failed a b "$1-$p" "$2" | produce_to "$p"; done; }
+marks_seen() { local p; for p in 0 1 2; do [ "$(count "$ED1" "$1-$p")" -ge 1 ] || return 1; done; }
+# reads: the error events the running notifier read (lines of its log); read_everywhere: it
+# read one on each of the 3 partitions.
+reads() { grep -c 'event=error_event ' "$T_TMP/notifier.log" || true; }
+read_everywhere() { [ "$(grep -o 'event=error_event partition=[0-9]*' "$T_TMP/notifier.log" | sort -u | wc -l)" -eq 3 ]; }
 
 login() {
   curl -sS -X POST -H 'Content-Type: application/json' --data "{\"email\":\"$1\",\"password\":\"$2\"}" \
@@ -120,7 +132,8 @@ check "and counted as failed" test "$(metric 'dxsync_notifier_notifications_fail
 { gen apply_failed a b "$PREFIX-dig" VALUE_OUT_OF_RANGE 500; gen apply_failed a b "$PREFIX-oth" INVALID_PAYLOAD 3; } | produce
 check "the digest arrives" wait_for $((WINDOW + 30)) seen 1 "$PREFIX-dig"
 check "the other code has its own digest" wait_for 10 seen 1 "$PREFIX-oth"
-sleep $((WINDOW + 1))
+mark "$PREFIX-mk1" MARK1
+check "markers after the digest are notified" wait_for $((WINDOW + 30)) marks_seen "$PREFIX-mk1"
 check "still one digest per recipient, not 500" seen 1 "$PREFIX-dig"
 check "none for editor2" test "$(count "$ED2" "$PREFIX-dig")" = 0
 notes "$ED1" "$PREFIX-dig" | verdict "the digest counts them and lists the first keys" '
@@ -137,7 +150,7 @@ rec() { notes "$ED1" "$ERRORS" | json 'sum(1 for n in j["data"] if n["subject"] 
 check "remote_recovered: one notification" wait_for 20 test "$(rec)" = 1
 
 # ---- skipped: malformed, unknown route, route without notify; later events still notify
-# (every invalid vector of shared/vectors/errors: not JSON, no remote, unknown kind, version 9)
+# (every invalid vector of tests/vectors/errors: not JSON, no remote, unknown kind, version 9)
 {
   for f in "$DXSYNC_VECTORS"/errors/invalid/*; do tr -d "\n" <"$f"; echo; done
   gen apply_failed a zz "$PREFIX-zz" X
@@ -174,53 +187,54 @@ A_STOPPED=1
 gen apply_failed a b "$PREFIX-down1" DOWN_A | produce
 gen apply_failed a b "$PREFIX-down2" DOWN_B | produce
 check "the notifier retries while Directus is away" wait_for $((WINDOW + 20)) log_has "event=directus_unavailable instance=a"
-sleep 3
-check "retries are counted" test "$(metric 'dxsync_notifier_send_retries_total{source="a"}')" -ge 2
+retried() { [ "$(metric 'dxsync_notifier_send_retries_total{source="a"}')" -ge 2 ]; }
+check "retries are counted" wait_for 20 retried
 restart_a
 A_STOPPED=0
 both_down() { seen 1 "$PREFIX-down1" && seen 1 "$PREFIX-down2"; }
 check "after Directus returns, both notifications arrive" wait_for 90 both_down
 check "recovery is logged" log_has "event=directus_available instance=a"
-sleep $((WINDOW + 2))
+mark "$PREFIX-mk2" MARK2
+check "markers after them are notified" wait_for $((WINDOW + 30)) marks_seen "$PREFIX-mk2"
 check "exactly once each" seen 2 "$PREFIX-down"
 
 # ---- SIGTERM: a clean stop commits; a restart with a long window resends nothing, and its
 # own stop flushes the open digest at once instead of waiting for the window.
-# term NAME: SIGTERM, wait, exit code in STOP_RC.
-term() { local pid; pid=$(cat "$T_TMP/$1.pid"); kill -TERM "$pid"; STOP_RC=0; wait "$pid" || STOP_RC=$?; rm -f "$T_TMP/$1.pid"; }
-term notifier
+stop_proc notifier TERM 60
 check "SIGTERM stops cleanly (exit 0)" test "$STOP_RC" = 0
 check "stop is logged" log_has "event=stopped"
 write_cfg "$T_TMP/cfg60.json" 60
 mv "$T_TMP/notifier.log" "$T_TMP/notifier-1.log"
 start_proc notifier "$N" --config "$T_TMP/cfg60.json" --metrics-addr "127.0.0.1:$MPORT" --log-level debug
 check "the restarted notifier joins" wait_for 60 log_has event=partitions_assigned
-sleep 2
-check "it reads nothing again after the restart (offsets were committed)" bash -c "! grep -q 'event=error_event ' '$T_TMP/notifier.log'"
-gen apply_failed a b "$PREFIX-flush" FLUSH | produce
-check "it reads the new event" wait_for 20 log_has "event=error_event "
+# One new event on each partition: once all three are read, anything read again would have
+# been read before them.
+mark "$PREFIX-flush" FLUSH
+check "it reads the new events" wait_for 30 read_everywhere
+check "it reads nothing again after the restart (offsets were committed): $(reads) read, 3 new" test "$(reads)" = 3
 check "the digest is still open (60 s window)" test "$(count "$ED1" "$PREFIX-flush")" = 0
 t0=$SECONDS
-term notifier
+stop_proc notifier TERM 60
 check "SIGTERM flushes and exits 0" test "$STOP_RC" = 0
 check "the open digest went out at stop" seen 1 "$PREFIX-flush"
 check "well before its window closed" test $((SECONDS - t0)) -lt 30
 mv "$T_TMP/notifier.log" "$T_TMP/notifier-2.log"
 start_proc notifier "$N" --config "$T_TMP/cfg.json" --log-level debug
 check "a third start joins" wait_for 60 log_has event=partitions_assigned
-sleep $((WINDOW + 2))
-check "the flushed digest was committed: not sent again" seen 1 "$PREFIX-flush"
-check "and no event was read again" bash -c "! grep -q 'event=error_event ' '$T_TMP/notifier.log'"
-
-# ---- kill -9 while a digest is open: its offset was not stored, so the next start sends it
-gen apply_failed a b "$PREFIX-crash" CRASH | produce
-check "the event is read" wait_for 20 log_has "event=error_event "
+# ---- kill -9 while a digest is open: its offset was not stored, so the next start sends it.
+# One event on each partition: once all three are read, anything read again (the flushed
+# digest's events) would have been read before them.
+mark "$PREFIX-crash" CRASH
+check "the events are read" wait_for 20 read_everywhere
+check "the flushed digest was committed: no event was read again ($(reads) read, 3 new)" test "$(reads)" = 3
 stop_proc notifier KILL
+check "the flushed digest was not sent again" seen 1 "$PREFIX-flush"
 check "nothing was sent before the crash" test "$(count "$ED1" "$PREFIX-crash")" = 0
 mv "$T_TMP/notifier.log" "$T_TMP/notifier-3.log"
 start_proc notifier "$N" --config "$T_TMP/cfg.json" --log-level debug
 check "after the crash the notification is sent, not lost" wait_for $((WINDOW + 60)) seen 1 "$PREFIX-crash"
-sleep 2
+mark "$PREFIX-mk3" MARK3
+check "markers after them are notified" wait_for $((WINDOW + 30)) marks_seen "$PREFIX-mk3"
 check "once" seen 1 "$PREFIX-crash"
 stop_proc notifier
 if [ "$T_FAILED" -gt 0 ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `dxsync-producer check`: one case per finding, against the real services (and a second,
 # throwaway PostgreSQL cluster with wal_level=replica for that finding).
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
 P=$DXSYNC_BIN/producer/dxsync-producer
 ADMIN=$DXSYNC_A_ADMIN_TOKEN
 DB=$DXSYNC_A_DB_URL

@@ -2,7 +2,8 @@
 # `dxsync-producer import-extension-config`: the hook extension's data_sync_remote_sources
 # (published rows; url, schema, users_notification) become routes; an unknown url is named;
 # tokens are not printed.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
 P=$DXSYNC_BIN/producer/dxsync-producer
 DB=$DXSYNC_A_DB_URL
 psql_q "$DB" "

@@ -1,4 +1,4 @@
-/* Event and error-event envelopes: every vector of shared/vectors decodes or is refused with
+/* Event and error-event envelopes: every vector of tests/vectors decodes or is refused with
  * a reason; round trips keep every member; malformed input never crashes. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,7 +15,7 @@
 
 static const char *vectors(void)
 {
-    return testutil_dir("DXSYNC_VECTORS", DXSYNC_SOURCE_DIR "/../shared/vectors");
+    return testutil_dir("DXSYNC_VECTORS", DXSYNC_SOURCE_DIR "/tests/vectors");
 }
 
 static void check_valid_event(const char *path, const char *name, void *opaque)

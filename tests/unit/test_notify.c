@@ -298,7 +298,7 @@ static void test_compose_vectors(void **state)
     /* Every valid vector composes; none leaks (ASan) or breaks the limits. */
     static const char *names[] = {"apply-failed.json", "apply-failed-item-500.json",
                                   "remote-recovered.json", "remote-unavailable.json"};
-    const char *dir = testutil_dir("DXSYNC_VECTORS", DXSYNC_SOURCE_DIR "/../shared/vectors");
+    const char *dir = testutil_dir("DXSYNC_VECTORS", DXSYNC_SOURCE_DIR "/tests/vectors");
     for (size_t i = 0; i < DX_ARRAY_LEN(names); i++) {
         char path[1024];
         snprintf(path, sizeof(path), "%s/errors/valid/%s", dir, names[i]);
