@@ -436,9 +436,12 @@ static void stats(struct consume *c, int64_t now)
         pending += partq_len(&p->q);
         int64_t lo, hi, next = partq_resume_offset(&p->q);
         if (next < 0)
-            next = fetch_position(c, p); /* nothing taken yet: where fetching starts */
-        if (next < 0 ||
-            rd_kafka_get_watermark_offsets(c->rk, p->sub->topic, p->partition, &lo, &hi) || hi < 0)
+            next = fetch_position(c, p); /* nothing taken since the assignment */
+        if (rd_kafka_get_watermark_offsets(c->rk, p->sub->topic, p->partition, &lo, &hi) || hi < 0)
+            continue;
+        if (next < 0 && hi == lo)
+            next = hi; /* an empty partition: nothing to apply */
+        if (next < 0)
             continue;
         int64_t part_lag = hi > next ? hi - next : 0;
         lag += part_lag;
