@@ -218,6 +218,11 @@ int producer_run(const struct config *cfg, const struct config_instance *inst, s
     }
     log_info("producer", "event=sync_user instance=%s user=%s", inst->name, p.sync_user);
     p.src = source_new(cfg, inst);
+    if (p.src) { /* the slot, for the status page and dashboards */
+        char info[256];
+        snprintf(info, sizeof(info), "source=\"%s\",slot=\"%s\"", inst->name, source_slot(p.src));
+        metrics_set(metrics_gauge(m, "dxsync_producer_info", "1, labelled with the slot", info), 1);
+    }
     p.pub = p.src ? publish_new(cfg, inst->name, m, err, sizeof(err)) : NULL;
     if (!p.src || !p.pub) {
         log_error("producer", "event=start_failed reason=\"%s\"", err[0] ? err : "out of memory");

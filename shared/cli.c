@@ -200,6 +200,7 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
         fprintf(stderr, "%s: out of memory\n", spec->program);
         return 1;
     }
+    metrics_set_program(app->metrics, spec->program);
     if (app->cli.metrics && metrics_serve(app->metrics, app->cli.metrics_host,
                                           app->cli.metrics_port, err, sizeof(err))) {
         fprintf(stderr, "%s: %s\n", spec->program, err);

@@ -1,8 +1,11 @@
+/* metrics.c: one mutex guards the registry, the samples and the recent events; the HTTP thread
+ * renders /metrics and /status.json from them under it, so both always tell the same state. */
 #include "metrics.h"
 
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -13,6 +16,15 @@
 #include <sys/socket.h>
 
 enum metric_type { TYPE_COUNTER, TYPE_GAUGE, TYPE_HISTOGRAM };
+
+/* Counter samples: at most one a second, NSAMPLES kept, rates over RATE_WINDOW_MS. */
+#define NSAMPLES       64
+#define SAMPLE_GAP_MS  1000
+#define RATE_WINDOW_MS 60000
+#define TEXT_MAX       1024
+
+/* The page in shared/status.html, embedded by CMake (embed.cmake). */
+extern const unsigned char metrics_status_html[];
 
 static const double default_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                          0.25,  0.5,    1,     2.5,  5,     10,   30};
@@ -25,7 +37,16 @@ struct metric {
     uint64_t *counts; /* histogram: per bucket (not cumulative) + the +Inf bucket */
     double sum;
     uint64_t count;
+    double *samples; /* counter: its value at each registry sample (ring like sample_ms) */
     struct metric *next;
+};
+
+struct recent_letter {
+    int64_t time_ms;
+    char *topic, *collection, *key, *code, *message;
+    int32_t partition;
+    int64_t offset;
+    long status;
 };
 
 struct family {
@@ -48,7 +69,35 @@ struct metrics {
     char reason[256];
     int64_t heartbeat_ms;
     int64_t stall_ms;
+    struct metric *m_healthy; /* set while serving */
+    char *program;
+    /* counter samples: sample_ms[i] (monotonic) for slot i, nsamples filled, next slot head */
+    int64_t sample_ms[NSAMPLES];
+    size_t nsamples, head;
+    /* recent dead letters, a ring: letters[(nletters_total - 1) % METRICS_RECENT] newest */
+    struct recent_letter letters[METRICS_RECENT];
+    uint64_t nletters_total;
+    char *last_error;
+    int64_t last_error_ms;
 };
+
+static void letter_clear(struct recent_letter *l)
+{
+    free(l->topic);
+    free(l->collection);
+    free(l->key);
+    free(l->code);
+    free(l->message);
+    memset(l, 0, sizeof(*l));
+}
+
+static void series_free(struct metric *s)
+{
+    free(s->labels);
+    free(s->counts);
+    free(s->samples);
+    free(s);
+}
 
 struct metrics *metrics_new(void)
 {
@@ -74,9 +123,7 @@ void metrics_free(struct metrics *m)
         struct metric *s = f->series;
         while (s) {
             struct metric *sn = s->next;
-            free(s->labels);
-            free(s->counts);
-            free(s);
+            series_free(s);
             s = sn;
         }
         free(f->name);
@@ -85,6 +132,10 @@ void metrics_free(struct metrics *m)
         free(f);
         f = fn;
     }
+    for (size_t i = 0; i < METRICS_RECENT; i++)
+        letter_clear(&m->letters[i]);
+    free(m->program);
+    free(m->last_error);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -144,10 +195,11 @@ static struct metric *get_series(struct metrics *m, const char *name, const char
     s->labels = strdup(lab);
     if (type == TYPE_HISTOGRAM)
         s->counts = calloc(f->nbuckets + 1, sizeof(uint64_t));
-    if (!s->labels || (type == TYPE_HISTOGRAM && !s->counts)) {
-        free(s->labels);
-        free(s->counts);
-        free(s);
+    if (type == TYPE_COUNTER)
+        s->samples = calloc(NSAMPLES, sizeof(double)); /* it was 0 at every earlier sample */
+    if (!s->labels || (type == TYPE_HISTOGRAM && !s->counts) ||
+        (type == TYPE_COUNTER && !s->samples)) {
+        series_free(s);
         goto out;
     }
     *f->tail = s;
@@ -218,6 +270,8 @@ double metrics_value(struct metric *s)
     return v;
 }
 
+static int health_locked(struct metrics *m, char *body, size_t len);
+
 static void put_number(struct util_buf *b, double v)
 {
     if (isinf(v))
@@ -255,6 +309,10 @@ char *metrics_render(struct metrics *m)
     struct util_buf b = {0};
     static const char *const type_names[] = {"counter", "gauge", "histogram"};
     pthread_mutex_lock(&m->lock);
+    if (m->m_healthy) {
+        char body[320];
+        m->m_healthy->value = health_locked(m, body, sizeof(body)) == 200 ? 1 : 0;
+    }
     for (struct family *f = m->families; f; f = f->next) {
         util_buf_printf(&b, "# HELP %s ", f->name);
         put_help(&b, f->help);
@@ -293,6 +351,42 @@ char *metrics_render(struct metrics *m)
     return util_buf_steal(&b);
 }
 
+static char *dup_cut(const char *s)
+{
+    s = s ? s : "";
+    size_t n = strlen(s);
+    if (n > TEXT_MAX)
+        n = TEXT_MAX;
+    char *out = malloc(n + 1);
+    if (out) {
+        memcpy(out, s, n);
+        out[n] = '\0';
+    }
+    return out;
+}
+
+/* Under the lock. */
+static void note_error_locked(struct metrics *m, const char *text)
+{
+    if (m->last_error && strcmp(m->last_error, text) == 0)
+        return;
+    char *t = dup_cut(text);
+    if (!t)
+        return;
+    free(m->last_error);
+    m->last_error = t;
+    m->last_error_ms = util_wall_ms();
+}
+
+void metrics_note_error(struct metrics *m, const char *text)
+{
+    if (!m || !text || !*text)
+        return;
+    pthread_mutex_lock(&m->lock);
+    note_error_locked(m, text);
+    pthread_mutex_unlock(&m->lock);
+}
+
 void metrics_set_health(struct metrics *m, bool ok, const char *reason)
 {
     if (!m)
@@ -300,6 +394,35 @@ void metrics_set_health(struct metrics *m, bool ok, const char *reason)
     pthread_mutex_lock(&m->lock);
     m->healthy = ok;
     util_strlcpy(m->reason, reason ? reason : "", sizeof(m->reason));
+    if (!ok && reason && *reason)
+        note_error_locked(m, reason);
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* Under the lock. */
+static void sample_locked(struct metrics *m, int64_t now)
+{
+    if (m->nsamples) {
+        size_t last = (m->head + NSAMPLES - 1) % NSAMPLES;
+        if (now - m->sample_ms[last] < SAMPLE_GAP_MS)
+            return;
+    }
+    for (struct family *f = m->families; f; f = f->next)
+        for (struct metric *s = f->series; s; s = s->next)
+            if (s->samples)
+                s->samples[m->head] = s->value;
+    m->sample_ms[m->head] = now;
+    m->head = (m->head + 1) % NSAMPLES;
+    if (m->nsamples < NSAMPLES)
+        m->nsamples++;
+}
+
+void metrics_sample(struct metrics *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    sample_locked(m, util_mono_ms());
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -309,6 +432,87 @@ void metrics_heartbeat(struct metrics *m)
         return;
     pthread_mutex_lock(&m->lock);
     m->heartbeat_ms = util_mono_ms();
+    sample_locked(m, m->heartbeat_ms);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_set_program(struct metrics *m, const char *program)
+{
+    if (!m)
+        return;
+    char *p = dup_cut(program);
+    pthread_mutex_lock(&m->lock);
+    free(m->program);
+    m->program = p;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_note_dead_letter(struct metrics *m, const struct metrics_dead_letter *d)
+{
+    if (!m || !d)
+        return;
+    struct recent_letter l = {.time_ms = d->time_ms,
+                              .topic = dup_cut(d->topic),
+                              .collection = dup_cut(d->collection),
+                              .key = dup_cut(d->key),
+                              .code = dup_cut(d->code),
+                              .message = dup_cut(d->message),
+                              .partition = d->partition,
+                              .offset = d->offset,
+                              .status = d->status};
+    if (!l.topic || !l.collection || !l.key || !l.code || !l.message) {
+        letter_clear(&l);
+        return;
+    }
+    pthread_mutex_lock(&m->lock);
+    struct recent_letter *slot = &m->letters[m->nletters_total % METRICS_RECENT];
+    letter_clear(slot);
+    *slot = l;
+    m->nletters_total++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+char *metrics_label_escape(char *out, size_t outlen, const char *value)
+{
+    size_t n = 0;
+    if (!outlen)
+        return out;
+    for (const char *c = value ? value : ""; *c; c++) {
+        const char *rep = *c == '\\' ? "\\\\" : *c == '"' ? "\\\"" : *c == '\n' ? "\\n" : NULL;
+        size_t k = rep ? 2 : 1;
+        if (n + k >= outlen)
+            break;
+        if (rep)
+            memcpy(out + n, rep, 2);
+        else
+            out[n] = *c;
+        n += k;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+void metrics_remove(struct metrics *m, const char *name, const char *labels)
+{
+    if (!m)
+        return;
+    const char *lab = labels ? labels : "";
+    pthread_mutex_lock(&m->lock);
+    for (struct family *f = m->families; f; f = f->next) {
+        if (strcmp(f->name, name) != 0)
+            continue;
+        for (struct metric **pp = &f->series; *pp; pp = &(*pp)->next) {
+            struct metric *s = *pp;
+            if (strcmp(s->labels, lab) != 0)
+                continue;
+            *pp = s->next;
+            if (f->tail == &s->next)
+                f->tail = pp;
+            series_free(s);
+            break;
+        }
+        break;
+    }
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -321,10 +525,10 @@ void metrics_set_stall_ms(struct metrics *m, int64_t stall_ms)
     pthread_mutex_unlock(&m->lock);
 }
 
-int metrics_health(struct metrics *m, char *body, size_t len)
+/* Under the lock. */
+static int health_locked(struct metrics *m, char *body, size_t len)
 {
     int status = 200;
-    pthread_mutex_lock(&m->lock);
     int64_t age = util_mono_ms() - m->heartbeat_ms;
     if (!m->healthy) {
         status = 503;
@@ -335,13 +539,155 @@ int metrics_health(struct metrics *m, char *body, size_t len)
     } else {
         snprintf(body, len, "ok\n");
     }
+    return status;
+}
+
+int metrics_health(struct metrics *m, char *body, size_t len)
+{
+    pthread_mutex_lock(&m->lock);
+    int status = health_locked(m, body, len);
     pthread_mutex_unlock(&m->lock);
     return status;
 }
 
+/* labels text (k="v",...) as a JSON object. */
+static cJSON *labels_json(const char *labels)
+{
+    cJSON *o = cJSON_CreateObject();
+    const char *p = labels;
+    char key[128], val[TEXT_MAX];
+    while (o && *p) {
+        size_t k = 0, v = 0;
+        while (*p && *p != '=' && k + 1 < sizeof(key))
+            key[k++] = *p++;
+        key[k] = '\0';
+        if (*p++ != '=' || *p++ != '"')
+            break;
+        while (*p && *p != '"') {
+            char c = *p++;
+            if (c == '\\' && *p) {
+                c = *p++;
+                if (c == 'n')
+                    c = '\n';
+            }
+            if (v + 1 < sizeof(val))
+                val[v++] = c;
+        }
+        val[v] = '\0';
+        if (*p == '"')
+            p++;
+        cJSON_AddStringToObject(o, key, val);
+        if (*p == ',')
+            p++;
+    }
+    return o;
+}
+
+/* Under the lock: the counter's rate over the last RATE_WINDOW_MS, or -1 when there is no
+ * sample old enough (at least a second) to tell. */
+static double rate_locked(const struct metrics *m, const struct metric *s, int64_t now)
+{
+    for (size_t i = 0; i < m->nsamples; i++) {
+        size_t slot = (m->head + NSAMPLES - m->nsamples + i) % NSAMPLES;
+        int64_t dt = now - m->sample_ms[slot];
+        if (dt > RATE_WINDOW_MS)
+            continue;
+        if (dt < SAMPLE_GAP_MS)
+            return -1;
+        double d = s->value - s->samples[slot];
+        return d > 0 ? d * 1000.0 / (double)dt : 0;
+    }
+    return -1;
+}
+
+static void add_text(cJSON *o, const char *name, const char *v)
+{
+    cJSON_AddStringToObject(o, name, v ? v : "");
+}
+
+char *metrics_status_json(struct metrics *m)
+{
+    static const char *const type_names[] = {"counter", "gauge", "histogram"};
+    cJSON *root = cJSON_CreateObject();
+    if (!root)
+        return NULL;
+    pthread_mutex_lock(&m->lock);
+    int64_t now = util_mono_ms();
+    sample_locked(m, now);
+    char body[320];
+    int status = health_locked(m, body, sizeof(body));
+    body[strcspn(body, "\n")] = '\0';
+    add_text(root, "program", m->program ? m->program : "dxsync");
+    cJSON_AddNumberToObject(root, "time_ms", (double)util_wall_ms());
+    cJSON *health = cJSON_AddObjectToObject(root, "health");
+    cJSON_AddBoolToObject(health, "ok", status == 200);
+    add_text(health, "text", body);
+    cJSON *series = cJSON_AddArrayToObject(root, "metrics");
+    for (struct family *f = m->families; f && series; f = f->next)
+        for (struct metric *s = f->series; s; s = s->next) {
+            cJSON *o = cJSON_CreateObject();
+            if (!o)
+                break;
+            cJSON_AddItemToArray(series, o);
+            add_text(o, "name", f->name);
+            add_text(o, "type", type_names[f->type]);
+            cJSON_AddItemToObject(o, "labels", labels_json(s->labels));
+            if (f->type == TYPE_HISTOGRAM) {
+                cJSON_AddNumberToObject(o, "count", (double)s->count);
+                cJSON_AddNumberToObject(o, "sum", s->sum);
+                continue;
+            }
+            cJSON_AddNumberToObject(o, "value", s->value);
+            if (f->type == TYPE_COUNTER) {
+                double r = rate_locked(m, s, now);
+                if (r < 0)
+                    cJSON_AddNullToObject(o, "rate_per_s");
+                else
+                    cJSON_AddNumberToObject(o, "rate_per_s", r);
+            }
+        }
+    cJSON *letters = cJSON_AddArrayToObject(root, "dead_letters");
+    uint64_t have = m->nletters_total < METRICS_RECENT ? m->nletters_total : METRICS_RECENT;
+    for (uint64_t i = 0; i < have && letters; i++) {
+        const struct recent_letter *l = &m->letters[(m->nletters_total - 1 - i) % METRICS_RECENT];
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            break;
+        cJSON_AddItemToArray(letters, o);
+        cJSON_AddNumberToObject(o, "time_ms", (double)l->time_ms);
+        add_text(o, "topic", l->topic);
+        cJSON_AddNumberToObject(o, "partition", l->partition);
+        cJSON_AddNumberToObject(o, "offset", (double)l->offset);
+        add_text(o, "collection", l->collection);
+        add_text(o, "key", l->key);
+        cJSON_AddNumberToObject(o, "status", (double)l->status);
+        add_text(o, "code", l->code);
+        add_text(o, "message", l->message);
+    }
+    cJSON_AddNumberToObject(root, "dead_letters_seen", (double)m->nletters_total);
+    if (m->last_error) {
+        cJSON *e = cJSON_AddObjectToObject(root, "last_error");
+        cJSON_AddNumberToObject(e, "time_ms", (double)m->last_error_ms);
+        add_text(e, "text", m->last_error);
+    } else {
+        cJSON_AddNullToObject(root, "last_error");
+    }
+    pthread_mutex_unlock(&m->lock);
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+/* The page runs its own inline script and style, asks only its own server, loads nothing. */
+#define PAGE_CSP                                                                                   \
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "                  \
+    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'"
+
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned int status, char *text,
                                const char *ctype)
 {
+    if (!text)
+        return MHD_NO;
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     if (!r) {
@@ -349,6 +695,10 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned int status,
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", ctype);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (strncmp(ctype, "text/html", 9) == 0)
+        MHD_add_response_header(r, "Content-Security-Policy", PAGE_CSP);
     enum MHD_Result rc = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return rc;
@@ -376,7 +726,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         int status = metrics_health(m, body, sizeof(body));
         return respond(conn, (unsigned)status, strdup(body), "text/plain");
     }
-    return respond(conn, 404, strdup("not found: try /metrics or /healthz\n"), "text/plain");
+    if (strcmp(url, "/status.json") == 0) {
+        char *text = metrics_status_json(m);
+        if (!text)
+            return MHD_NO;
+        return respond(conn, 200, text, "application/json");
+    }
+    if (strcmp(url, "/") == 0)
+        return respond(conn, 200, strdup((const char *)metrics_status_html),
+                       "text/html; charset=utf-8");
+    return respond(conn, 404, strdup("not found: try /, /status.json, /metrics or /healthz\n"),
+                   "text/plain");
 }
 
 int metrics_parse_addr(const char *addr, char *host, size_t hostlen, int *port)
@@ -436,6 +796,7 @@ int metrics_serve(struct metrics *m, const char *host, int port, char *err, size
         snprintf(err, errlen, "--metrics-addr: \"%s\" is not an IP address", host);
         return -1;
     }
+    m->m_healthy = metrics_gauge(m, "dxsync_healthy", "1 while /healthz answers 200", NULL);
     m->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);

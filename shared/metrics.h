@@ -1,5 +1,8 @@
 /* metrics: a small registry of counters, gauges and histograms rendered in the Prometheus text
- * format, served with /healthz by libmicrohttpd on its own thread. Updates are thread-safe. */
+ * format, served with /healthz by libmicrohttpd on its own thread. Updates are thread-safe.
+ * The same registry feeds the status page: / (shared/status.html) and /status.json render
+ * its series, counter rates over the last minute (from samples the registry keeps), the
+ * latest dead letters and the last error. */
 #ifndef DXSYNC_METRICS_H
 #define DXSYNC_METRICS_H
 
@@ -43,9 +46,49 @@ void metrics_set_stall_ms(struct metrics *m, int64_t stall_ms);
 /* Writes the status code and body /healthz would answer. */
 int metrics_health(struct metrics *m, char *body, size_t len);
 
+/* Writes value escaped for a label value (backslash, quote, newline) into out, truncated to
+ * outlen. Returns out. */
+char *metrics_label_escape(char *out, size_t outlen, const char *value);
+/* Forgets a series that nobody holds a pointer to (a revoked partition's gauge). */
+void metrics_remove(struct metrics *m, const char *name, const char *labels);
+
+/* ------------------------------------------------------------------ the status page's state */
+
+/* The program's name shown by the status page (copied). */
+void metrics_set_program(struct metrics *m, const char *program);
+/* Keeps a sample of every counter (at most one a second; metrics_heartbeat and /status.json
+ * call it) so /status.json can tell each counter's rate over the last minute. */
+void metrics_sample(struct metrics *m);
+
+#define METRICS_RECENT 10 /* dead letters kept for the status page */
+
+/* A dead letter as the status page lists it. Strings are copied (and cut at 1 KiB). */
+struct metrics_dead_letter {
+    int64_t time_ms; /* wall clock */
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const char *collection;
+    const char *key;
+    long status;
+    const char *code;
+    const char *message;
+};
+void metrics_note_dead_letter(struct metrics *m, const struct metrics_dead_letter *d);
+/* The last error the status page shows (copied); the same text again keeps the first time.
+ * metrics_set_health(m, false, reason) notes its reason too. */
+void metrics_note_error(struct metrics *m, const char *text);
+
+/* /status.json: program, health, every series (counters with rate_per_s over the last minute,
+ * histograms as count and sum), recent dead letters (newest first) and the last error. The
+ * caller frees the text. NULL when out of memory. */
+char *metrics_status_json(struct metrics *m);
+
 /* Parses [HOST:]PORT (HOST defaults to 127.0.0.1; [v6]:PORT accepted). Returns 0 or -1. */
 int metrics_parse_addr(const char *addr, char *host, size_t hostlen, int *port);
-/* Serves /metrics and /healthz on host:port until metrics_free. 0, or -1 with err set. */
+/* Serves /metrics, /healthz, / (the status page) and /status.json on host:port until
+ * metrics_free; /metrics then also carries dxsync_healthy (1 while /healthz answers 200).
+ * 0, or -1 with err set. */
 int metrics_serve(struct metrics *m, const char *host, int port, char *err, size_t errlen);
 
 #endif

@@ -129,8 +129,20 @@ static struct part *part_add(struct consume *c, const struct routes_sub *sub, in
     return p;
 }
 
+#define PART_LAG_METRIC "dxsync_consumer_partition_lag_events"
+
+/* The labels of p's lag gauge. */
+static void part_labels(const struct consume *c, const struct part *p, char *out, size_t len)
+{
+    snprintf(out, len, "remote=\"%s\",topic=\"%s\",partition=\"%" PRId32 "\"", c->remote_name,
+             p->sub->topic, p->partition);
+}
+
 static void part_remove(struct consume *c, struct part *p)
 {
+    char l[400];
+    part_labels(c, p, l, sizeof(l));
+    metrics_remove(c->m, PART_LAG_METRIC, l); /* a revoked partition's lag is not ours to tell */
     dispatch_lane_drop(c->dispatch, &p->lane);
     if (p->rkq)
         rd_kafka_queue_destroy(p->rkq);
@@ -400,6 +412,18 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ------------------------------------------------------------------------------- statistics */
 
+/* p's fetch position (the next offset Kafka hands us), or -1 when not known yet. */
+static int64_t fetch_position(const struct consume *c, const struct part *p)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->sub->topic, p->partition);
+    int64_t off = -1;
+    if (rd_kafka_position(c->rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[0].err == 0)
+        off = l->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(l);
+    return off;
+}
+
 static void stats(struct consume *c, int64_t now)
 {
     if (now < c->next_stats_ms)
@@ -411,14 +435,31 @@ static void stats(struct consume *c, int64_t now)
         struct part *p = c->parts[i];
         pending += partq_len(&p->q);
         int64_t lo, hi, next = partq_resume_offset(&p->q);
-        if (next < 0 ||
-            rd_kafka_get_watermark_offsets(c->rk, p->sub->topic, p->partition, &lo, &hi) || hi < 0)
+        if (next < 0)
+            next = fetch_position(c, p); /* nothing taken since the assignment */
+        if (rd_kafka_get_watermark_offsets(c->rk, p->sub->topic, p->partition, &lo, &hi) || hi < 0)
             continue;
-        if (hi > next)
-            lag += hi - next;
+        if (next < 0 && hi == lo)
+            next = hi; /* an empty partition: nothing to apply */
+        if (next < 0)
+            continue;
+        int64_t part_lag = hi > next ? hi - next : 0;
+        lag += part_lag;
+        char l[400];
+        part_labels(c, p, l, sizeof(l));
+        metrics_set(metrics_gauge(c->m, PART_LAG_METRIC,
+                                  "Events of one assigned partition not applied yet", l),
+                    (double)part_lag);
     }
     metrics_set(c->m_lag, (double)lag);
     metrics_set(c->m_pending, (double)pending);
+    const struct remote *r = &c->remote;
+    if (r->down_since_ms) {
+        char text[800];
+        snprintf(text, sizeof(text), "remote %s does not answer: status %ld %s %s", c->remote_name,
+                 r->down_status, r->down_code, r->down_message);
+        metrics_note_error(c->m, text);
+    }
     metrics_heartbeat(c->m);
 }
 

@@ -48,6 +48,7 @@ struct dlq {
     struct dlq_letter *letters; /* every live letter */
     size_t unsettled;
     bool redo;
+    struct metrics *m;
     struct metric *m_dead;
 };
 
@@ -190,6 +191,33 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     letter_maybe_free(l);
 }
 
+/* The status page's view: the count by code, the latest few, the last error. */
+static void note_dead_letter(struct dlq *d, const struct partq_ev *e, const struct routes_sub *sub,
+                             int32_t partition, const char *key, const struct dlq_why *why)
+{
+    const char *code = why->code && why->code[0] ? why->code : "UNKNOWN";
+    char esc[192], l[320];
+    snprintf(l, sizeof(l), "remote=\"%s\",code=\"%s\"", d->remote,
+             metrics_label_escape(esc, sizeof(esc), code));
+    metrics_add(metrics_counter(d->m, "dxsync_consumer_dead_letters_by_code_total",
+                                "Events sent to the DLQ, by error code", l),
+                1);
+    struct metrics_dead_letter dl = {.time_ms = util_wall_ms(),
+                                     .topic = sub->topic,
+                                     .partition = partition,
+                                     .offset = e->offset,
+                                     .collection = sub->coll->collection,
+                                     .key = key,
+                                     .status = why->status,
+                                     .code = code,
+                                     .message = why->message};
+    metrics_note_dead_letter(d->m, &dl);
+    char text[1200];
+    snprintf(text, sizeof(text), "dead letter: %s key %s: %s %s", sub->topic, key ? key : "", code,
+             why->message ? why->message : "");
+    metrics_note_error(d->m, text);
+}
+
 int dlq_send(struct dlq *d, struct partq *q, struct partq_ev *e, const struct routes_sub *sub,
              int32_t partition, const struct dlq_why *why)
 {
@@ -198,6 +226,7 @@ int dlq_send(struct dlq *d, struct partq *q, struct partq_ev *e, const struct ro
     char keybuf[1024];
     const char *key =
         e->decoded ? e->ev.key_text : deadletter_key_text(e->msg, keybuf, sizeof(keybuf));
+    note_dead_letter(d, e, sub, partition, key, why);
     log_warn(COMP,
              "event=dead_lettered topic=%s partition=%" PRId32 " offset=%" PRId64
              " key=%s event_id=%s status=%ld code=%s attempts=%d message=%s",
@@ -369,6 +398,7 @@ struct dlq *dlq_new(const struct config *cfg, const char *remote, struct metrics
     }
     char l[160];
     snprintf(l, sizeof(l), "remote=\"%s\"", remote);
+    d->m = m;
     d->m_dead = metrics_counter(m, "dxsync_consumer_events_dead_lettered_total",
                                 "Events sent to the DLQ", l);
     return d;

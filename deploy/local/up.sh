@@ -102,6 +102,9 @@ cat <<MSG
 
   config       $CONFIG
   logs         $DXSYNC_RUN/{producer,consumer}-{a,b}.log, notifier.log
+  status pages http://127.0.0.1:9464/  producer a     http://127.0.0.1:9465/  producer b
+               http://127.0.0.1:9466/  consumer a     http://127.0.0.1:9467/  consumer b
+               http://127.0.0.1:9468/  notifier       (JSON: /status.json)
   metrics      http://127.0.0.1:9464/metrics (producer a) ... :9468 (notifier)
   status       $B/consumer/dxsync-consumer --config $CONFIG --remote b status
 
