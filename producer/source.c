@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A collection whose metadata could not be read is not asked about again before this. */
+#define SOURCE_RETRY_MS 5000
+
 struct source_coll {
     struct capture_collection meta;
     bool loaded;
@@ -302,28 +305,34 @@ static int load_meta(struct source *s, struct source_coll *sc, char *err, size_t
     return 0;
 }
 
-const struct capture_collection *source_lookup(void *source, const char *collection)
+enum capture_lookup source_lookup(void *source, const char *collection,
+                                  const struct capture_collection **coll)
 {
     struct source *s = source;
+    *coll = NULL;
     for (size_t k = 0; k < s->ncolls; k++) {
         struct source_coll *sc = &s->colls[k];
         if (strcmp(sc->meta.name, collection) != 0)
             continue;
-        if (sc->loaded)
-            return &sc->meta;
-        int64_t now = util_mono_ms();
-        if (now < sc->next_try_ms || !s->conn)
-            return NULL;
-        char err[512];
-        if (load_meta(s, sc, err, sizeof(err))) {
-            sc->next_try_ms = now + 5000;
-            log_warn("producer", "event=collection_unavailable collection=%s reason=%s",
-                     LOG_Q(collection), LOG_Q(err));
-            return NULL;
+        if (sc->loaded) {
+            *coll = &sc->meta;
+            return CAPTURE_SYNCED;
         }
-        return &sc->meta;
+        /* Routed, but not known yet: "cannot tell now", never "not synced". */
+        int64_t now = util_mono_ms();
+        if (now < sc->next_try_ms)
+            return CAPTURE_UNKNOWN;
+        char err[512];
+        if (source_connect(s, err, sizeof(err)) || load_meta(s, sc, err, sizeof(err))) {
+            sc->next_try_ms = now + SOURCE_RETRY_MS;
+            log_warn("producer", "event=collection_unavailable collection=%s reason=%s retry_ms=%d",
+                     LOG_Q(collection), LOG_Q(err), SOURCE_RETRY_MS);
+            return CAPTURE_UNKNOWN;
+        }
+        *coll = &sc->meta;
+        return CAPTURE_SYNCED;
     }
-    return NULL;
+    return CAPTURE_NOT_SYNCED;
 }
 
 int source_fill_rows(struct source *s, struct capture_txn *txn, char *err, size_t errlen)
