@@ -301,6 +301,8 @@ int producer_run(const struct config *cfg, const struct config_instance *inst, s
     }
     struct capture_config cc = {
         .source = inst->name, .sync_user = p.sync_user, .lookup = source_lookup, .opaque = p.src};
+    publish_set_wait_cb(p.pub, keepalive, &p);
+    source_set_wait_cb(p.src, keepalive, &p);
     p.cap = capture_new(&cc);
     if (!p.cap)
         goto out;

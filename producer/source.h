@@ -22,6 +22,10 @@ void source_free(struct source *s);
 int source_connect(struct source *s, char *err, size_t errlen);
 PGconn *source_conn(struct source *s);
 
+/* fn(opaque) is called about every second while a query of the source waits for the server
+ * (the producer keeps its replication connection alive there). NULL: none. */
+void source_set_wait_cb(struct source *s, void (*fn)(void *opaque), void *opaque);
+
 /* Slot and publication name: dxsync_<instance>. */
 const char *source_slot(const struct source *s);
 
