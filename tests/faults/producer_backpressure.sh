@@ -5,7 +5,8 @@
 # It must keep that one connection (standby status updates while it waits: no reconnect in
 # its log, the slot stays active with the same walsender) and every change must reach Kafka
 # once Kafka is back. Kafka is started again on any exit of this script. It stops the shared
-# Kafka: run it alone (holding the integration lock for the whole test).
+# Kafka: run it alone (holding the integration lock for the whole test). DXSYNC_BP_INSTANCE
+# (default a) names the harness instance whose Directus and database it writes to.
 . "$(dirname "$0")/../integration/lib.sh"
 P=$DXSYNC_BIN/producer/dxsync-producer
 KAFKA_SH=$DXSYNC_SOURCE/tests/harness/kafka.sh
@@ -13,8 +14,12 @@ DOWN=${DXSYNC_BP_DOWN:-100}
 TAG=$(date +%s%N | tail -c 8)
 PREFIX=fbp$TAG
 SRC=bp$TAG
-ADMIN=$DXSYNC_A_ADMIN_TOKEN
-DB=$DXSYNC_A_DB_URL
+I=${DXSYNC_BP_INSTANCE:-a}
+IU=$(echo "$I" | tr '[:lower:]' '[:upper:]')
+v=DXSYNC_${IU}_ADMIN_TOKEN; ADMIN=${!v}
+v=DXSYNC_${IU}_DB_URL; DB=${!v}
+v=DXSYNC_${IU}_URL; URL=${!v}
+v=DXSYNC_${IU}_SYNC_TOKEN; export FBP_TOKEN_A=${!v}
 KAFKA_PORT=${DXSYNC_KAFKA_BROKERS##*:}
 
 kafka_up() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; }
@@ -42,12 +47,12 @@ cat >"$T_TMP/cfg.json" <<JSON
 { "kafka": {"brokers": "$DXSYNC_KAFKA_BROKERS", "topic_prefix": "$PREFIX", "partitions": 1,
             "properties": {"queue.buffering.max.messages": "50"}},
   "instances": [
-    {"name": "$SRC", "url": "$DXSYNC_A_URL", "token": "\${FBP_TOKEN_A}", "database": "$DB"},
+    {"name": "$SRC", "url": "$URL", "token": "\${FBP_TOKEN_A}", "database": "$DB"},
     {"name": "b", "url": "$DXSYNC_B_URL", "token": "\${FBP_TOKEN_B}"}],
   "routes": [{"from": "$SRC", "to": "b", "collections": [
       {"collection": "counters", "fields": ["name", "value"]}]}] }
 JSON
-export FBP_TOKEN_A=$DXSYNC_A_SYNC_TOKEN FBP_TOKEN_B=$DXSYNC_B_SYNC_TOKEN
+export FBP_TOKEN_B=$DXSYNC_B_SYNC_TOKEN
 TOPIC=$PREFIX.$SRC.counters
 
 start_proc producer "$P" --config "$T_TMP/cfg.json" --instance "$SRC"
@@ -60,7 +65,7 @@ batch() {
   local body
   body=$(python3 -c "import json; print(json.dumps([{'name': 'bp$TAG-$1-%d' % i, 'value': i} for i in range(20)]))")
   curl -sS --max-time 30 -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
-    --data-binary "$body" "$DXSYNC_A_URL/items/counters" | python3 -c 'import json,sys; [print(d["id"]) for d in json.load(sys.stdin)["data"]]' >>"$T_TMP/ids"
+    --data-binary "$body" "$URL/items/counters" | python3 -c 'import json,sys; [print(d["id"]) for d in json.load(sys.stdin)["data"]]' >>"$T_TMP/ids"
 }
 arrived() {
   topic_json "$TOPIC" | python3 -c 'import json,sys
