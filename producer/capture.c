@@ -16,6 +16,7 @@ struct activity_row {
     char *timestamp;
     char *collection;
     char *item;
+    const struct capture_collection *coll; /* the lookup's answer, when the commit came */
 };
 
 struct revision_row {
@@ -29,6 +30,9 @@ struct revision_row {
 struct capture {
     struct capture_config cfg;
     bool in_txn;
+    bool waiting; /* committed, but a collection's metadata could not be had: rows kept */
+    uint64_t wait_commit_lsn, wait_end_lsn;
+    char wait_collection[256];
     uint64_t final_lsn;
     int64_t commit_time_us;
     struct activity_row *acts;
@@ -79,7 +83,14 @@ static void clear_txn(struct capture *c)
 
 bool capture_in_txn(const struct capture *c)
 {
-    return c->in_txn;
+    return c->in_txn || c->waiting;
+}
+
+bool capture_waiting(const struct capture *c, const char **collection)
+{
+    if (collection)
+        *collection = c->wait_collection;
+    return c->waiting;
 }
 
 void capture_reset(struct capture *c)
@@ -87,6 +98,7 @@ void capture_reset(struct capture *c)
     clear_rows(c);
     clear_txn(c);
     c->in_txn = false;
+    c->waiting = false;
 }
 
 void capture_free(struct capture *c)
@@ -150,7 +162,8 @@ static int grow(void **arr, size_t *cap, size_t n, size_t size)
     return 0;
 }
 
-/* Whether the collection named in column col of t is synced from this source. */
+/* Whether the collection named in column col of t may be synced from this source: rows of a
+ * collection the lookup cannot tell about now are kept (the commit asks again). */
 static bool synced(const struct capture *c, const struct pgoutput_tuple *t, int col)
 {
     char coll[256];
@@ -159,7 +172,8 @@ static bool synced(const struct capture *c, const struct pgoutput_tuple *t, int 
         return false;
     memcpy(coll, t->vals[col].data, t->vals[col].len);
     coll[t->vals[col].len] = '\0';
-    return c->cfg.lookup(c->cfg.opaque, coll) != NULL;
+    const struct capture_collection *meta = NULL;
+    return c->cfg.lookup(c->cfg.opaque, coll, &meta) != CAPTURE_NOT_SYNCED;
 }
 
 static int on_activity(struct capture *c, const struct pgoutput_tuple *t, char *err, size_t errlen)
@@ -348,11 +362,44 @@ static cJSON *make_key(const struct capture_collection *coll, const char *item)
     return cJSON_CreateString(item);
 }
 
-/* Builds the events of the finished transaction. */
+/* Whether an activity row can give an event (before the lookup). */
+static bool candidate(const struct capture *c, const struct activity_row *a)
+{
+    if (!a->collection || !a->item || !*a->item)
+        return false;
+    if (c->cfg.sync_user && a->user && strcmp(a->user, c->cfg.sync_user) == 0)
+        return false; /* the sync user's own writes: never sent back */
+    return true;
+}
+
+/* Asks the lookup about every collection of the transaction before anything is built, so that
+ * a transaction that must wait is left untouched. 0, or 1 (and wait_collection set) when some
+ * collection cannot be told about now. */
+static int resolve(struct capture *c)
+{
+    for (size_t i = 0; i < c->nacts; i++) {
+        struct activity_row *a = &c->acts[i];
+        a->coll = NULL;
+        if (!candidate(c, a))
+            continue;
+        const struct capture_collection *coll = NULL;
+        enum capture_lookup l = c->cfg.lookup(c->cfg.opaque, a->collection, &coll);
+        if (l == CAPTURE_UNKNOWN || (l == CAPTURE_SYNCED && !coll)) {
+            util_strlcpy(c->wait_collection, a->collection, sizeof(c->wait_collection));
+            return 1;
+        }
+        a->coll = l == CAPTURE_SYNCED ? coll : NULL;
+    }
+    return 0;
+}
+
+/* Builds the events of the finished transaction. 0, 1 when it must wait (rows kept), or -1. */
 static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char *err,
                   size_t errlen)
 {
     clear_txn(c);
+    if (resolve(c))
+        return 1;
     c->txn.commit_lsn = commit_lsn;
     c->txn.end_lsn = end_lsn;
     c->txn.commit_time_ms = pgoutput_time_to_unix_ms(c->commit_time_us);
@@ -361,13 +408,9 @@ static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char
     size_t hint = 0;
     for (size_t i = 0; i < c->nacts; i++) {
         struct activity_row *a = &c->acts[i];
-        if (!a->collection || !a->item || !*a->item)
-            continue;
-        if (c->cfg.sync_user && a->user && strcmp(a->user, c->cfg.sync_user) == 0)
-            continue; /* the sync user's own writes: never sent back */
-        const struct capture_collection *coll = c->cfg.lookup(c->cfg.opaque, a->collection);
-        if (!coll)
-            continue;
+        const struct capture_collection *coll = a->coll;
+        if (!candidate(c, a) || !coll)
+            continue; /* not synced from here */
         struct revision_row *r = find_revision(c, a->id, &hint);
         if (r && r->has_version)
             continue; /* a content version's revision, not a change of the item */
@@ -443,6 +486,11 @@ int capture_feed(struct capture *c, const struct pgoutput_msg *msg, struct captu
                  char *err, size_t errlen)
 {
     *done = NULL;
+    if (c->waiting) {
+        snprintf(err, errlen, "a transaction waits for the metadata of collection %s",
+                 c->wait_collection);
+        return -1;
+    }
     switch (msg->kind) {
     case PGOUTPUT_BEGIN:
         if (c->in_txn)
@@ -478,8 +526,15 @@ int capture_feed(struct capture *c, const struct pgoutput_msg *msg, struct captu
             return -1;
         }
         c->in_txn = false;
-        if (finish(c, msg->commit.commit_lsn, msg->commit.end_lsn, err, errlen))
+        int rc = finish(c, msg->commit.commit_lsn, msg->commit.end_lsn, err, errlen);
+        if (rc < 0)
             return -1;
+        if (rc > 0) {
+            c->waiting = true;
+            c->wait_commit_lsn = msg->commit.commit_lsn;
+            c->wait_end_lsn = msg->commit.end_lsn;
+            return 0;
+        }
         *done = &c->txn;
         return 0;
     case PGOUTPUT_SKIPPED:
@@ -487,4 +542,23 @@ int capture_feed(struct capture *c, const struct pgoutput_msg *msg, struct captu
     }
     snprintf(err, errlen, "unexpected message kind %d", (int)msg->kind);
     return -1;
+}
+
+int capture_resume(struct capture *c, struct capture_txn **done, char *err, size_t errlen)
+{
+    *done = NULL;
+    if (!c->waiting) {
+        snprintf(err, errlen, "no transaction waits");
+        return -1;
+    }
+    int rc = finish(c, c->wait_commit_lsn, c->wait_end_lsn, err, errlen);
+    if (rc < 0) {
+        c->waiting = false;
+        return -1;
+    }
+    if (rc > 0)
+        return 0;
+    c->waiting = false;
+    *done = &c->txn;
+    return 0;
 }

@@ -30,9 +30,19 @@ struct capture_collection {
     size_t ncolumns;
 };
 
-/* Returns the collection when it is synced from this source, else NULL. May do I/O (it is the
- * caller's). */
-typedef const struct capture_collection *(*capture_lookup_fn)(void *opaque, const char *collection);
+/* What a lookup can say of a collection. "Not synced" and "cannot tell now" differ: the
+ * changes of the first are dropped, a transaction with changes of the second waits. */
+enum capture_lookup {
+    CAPTURE_NOT_SYNCED = 0, /* no route syncs it from this source */
+    CAPTURE_SYNCED,         /* synced: *coll is set */
+    CAPTURE_UNKNOWN,        /* synced, but what it is cannot be known now (its table does not
+                               exist yet, the database is unreachable): ask again later */
+};
+
+/* Tells whether the collection is synced from this source, setting *coll when it is. May do
+ * I/O (it is the caller's). */
+typedef enum capture_lookup (*capture_lookup_fn)(void *opaque, const char *collection,
+                                                 const struct capture_collection **coll);
 
 struct capture_config {
     const char *source;    /* instance name: event ids are <source>:<activity id> */
@@ -63,14 +73,26 @@ void capture_free(struct capture *c);
 
 /* Feeds one decoded message. After a COMMIT, *done is set to the finished transaction (owned
  * by the capture, valid until the next capture_feed), else NULL. Returns 0, or -1 with err
- * (a protocol violation such as an insert outside a transaction). */
+ * (a protocol violation such as an insert outside a transaction). A COMMIT whose changes touch
+ * a collection the lookup answers CAPTURE_UNKNOWN for leaves *done NULL and the transaction
+ * waiting (capture_waiting): call capture_resume until it finishes; capture_feed refuses more
+ * messages meanwhile. */
 int capture_feed(struct capture *c, const struct pgoutput_msg *msg, struct capture_txn **done,
                  char *err, size_t errlen);
 
-/* True between a Begin and its Commit. */
+/* True when a committed transaction waits for a collection the lookup could not tell about;
+ * *collection (when not NULL) names it (valid until the next call into the capture). */
+bool capture_waiting(const struct capture *c, const char **collection);
+
+/* Asks the lookup again for the waiting transaction. 0 with *done set when it finished (as
+ * capture_feed would have), 0 with *done NULL while it still waits; -1 with err on an error. */
+int capture_resume(struct capture *c, struct capture_txn **done, char *err, size_t errlen);
+
+/* True between a Begin and its Commit, and while a committed transaction waits: its LSN must
+ * not be confirmed. */
 bool capture_in_txn(const struct capture *c);
 
-/* Forgets any open transaction (after a reconnect). */
+/* Forgets any open or waiting transaction (after a reconnect). */
 void capture_reset(struct capture *c);
 
 /* Sets ev->data (taking ownership of row) for a needs_row event: filters it to the routed

@@ -25,6 +25,8 @@ struct publish {
     int64_t confirmed_time_ms;
     bool failed;
     char why[512];
+    void (*wait_cb)(void *);
+    void *wait_opaque;
     struct metric *m_events, *m_bytes, *m_txns, *m_errors, *m_queue;
 };
 
@@ -179,6 +181,20 @@ void publish_poll(struct publish *p, int timeout_ms)
     serve(p, timeout_ms);
 }
 
+void publish_set_wait_cb(struct publish *p, void (*fn)(void *opaque), void *opaque)
+{
+    p->wait_cb = fn;
+    p->wait_opaque = opaque;
+}
+
+/* One step of a wait for Kafka: serve it, then let the caller keep its other connections. */
+static void wait_step(struct publish *p)
+{
+    serve(p, 100);
+    if (p->wait_cb)
+        p->wait_cb(p->wait_opaque);
+}
+
 int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile sig_atomic_t *stop,
                 char *err, size_t errlen)
 {
@@ -225,7 +241,7 @@ int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && rd_kafka_outq_len(p->rk) == 0)
                 e = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; /* alone it does not fit the queue */
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !(stop && *stop) && !p->kst.fatal) {
-                serve(p, 100);
+                wait_step(p);
                 continue;
             }
             free(value);
@@ -277,7 +293,7 @@ int publish_drain(struct publish *p, int timeout_ms, const volatile sig_atomic_t
             return -1;
         if (timeout_ms < 0 && stop && *stop)
             return -1;
-        serve(p, 100);
+        wait_step(p);
     }
     return 0;
 }

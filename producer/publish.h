@@ -37,6 +37,10 @@ int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile
 /* Serves delivery reports and errors for up to timeout_ms. */
 void publish_poll(struct publish *p, int timeout_ms);
 
+/* fn(opaque) is called about every 100 ms while publish_txn or publish_drain waits for Kafka
+ * (the producer keeps its replication connection alive there). NULL: none. */
+void publish_set_wait_cb(struct publish *p, void (*fn)(void *opaque), void *opaque);
+
 /* End LSN of the newest transaction that, with all before it, Kafka has acknowledged
  * (0 when none yet), and its commit time. */
 uint64_t publish_confirmed(const struct publish *p, int64_t *commit_time_ms);

@@ -71,17 +71,21 @@ struct producer {
     struct capture *cap;
     struct pgoutput_decoder *dec;
     struct replication repl;
+    bool repl_broken; /* a status update failed: the stream ends at the next read */
+    bool holding;     /* a committed transaction is in hand, not yet in publish's watermark */
     char sync_user[64];
     struct metric *m_lsn, *m_lag_bytes, *m_lag_seconds, *m_reconnects;
 };
 
 /* The LSN that may be confirmed: acknowledged transactions, and, when nothing is pending and no
- * transaction is open, everything the server has sent (idle sources must not hold WAL). */
+ * transaction is open or in hand (being completed, waiting, or given up on before publish took
+ * it), everything the server has sent (idle sources must not hold WAL). */
 static uint64_t flush_position(struct producer *p)
 {
     int64_t t;
     uint64_t lsn = publish_confirmed(p->pub, &t);
-    if (publish_idle(p->pub) && !capture_in_txn(p->cap) && p->repl.received_lsn > lsn)
+    if (!p->holding && publish_idle(p->pub) && !capture_in_txn(p->cap) &&
+        p->repl.received_lsn > lsn)
         lsn = p->repl.received_lsn;
     if (lsn < p->repl.flushed_lsn)
         lsn = p->repl.flushed_lsn; /* never report going backwards */
@@ -112,6 +116,63 @@ static int maybe_status(struct producer *p, char *err, size_t errlen)
     return replication_status(&p->repl, flush, false, err, errlen);
 }
 
+/* Called while the loop waits elsewhere (Kafka's queue full, SQL on the ordinary connection, a
+ * transaction waiting for a collection's metadata): the replication connection gets its
+ * standby status update at the usual interval, so the server does not end it after
+ * wal_sender_timeout. Nothing is read from it meanwhile (the server waits for us), and the
+ * flush position is the one of the loop: what Kafka acknowledged, never the transaction in hand. */
+static void keepalive(void *opaque)
+{
+    struct producer *p = opaque;
+    if (!p->repl.conn || p->repl_broken ||
+        util_mono_ms() - p->repl.last_status_ms < STATUS_INTERVAL_MS)
+        return;
+    char err[256];
+    uint64_t flush = flush_position(p);
+    update_metrics(p, flush);
+    if (replication_status(&p->repl, flush, false, err, sizeof(err))) {
+        p->repl_broken = true;
+        log_warn("producer", "event=status_failed reason=\"%s\"", err);
+    }
+}
+
+/* Asks again, every 500 ms (the lookup asks the catalog every 5 s), until the waiting
+ * transaction can be finished. NULL when stopped or on an error (err set). */
+static struct capture_txn *wait_metadata(struct producer *p, char *err, size_t errlen)
+{
+    const char *coll;
+    capture_waiting(p->cap, &coll);
+    char why[320];
+    snprintf(why, sizeof(why), "waiting for the metadata of collection %s", coll);
+    log_warn("producer",
+             "event=transaction_waiting collection=%s reason=metadata_unavailable "
+             "hint=\"nothing after this transaction is confirmed until the collection's table "
+             "can be read\"",
+             LOG_Q(coll));
+    metrics_set_health(p->m, false, why);
+    int64_t since = util_mono_ms();
+    struct capture_txn *txn = NULL;
+    while (!signals_stop && !publish_failed(p->pub, err, errlen)) {
+        for (int i = 0; i < 5 && !signals_stop; i++) {
+            publish_poll(p->pub, 100);
+            keepalive(p);
+        }
+        if (capture_resume(p->cap, &txn, err, errlen))
+            return NULL;
+        if (txn)
+            break;
+    }
+    if (!txn) {
+        if (signals_stop)
+            snprintf(err, errlen, "stopped");
+        return NULL;
+    }
+    log_info("producer", "event=transaction_resumed collection=%s waited_ms=%lld", LOG_Q(coll),
+             (long long)(util_mono_ms() - since));
+    metrics_set_health(p->m, true, NULL);
+    return txn;
+}
+
 /* Handles one pgoutput message. -1 means: reconnect. */
 static int on_data(struct producer *p, const uint8_t *data, size_t len, char *err, size_t errlen)
 {
@@ -121,8 +182,14 @@ static int on_data(struct producer *p, const uint8_t *data, size_t len, char *er
     struct capture_txn *txn;
     if (capture_feed(p->cap, &msg, &txn, err, errlen))
         return -1;
+    if (!txn && capture_waiting(p->cap, NULL)) {
+        p->holding = true;
+        if (!(txn = wait_metadata(p, err, errlen)))
+            return -1;
+    }
     if (!txn)
         return 0;
+    p->holding = true; /* until publish has it: a failure below must not confirm past it */
     if (txn->nevents) {
         if (source_fill_rows(p->src, txn, err, errlen)) {
             char e2[256];
@@ -133,6 +200,7 @@ static int on_data(struct producer *p, const uint8_t *data, size_t len, char *er
     }
     if (publish_txn(p->pub, txn, &signals_stop, err, errlen))
         return -1;
+    p->holding = false;
     return 0;
 }
 
@@ -190,8 +258,10 @@ static int setup(struct producer *p, char *err, size_t errlen)
         metrics_set_health(p->m, false, err);
         util_sleep_ms(d, &signals_stop);
     }
-    for (size_t i = 0; i < n; i++)
-        source_lookup(p->src, names[i]); /* load what exists now; the rest when it appears */
+    for (size_t i = 0; i < n; i++) {
+        const struct capture_collection *coll;
+        source_lookup(p->src, names[i], &coll); /* load what exists now; the rest when it appears */
+    }
     return 0;
 }
 
@@ -230,6 +300,8 @@ int producer_run(const struct config *cfg, const struct config_instance *inst, s
     }
     struct capture_config cc = {
         .source = inst->name, .sync_user = p.sync_user, .lookup = source_lookup, .opaque = p.src};
+    publish_set_wait_cb(p.pub, keepalive, &p);
+    source_set_wait_cb(p.src, keepalive, &p);
     p.cap = capture_new(&cc);
     if (!p.cap)
         goto out;
@@ -246,6 +318,7 @@ int producer_run(const struct config *cfg, const struct config_instance *inst, s
         p.dec = pgoutput_decoder_new();
         if (!p.dec)
             goto out;
+        p.repl_broken = false;
         if (replication_start(&p.repl, inst->database, source_slot(p.src), source_slot(p.src), err,
                               sizeof(err)) == 0) {
             backoff_reset(&b);
@@ -266,6 +339,7 @@ int producer_run(const struct config *cfg, const struct config_instance *inst, s
             replication_status(&p.repl, flush_position(&p), false, err, sizeof(err));
         replication_stop(&p.repl);
         capture_reset(p.cap);
+        p.holding = false; /* the server sends it again */
         pgoutput_decoder_free(p.dec);
         p.dec = NULL;
         if (signals_stop || publish_failed(p.pub, err, sizeof(err)))

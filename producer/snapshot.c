@@ -162,8 +162,8 @@ int producer_snapshot(const struct config *cfg, const struct config_instance *in
             wanted = wanted || strcmp(only[i], names[j]) == 0;
         if (!wanted)
             continue;
-        const struct capture_collection *coll = source_lookup(src, names[j]);
-        if (!coll) {
+        const struct capture_collection *coll = NULL;
+        if (source_lookup(src, names[j], &coll) != CAPTURE_SYNCED) {
             snprintf(err, sizeof(err), "collection %s cannot be read (see the log)", names[j]);
             free(colls);
             goto out;

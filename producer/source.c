@@ -3,9 +3,14 @@
 #include "log.h"
 #include "util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
+
+/* A collection whose metadata could not be read is not asked about again before this. */
+#define SOURCE_RETRY_MS 5000
 
 struct source_coll {
     struct capture_collection meta;
@@ -21,6 +26,8 @@ struct source {
     struct source_coll *colls;
     size_t ncolls;
     const char **names;
+    void (*wait_cb)(void *);
+    void *wait_opaque;
 };
 
 static int add_field(struct capture_collection *c, const char *f)
@@ -172,19 +179,54 @@ size_t source_collections(const struct source *s, const char *const **names)
     return s->ncolls;
 }
 
-/* Runs a query with text parameters; returns the result when its status is ok, else NULL
- * with err set (the result cleared). */
-static PGresult *query(PGconn *c, const char *sql, int n, const char *const *params, char *err,
-                       size_t errlen)
+void source_set_wait_cb(struct source *s, void (*fn)(void *opaque), void *opaque)
 {
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-        return r;
-    snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    s->wait_cb = fn;
+    s->wait_opaque = opaque;
+}
+
+static void trim(char *err)
+{
     size_t l = strlen(err);
     while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
         err[--l] = '\0';
+}
+
+/* Runs a query with text parameters; returns the result when its status is ok, else NULL
+ * with err set (the result cleared). While the server has not answered, the wait callback is
+ * called about every second. */
+static PGresult *query(struct source *s, const char *sql, int n, const char *const *params,
+                       char *err, size_t errlen)
+{
+    PGconn *c = s->conn;
+    if (!c || !PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0)) {
+        snprintf(err, errlen, "%s", c ? PQerrorMessage(c) : "not connected");
+        trim(err);
+        return NULL;
+    }
+    while (PQisBusy(c)) {
+        if (s->wait_cb)
+            s->wait_cb(s->wait_opaque);
+        int fd = PQsocket(c);
+        if (fd < 0)
+            break; /* PQgetResult says why */
+        fd_set rfds;
+        FD_ZERO(&rfds);
+        FD_SET(fd, &rfds);
+        struct timeval tv = {.tv_sec = 1, .tv_usec = 0};
+        if (select(fd + 1, &rfds, NULL, NULL, &tv) < 0 && errno != EINTR)
+            break;
+        if (!PQconsumeInput(c))
+            break;
+    }
+    PGresult *r = PQgetResult(c), *more;
+    while ((more = PQgetResult(c))) /* the end of the command (NULL) */
+        PQclear(more);
+    ExecStatusType st = PQresultStatus(r);
+    if (r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
+        return r;
+    snprintf(err, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    trim(err);
     PQclear(r);
     return NULL;
 }
@@ -193,8 +235,7 @@ int source_ensure_slot(struct source *s, char *err, size_t errlen)
 {
     char e[512];
     const char *p[1] = {s->slot};
-    PGresult *r =
-        query(s->conn, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, p, e, sizeof(e));
+    PGresult *r = query(s, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, p, e, sizeof(e));
     if (!r) {
         snprintf(err, errlen, "looking up publication %s: %s", s->slot, e);
         return -1;
@@ -210,14 +251,14 @@ int source_ensure_slot(struct source *s, char *err, size_t errlen)
             snprintf(err, errlen, "creating publication %s: the statement is too long", s->slot);
             return -1;
         }
-        if (!(r = query(s->conn, sql, 0, NULL, e, sizeof(e)))) {
+        if (!(r = query(s, sql, 0, NULL, e, sizeof(e)))) {
             snprintf(err, errlen, "creating publication %s: %s", s->slot, e);
             return -1;
         }
         PQclear(r);
         log_info("producer", "event=publication_created publication=%s", LOG_Q(s->slot));
     }
-    r = query(s->conn, "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1", 1, p, e,
+    r = query(s, "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1", 1, p, e,
               sizeof(e));
     if (!r) {
         snprintf(err, errlen, "looking up slot %s: %s", s->slot, e);
@@ -232,7 +273,7 @@ int source_ensure_slot(struct source *s, char *err, size_t errlen)
         return -1;
     }
     if (!have_slot) {
-        r = query(s->conn, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", 1, p, e,
+        r = query(s, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", 1, p, e,
                   sizeof(e));
         if (!r) {
             snprintf(err, errlen, "creating replication slot %s: %s", s->slot, e);
@@ -258,7 +299,7 @@ static enum capture_type map_type(const char *t)
 static int load_meta(struct source *s, struct source_coll *sc, char *err, size_t errlen)
 {
     const char *p[1] = {sc->meta.name};
-    PGresult *r = query(s->conn,
+    PGresult *r = query(s,
                         "SELECT a.attname, format_type(a.atttypid, NULL), "
                         "       COALESCE(a.attnum = ANY(i.indkey), false) "
                         "FROM pg_attribute a "
@@ -302,28 +343,34 @@ static int load_meta(struct source *s, struct source_coll *sc, char *err, size_t
     return 0;
 }
 
-const struct capture_collection *source_lookup(void *source, const char *collection)
+enum capture_lookup source_lookup(void *source, const char *collection,
+                                  const struct capture_collection **coll)
 {
     struct source *s = source;
+    *coll = NULL;
     for (size_t k = 0; k < s->ncolls; k++) {
         struct source_coll *sc = &s->colls[k];
         if (strcmp(sc->meta.name, collection) != 0)
             continue;
-        if (sc->loaded)
-            return &sc->meta;
-        int64_t now = util_mono_ms();
-        if (now < sc->next_try_ms || !s->conn)
-            return NULL;
-        char err[512];
-        if (load_meta(s, sc, err, sizeof(err))) {
-            sc->next_try_ms = now + 5000;
-            log_warn("producer", "event=collection_unavailable collection=%s reason=%s",
-                     LOG_Q(collection), LOG_Q(err));
-            return NULL;
+        if (sc->loaded) {
+            *coll = &sc->meta;
+            return CAPTURE_SYNCED;
         }
-        return &sc->meta;
+        /* Routed, but not known yet: "cannot tell now", never "not synced". */
+        int64_t now = util_mono_ms();
+        if (now < sc->next_try_ms)
+            return CAPTURE_UNKNOWN;
+        char err[512];
+        if (source_connect(s, err, sizeof(err)) || load_meta(s, sc, err, sizeof(err))) {
+            sc->next_try_ms = now + SOURCE_RETRY_MS;
+            log_warn("producer", "event=collection_unavailable collection=%s reason=%s retry_ms=%d",
+                     LOG_Q(collection), LOG_Q(err), SOURCE_RETRY_MS);
+            return CAPTURE_UNKNOWN;
+        }
+        *coll = &sc->meta;
+        return CAPTURE_SYNCED;
     }
-    return NULL;
+    return CAPTURE_NOT_SYNCED;
 }
 
 int source_fill_rows(struct source *s, struct capture_txn *txn, char *err, size_t errlen)
@@ -352,7 +399,7 @@ int source_fill_rows(struct source *s, struct capture_txn *txn, char *err, size_
                 return -1;
             }
             const char *p[1] = {e->ev.key_text};
-            PGresult *r = query(s->conn, sql, 1, p, err, errlen);
+            PGresult *r = query(s, sql, 1, p, err, errlen);
             if (!r)
                 return -1;
             if (PQntuples(r) == 0) {

@@ -22,6 +22,10 @@ void source_free(struct source *s);
 int source_connect(struct source *s, char *err, size_t errlen);
 PGconn *source_conn(struct source *s);
 
+/* fn(opaque) is called about every second while a query of the source waits for the server
+ * (the producer keeps its replication connection alive there). NULL: none. */
+void source_set_wait_cb(struct source *s, void (*fn)(void *opaque), void *opaque);
+
 /* Slot and publication name: dxsync_<instance>. */
 const char *source_slot(const struct source *s);
 
@@ -32,9 +36,12 @@ int source_ensure_slot(struct source *s, char *err, size_t errlen);
 /* The synced collection names (for topic creation). */
 size_t source_collections(const struct source *s, const char *const **names);
 
-/* capture_lookup_fn: metadata of a synced collection, read once from the catalog (again when a
- * collection that was missing appears, at most every 5 s); NULL when not synced or missing. */
-const struct capture_collection *source_lookup(void *source, const char *collection);
+/* capture_lookup_fn: metadata of a synced collection, read once from the catalog.
+ * CAPTURE_NOT_SYNCED when no route syncs it from this instance; CAPTURE_UNKNOWN while it is
+ * routed but its metadata cannot be read (table missing, no primary key, database unreachable:
+ * the catalog is asked again at most every 5 s, reconnecting when needed). */
+enum capture_lookup source_lookup(void *source, const char *collection,
+                                  const struct capture_collection **coll);
 
 /* Fills every needs_row event of txn with the item's current row. An item already gone is
  * left without data and dropped from the transaction (a delete event follows it). */

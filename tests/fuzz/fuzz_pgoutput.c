@@ -20,10 +20,12 @@ static struct capture_collection coll = {.name = "articles",
                                          .columns = columns,
                                          .ncolumns = 2};
 
-static const struct capture_collection *lookup(void *opaque, const char *name)
+static enum capture_lookup lookup(void *opaque, const char *name,
+                                  const struct capture_collection **out)
 {
     (void)opaque;
-    return strcmp(name, "articles") == 0 ? &coll : NULL;
+    *out = strcmp(name, "articles") == 0 ? &coll : NULL;
+    return *out ? CAPTURE_SYNCED : CAPTURE_NOT_SYNCED;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

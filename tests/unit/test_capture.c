@@ -66,18 +66,22 @@ static struct capture_collection articles = {.name = "articles",
                                              .ncolumns = 2};
 static int lookups;
 
-static const struct capture_collection *lookup(void *opaque, const char *collection)
+static enum capture_lookup lookup(void *opaque, const char *collection,
+                                  const struct capture_collection **coll)
 {
     (void)opaque;
     lookups++;
-    return strcmp(collection, "articles") == 0 ? &articles : NULL;
+    *coll = strcmp(collection, "articles") == 0 ? &articles : NULL;
+    return *coll ? CAPTURE_SYNCED : CAPTURE_NOT_SYNCED;
 }
 
-static const struct capture_collection *lookup_none(void *opaque, const char *collection)
+static enum capture_lookup lookup_none(void *opaque, const char *collection,
+                                       const struct capture_collection **coll)
 {
     (void)opaque;
     (void)collection;
-    return NULL;
+    *coll = NULL;
+    return CAPTURE_NOT_SYNCED;
 }
 
 /* Feeds every message; copies the encoded events of each finished transaction into out. */
@@ -195,6 +199,71 @@ static void relation_change_midway(void **state)
     free(ev[1]);
 }
 
+/* Answers "cannot tell now" for articles while unknown_left > 0 (counting down per call). */
+static int unknown_left;
+
+static enum capture_lookup lookup_later(void *opaque, const char *collection,
+                                        const struct capture_collection **coll)
+{
+    if (strcmp(collection, "articles") == 0 && unknown_left > 0) {
+        unknown_left--;
+        *coll = NULL;
+        return CAPTURE_UNKNOWN;
+    }
+    return lookup(opaque, collection, coll);
+}
+
+/* A synced collection whose metadata cannot be had yet (issue 14): the transaction is kept and
+ * finished once the lookup can tell, never dropped as "not synced". */
+static void unknown_collection_waits(void **state)
+{
+    (void)state;
+    struct capture_config cfg = {.source = "a", .lookup = lookup_later};
+    struct recorded rec;
+    load("multi-row", &rec);
+    struct pgoutput_decoder *d = pgoutput_decoder_new();
+    struct capture *c = capture_new(&cfg);
+    unknown_left = 1000;
+    char err[256];
+    struct capture_txn *txn = NULL;
+    size_t i = 0;
+    for (; i < rec.n; i++) {
+        struct pgoutput_msg msg;
+        assert_int_equal(pgoutput_decode(d, rec.msgs[i], rec.lens[i], &msg, err, sizeof(err)), 0);
+        assert_int_equal(capture_feed(c, &msg, &txn, err, sizeof(err)), 0);
+        assert_null(txn);
+        if (msg.kind == PGOUTPUT_COMMIT)
+            break;
+    }
+    assert_true(i < rec.n);
+    const char *coll = NULL;
+    assert_true(capture_waiting(c, &coll));
+    assert_string_equal(coll, "articles");
+    assert_true(capture_in_txn(c)); /* its LSN must not be confirmed */
+    /* more messages are refused while it waits */
+    struct pgoutput_msg begin = {.kind = PGOUTPUT_BEGIN};
+    assert_int_equal(capture_feed(c, &begin, &txn, err, sizeof(err)), -1);
+    /* still unknown: it keeps waiting */
+    unknown_left = 1;
+    assert_int_equal(capture_resume(c, &txn, err, sizeof(err)), 0);
+    assert_null(txn);
+    assert_true(capture_waiting(c, NULL));
+    /* known now: the same events as without the wait */
+    assert_int_equal(capture_resume(c, &txn, err, sizeof(err)), 0);
+    assert_non_null(txn);
+    assert_false(capture_waiting(c, NULL));
+    assert_false(capture_in_txn(c));
+    assert_int_equal(txn->nevents, 4);
+    char *ev = event_encode(&txn->events[0].ev);
+    assert_non_null(strstr(ev, "\"action\":\"create\",\"key\":10,\"data\":{\"id\":10,"
+                               "\"title\":\"first\"},\"delta\":{\"title\":\"first\"}"));
+    free(ev);
+    assert_true(txn->end_lsn > txn->commit_lsn);
+    capture_free(c);
+    pgoutput_decoder_free(d);
+    unload(&rec);
+}
+
 static void timestamps(void **state)
 {
     (void)state;
@@ -249,6 +318,7 @@ int main(void)
         cmocka_unit_test(sync_user_and_unrouted_are_ignored),
         cmocka_unit_test(unicode_and_string_key),
         cmocka_unit_test(relation_change_midway),
+        cmocka_unit_test(unknown_collection_waits),
         cmocka_unit_test(timestamps),
         cmocka_unit_test(shapes_and_types_values),
     };
