@@ -7,7 +7,8 @@
 # once Kafka is back. Kafka is started again on any exit of this script. It stops the shared
 # Kafka: run it alone (holding the integration lock for the whole test). DXSYNC_BP_INSTANCE
 # (default a) names the harness instance whose Directus and database it writes to.
-. "$(dirname "$0")/../integration/lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
 P=$DXSYNC_BIN/producer/dxsync-producer
 KAFKA_SH=$DXSYNC_SOURCE/tests/harness/kafka.sh
 DOWN=${DXSYNC_BP_DOWN:-100}
@@ -68,7 +69,7 @@ batch() {
     --data-binary "$body" "$URL/items/counters" | python3 -c 'import json,sys; [print(d["id"]) for d in json.load(sys.stdin)["data"]]' >>"$T_TMP/ids"
 }
 arrived() {
-  topic_json "$TOPIC" | python3 -c 'import json,sys
+  topic_read "$TOPIC" | python3 -c 'import json,sys
 keys={json.loads(l)["key"] for l in sys.stdin}
 want=[l.strip() for l in open(sys.argv[1]) if l.strip()]
 missing=[k for k in want if k not in keys]

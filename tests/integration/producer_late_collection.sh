@@ -5,7 +5,8 @@
 # Kafka (before, the lookup answered "not synced", the event was dropped and its LSN confirmed).
 # A source instance of its own name (slot dxsync_<name>) on instance a's database, so no other
 # test's slot is touched; slot, publication and collection are removed at the end.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib/dx.sh"
+t_begin
 P=$DXSYNC_BIN/producer/dxsync-producer
 TAG=$(date +%s%N | tail -c 8)
 PREFIX=itl$TAG
@@ -44,10 +45,10 @@ id=$(api a "$ADMIN" POST "/items/$COLL" '{"text":"written at once"}' | json 'j["
 echo "     collection created and written $(python3 -c "import time; print(f'{time.time() - $t0:.1f}')") s after the producer streamed"
 marker=$(api a "$ADMIN" POST /items/counters '{"name":"late-marker","value":0}' | json 'j["data"]["id"]')
 
-has_key() { topic_json "$1" | grep -q "\"key\":\"$2\""; }
+has_key() { topic_read "$1" | grep -q "\"key\":\"$2\""; }
 check "a later change of another collection reaches Kafka" wait_for 30 has_key "$PREFIX.$SRC.counters" "$marker"
 check "the change of the new collection reaches Kafka" wait_for 20 has_key "$PREFIX.$SRC.$COLL" "$id"
-msg=$(topic_json "$PREFIX.$SRC.$COLL" | head -n 1)
+msg=$(topic_read "$PREFIX.$SRC.$COLL" | head -n 1)
 if [ -n "$msg" ]; then
   got=$(json 'json.loads(j["payload"])["action"], json.loads(j["payload"])["data"]' <<<"$msg")
   check "its event is a create with the routed data ($got)" test "$got" = "('create', {'id': $id, 'text': 'written at once'})"
