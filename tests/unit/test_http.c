@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -242,16 +244,9 @@ static void zero_value_is_no_answer(void **state)
 static void refused_connection_is_transient(void **state)
 {
     (void)state;
-    /* find a free port, then close it so nothing listens */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
+    /* a port nothing listens on */
     char url[64], err[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(a.sin_port));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", testutil_free_port());
     struct http_client *c = http_client_new(url, "t", 2000, err, sizeof(err));
     struct http_response r;
     http_request(c, "GET", "/server/ping", NULL, &r);

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "http.h"
 #include "metrics.h"
 #include "util.h"
@@ -106,24 +108,12 @@ static void parses_addresses(void **state)
     assert_int_equal(metrics_parse_addr("x", host, sizeof(host), &port), -1);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void serves_metrics_and_healthz(void **state)
 {
     (void)state;
     struct metrics *m = metrics_new();
     metrics_add(metrics_counter(m, "dxsync_test_total", "A test counter", NULL), 42);
-    int port = free_port();
+    int port = testutil_free_port();
     char err[256], url[64];
     assert_int_equal(metrics_serve(m, "127.0.0.1", port, err, sizeof(err)), 0);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);

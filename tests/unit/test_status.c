@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "metrics.h"
 #include "util.h"
 
@@ -194,24 +196,12 @@ static char *get(const char *url, long *status, char *ctype, size_t ctlen)
     return util_buf_steal(&b);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void serves_the_page_and_json(void **state)
 {
     (void)state;
     struct metrics *m = metrics_new();
     metrics_set(metrics_gauge(m, "dxsync_consumer_remote_up", "Up", "remote=\"b\""), 1);
-    int port = free_port();
+    int port = testutil_free_port();
     char err[256], url[96], ct[128];
     long st = 0;
     assert_int_equal(metrics_serve(m, "127.0.0.1", port, err, sizeof(err)), 0);

@@ -14,4 +14,7 @@ const char *testutil_dir(const char *env, const char *fallback);
 int testutil_each_file(const char *dir, void (*fn)(const char *path, const char *name, void *),
                        void *opaque);
 
+/* A loopback TCP port that was free a moment ago (bound, read, closed): nothing listens on it. */
+int testutil_free_port(void);
+
 #endif
