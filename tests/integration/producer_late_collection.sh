@@ -15,14 +15,13 @@ COLL=late_notes_$TAG
 ADMIN=$DXSYNC_A_ADMIN_TOKEN
 DB=$DXSYNC_A_DB_URL
 
+# after t_end has stopped the processes: the slot, the publication and the collection go
 cleanup() {
-  stop_all_procs
   psql_q "$DB" "select pg_drop_replication_slot('dxsync_$SRC') from pg_replication_slots where slot_name='dxsync_$SRC'" >/dev/null 2>&1 || true
   psql_q "$DB" "drop publication if exists dxsync_$SRC" >/dev/null 2>&1 || true
   api a "$ADMIN" DELETE "/collections/$COLL" >/dev/null 2>&1 || true
-  rm -rf "$T_TMP"
 }
-trap cleanup EXIT
+at_exit cleanup
 
 cat >"$T_TMP/cfg.json" <<JSON
 { "kafka": {"brokers": "$DXSYNC_KAFKA_BROKERS", "topic_prefix": "$PREFIX", "partitions": 1},
