@@ -35,6 +35,7 @@ struct capture {
     char wait_collection[256];
     uint64_t final_lsn;
     int64_t commit_time_us;
+    int64_t last_commit_us; /* commit_us of the last transaction: events never go back in time */
     struct activity_row *acts;
     size_t nacts, capacts;
     struct revision_row *revs;
@@ -403,6 +404,13 @@ static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char
     c->txn.commit_lsn = commit_lsn;
     c->txn.end_lsn = end_lsn;
     c->txn.commit_time_ms = pgoutput_time_to_unix_ms(c->commit_time_us);
+    /* The convergence clock of the events (DESIGN.md, apply): the commit time in microseconds
+     * since the Unix epoch, clamped so a source's clock stepping back (NTP) never makes a later
+     * transaction look older than an earlier one; the commit LSN then orders them. */
+    int64_t commit_us = pgoutput_time_to_unix_us(c->commit_time_us);
+    if (commit_us < c->last_commit_us)
+        commit_us = c->last_commit_us;
+    c->last_commit_us = commit_us;
     char lsn[PGOUTPUT_LSN_BUFLEN];
     pgoutput_lsn_format(commit_lsn, lsn, sizeof(lsn));
     size_t hint = 0;
@@ -457,6 +465,8 @@ static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char
             ev->revision_id = r->id;
         }
         ev->lsn = strdup(lsn);
+        ev->has_commit_us = true;
+        ev->commit_us = commit_us;
         c->txn.nevents++;
         if (!ev->event_id || !ev->source || !ev->collection || !ev->key || !ev->key_text ||
             !ev->timestamp || !ev->lsn) {

@@ -782,6 +782,11 @@ int pgoutput_lsn_parse(const char *s, uint64_t *out)
     return 0;
 }
 
+int64_t pgoutput_time_to_unix_us(int64_t pg_us)
+{
+    return pg_us + PGOUTPUT_EPOCH_OFFSET_US;
+}
+
 int64_t pgoutput_time_to_unix_ms(int64_t pg_us)
 {
     /* floor division: a timestamp just before a millisecond belongs to the one before */

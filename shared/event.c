@@ -174,6 +174,10 @@ char *event_encode(const struct event *ev)
     put_int(&b, ev->has_revision_id, ev->revision_id);
     util_buf_puts(&b, ",\"lsn\":");
     put_str(&b, ev->lsn);
+    if (ev->has_commit_us) {
+        util_buf_puts(&b, ",\"commit_us\":");
+        put_int(&b, true, ev->commit_us);
+    }
     util_buf_puts(&b, "}");
     return util_buf_steal(&b);
 }
@@ -363,8 +367,13 @@ int event_decode(const void *buf, size_t len, struct event *ev, char *err, size_
         take_int(&d, root, "activity_id", ev->action != EVENT_SNAPSHOT, &ev->has_activity_id,
                  &ev->activity_id) ||
         take_int(&d, root, "revision_id", false, &ev->has_revision_id, &ev->revision_id) ||
-        take_str(&d, root, "lsn", false, &ev->lsn))
+        take_str(&d, root, "lsn", false, &ev->lsn) ||
+        take_int(&d, root, "commit_us", false, &ev->has_commit_us, &ev->commit_us))
         goto out;
+    if (ev->has_commit_us && ev->commit_us < 0) {
+        derr(&d, "commit_us: negative");
+        goto out;
+    }
     rc = 0;
 out:
     free(action);

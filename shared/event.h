@@ -29,7 +29,12 @@ struct event {
     int64_t activity_id;
     bool has_revision_id;
     int64_t revision_id;
-    char *lsn; /* NULL when unknown */
+    char *lsn; /* commit LSN of the source transaction; NULL when unknown */
+    /* Commit time of the source transaction in microseconds since the Unix epoch (pgoutput's
+     * Begin message, never earlier than the source's previous transaction). Absent in events
+     * of older producers and in snapshots: such an event is older than any that has it. */
+    bool has_commit_us;
+    int64_t commit_us;
 };
 
 const char *event_action_name(enum event_action action);

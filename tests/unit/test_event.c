@@ -41,6 +41,8 @@ static void check_valid_event(const char *path, const char *name, void *opaque)
     assert_int_equal(ev.action, ev2.action);
     assert_int_equal(ev.has_activity_id, ev2.has_activity_id);
     assert_int_equal(ev.activity_id, ev2.activity_id);
+    assert_int_equal(ev.has_commit_us, ev2.has_commit_us);
+    assert_true(ev.commit_us == ev2.commit_us);
     assert_true(cJSON_Compare(ev.data, ev2.data, true) || (!ev.data && !ev2.data));
     assert_true(cJSON_Compare(ev.delta, ev2.delta, true) || (!ev.delta && !ev2.delta));
     assert_true(cJSON_Compare(ev.key, ev2.key, true));
@@ -75,11 +77,11 @@ static void event_vectors(void **state)
     char dir[4096];
     int n = 0;
     snprintf(dir, sizeof(dir), "%s/events/valid", vectors());
-    assert_int_equal(testutil_each_file(dir, check_valid_event, &n), 8);
-    assert_int_equal(n, 8);
+    assert_int_equal(testutil_each_file(dir, check_valid_event, &n), 9);
+    assert_int_equal(n, 9);
     n = 0;
     snprintf(dir, sizeof(dir), "%s/events/invalid", vectors());
-    assert_int_equal(testutil_each_file(dir, check_invalid_event, &n), 15);
+    assert_int_equal(testutil_each_file(dir, check_invalid_event, &n), 17);
 }
 
 static void specific_reasons(void **state)
@@ -136,6 +138,15 @@ static void decoded_values(void **state)
     assert_int_equal(ev.activity_id, 1300);
     assert_int_equal(ev.revision_id, 1290);
     assert_int_equal(cJSON_GetObjectItem(ev.delta, "value")->valueint, 7);
+    assert_false(ev.has_commit_us); /* an older producer's event: no commit time */
+    event_free(&ev);
+    free(buf);
+
+    snprintf(path, sizeof(path), "%s/events/valid/update-with-commit-time.json", vectors());
+    buf = testutil_read_file(path, &len);
+    assert_int_equal(event_decode(buf, len, &ev, err, sizeof(err)), 0);
+    assert_true(ev.has_commit_us);
+    assert_true(ev.commit_us == 1764109839841207LL);
     event_free(&ev);
     free(buf);
 
