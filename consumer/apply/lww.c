@@ -1,0 +1,482 @@
+#include "lww.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A field's clock: the name (interned) and which of the entry's stamps is its newest write. */
+struct field {
+    uint16_t name;
+    uint8_t stamp;
+};
+
+#define NO_STAMP 0xff
+#define MAX_STAMPS 250 /* distinct stamps an entry keeps before unused ones are dropped */
+
+struct entry {
+    struct entry *next;
+    uint64_t hash;
+    const void *owner;
+    int64_t wrote_ms; /* wall clock of this consumer's last write of the key; 0 none */
+    int32_t partition;
+    bool restored_foreign; /* a write from another instance was read back at restore */
+    uint8_t del;           /* index of the newest delete's stamp, or NO_STAMP */
+    uint8_t nstamps, capstamps;
+    uint16_t nfields, capfields;
+    struct lww_stamp *stamps;
+    struct field *fields;
+    char key[]; /* "<collection>\x1f<key>" */
+};
+
+struct lww {
+    char **names; /* instance names, sorted: a source's rank is its index */
+    size_t nnames;
+    struct entry **buckets;
+    size_t nbuckets; /* power of two */
+    size_t nentries;
+    size_t bytes;
+    char **fields; /* interned field names */
+    size_t nfieldnames, capfieldnames;
+};
+
+int lww_stamp_cmp(const struct lww_stamp *a, const struct lww_stamp *b)
+{
+    if (a->us != b->us)
+        return a->us < b->us ? -1 : 1;
+    if (a->src != b->src)
+        return a->src < b->src ? -1 : 1;
+    if (a->lsn != b->lsn)
+        return a->lsn < b->lsn ? -1 : 1;
+    if (a->aid != b->aid)
+        return a->aid < b->aid ? -1 : 1;
+    return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+struct lww *lww_new(const char *const *names, size_t n)
+{
+    struct lww *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->names = calloc(n ? n : 1, sizeof(*w->names));
+    w->nbuckets = 1024;
+    w->buckets = calloc(w->nbuckets, sizeof(*w->buckets));
+    if (!w->names || !w->buckets)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        if (!(w->names[i] = strdup(names[i])))
+            goto oom;
+        w->nnames++;
+    }
+    qsort(w->names, w->nnames, sizeof(*w->names), cmp_names);
+    return w;
+oom:
+    lww_free(w);
+    return NULL;
+}
+
+static void entry_free(struct lww *w, struct entry *e)
+{
+    w->bytes -= sizeof(*e) + strlen(e->key) + 1 + e->capstamps * sizeof(*e->stamps) +
+                e->capfields * sizeof(*e->fields);
+    free(e->stamps);
+    free(e->fields);
+    free(e);
+    w->nentries--;
+}
+
+void lww_free(struct lww *w)
+{
+    if (!w)
+        return;
+    for (size_t i = 0; w->buckets && i < w->nbuckets; i++) {
+        struct entry *e = w->buckets[i];
+        while (e) {
+            struct entry *next = e->next;
+            entry_free(w, e);
+            e = next;
+        }
+    }
+    for (size_t i = 0; i < w->nnames; i++)
+        free(w->names[i]);
+    for (size_t i = 0; i < w->nfieldnames; i++)
+        free(w->fields[i]);
+    free(w->names);
+    free(w->fields);
+    free(w->buckets);
+    free(w);
+}
+
+/* ---- stamps ---- */
+
+/* "X/X" in hex; 0 when absent or not an LSN. */
+static uint64_t parse_lsn(const char *s)
+{
+    if (!s)
+        return 0;
+    char *end;
+    unsigned long long hi = strtoull(s, &end, 16);
+    if (end == s || *end != '/')
+        return 0;
+    const char *lo_s = end + 1;
+    unsigned long long lo = strtoull(lo_s, &end, 16);
+    if (end == lo_s || *end || hi > 0xffffffffull || lo > 0xffffffffull)
+        return 0;
+    return (uint64_t)hi << 32 | (uint64_t)lo;
+}
+
+void lww_stamp_of(const struct lww *w, const struct event *ev, struct lww_stamp *out)
+{
+    out->us = ev->has_commit_us ? ev->commit_us : 0;
+    out->lsn = parse_lsn(ev->lsn);
+    out->aid = ev->has_activity_id ? ev->activity_id : 0;
+    out->src = (uint32_t)w->nnames;
+    size_t lo = 0, hi = w->nnames;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(w->names[mid], ev->source ? ev->source : "");
+        if (c == 0) {
+            out->src = (uint32_t)mid;
+            break;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+}
+
+/* ---- the table ---- */
+
+static uint64_t hash_key(const char *collection, const char *key)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over collection, 0x1f, key */
+    for (const char *s = collection; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    h = (h ^ 0x1f) * 1099511628211ull;
+    for (const char *s = key; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static bool entry_is(const struct entry *e, uint64_t h, const char *collection, const char *key)
+{
+    if (e->hash != h)
+        return false;
+    size_t cl = strlen(collection);
+    return strncmp(e->key, collection, cl) == 0 && e->key[cl] == 0x1f &&
+           strcmp(e->key + cl + 1, key) == 0;
+}
+
+static struct entry *find(const struct lww *w, const struct event *ev)
+{
+    if (!ev->collection || !ev->key_text)
+        return NULL;
+    uint64_t h = hash_key(ev->collection, ev->key_text);
+    for (struct entry *e = w->buckets[h & (w->nbuckets - 1)]; e; e = e->next)
+        if (entry_is(e, h, ev->collection, ev->key_text))
+            return e;
+    return NULL;
+}
+
+static void grow_table(struct lww *w)
+{
+    size_t n = w->nbuckets * 2;
+    struct entry **b = calloc(n, sizeof(*b));
+    if (!b)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < w->nbuckets; i++) {
+        struct entry *e = w->buckets[i];
+        while (e) {
+            struct entry *next = e->next;
+            e->next = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+            e = next;
+        }
+    }
+    free(w->buckets);
+    w->bytes += (n - w->nbuckets) * sizeof(*b);
+    w->buckets = b;
+    w->nbuckets = n;
+}
+
+static struct entry *find_or_add(struct lww *w, const struct event *ev, int32_t partition)
+{
+    struct entry *e = find(w, ev);
+    if (e)
+        return e;
+    if (!ev->collection || !ev->key_text)
+        return NULL;
+    size_t cl = strlen(ev->collection), kl = strlen(ev->key_text);
+    e = calloc(1, sizeof(*e) + cl + 1 + kl + 1);
+    if (!e)
+        return NULL;
+    memcpy(e->key, ev->collection, cl);
+    e->key[cl] = 0x1f;
+    memcpy(e->key + cl + 1, ev->key_text, kl + 1);
+    e->hash = hash_key(ev->collection, ev->key_text);
+    e->partition = partition;
+    e->del = NO_STAMP;
+    size_t b = e->hash & (w->nbuckets - 1);
+    e->next = w->buckets[b];
+    w->buckets[b] = e;
+    w->nentries++;
+    w->bytes += sizeof(*e) + cl + kl + 2;
+    if (w->nentries > w->nbuckets)
+        grow_table(w);
+    return e;
+}
+
+/* The interned index of name, added when new; -1 when out of memory or too many names. */
+static int intern(struct lww *w, const char *name)
+{
+    for (size_t i = 0; i < w->nfieldnames; i++)
+        if (strcmp(w->fields[i], name) == 0)
+            return (int)i;
+    if (w->nfieldnames >= 0xffff)
+        return -1;
+    if (w->nfieldnames == w->capfieldnames) {
+        size_t cap = w->capfieldnames ? w->capfieldnames * 2 : 16;
+        char **f = realloc(w->fields, cap * sizeof(*f));
+        if (!f)
+            return -1;
+        w->fields = f;
+        w->capfieldnames = cap;
+    }
+    if (!(w->fields[w->nfieldnames] = strdup(name)))
+        return -1;
+    return (int)w->nfieldnames++;
+}
+
+static int lookup_name(const struct lww *w, const char *name)
+{
+    for (size_t i = 0; i < w->nfieldnames; i++)
+        if (strcmp(w->fields[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static struct field *field_of(struct entry *e, int name)
+{
+    for (size_t i = 0; i < e->nfields; i++)
+        if (e->fields[i].name == name)
+            return &e->fields[i];
+    return NULL;
+}
+
+/* Drops the stamps no field and no delete points at any more. */
+static void compact_stamps(struct entry *e)
+{
+    uint8_t map[256];
+    memset(map, NO_STAMP, sizeof(map));
+    uint8_t n = 0;
+    for (size_t i = 0; i < e->nstamps; i++) {
+        bool used = e->del == i;
+        for (size_t j = 0; !used && j < e->nfields; j++)
+            used = e->fields[j].stamp == i;
+        if (used) {
+            e->stamps[n] = e->stamps[i];
+            map[i] = n++;
+        }
+    }
+    for (size_t j = 0; j < e->nfields; j++)
+        e->fields[j].stamp = map[e->fields[j].stamp];
+    if (e->del != NO_STAMP)
+        e->del = map[e->del];
+    e->nstamps = n;
+}
+
+/* The index of s in e's stamps, added when new; NO_STAMP when out of memory. */
+static uint8_t stamp_index(struct lww *w, struct entry *e, const struct lww_stamp *s)
+{
+    for (uint8_t i = 0; i < e->nstamps; i++)
+        if (lww_stamp_cmp(&e->stamps[i], s) == 0)
+            return i;
+    if (e->nstamps >= 2)
+        compact_stamps(e);
+    if (e->nstamps >= MAX_STAMPS)
+        return NO_STAMP;
+    if (e->nstamps == e->capstamps) {
+        uint8_t cap = e->capstamps ? (uint8_t)(e->capstamps * 2 > MAX_STAMPS ? MAX_STAMPS
+                                                                               : e->capstamps * 2)
+                                   : 1;
+        struct lww_stamp *st = realloc(e->stamps, cap * sizeof(*st));
+        if (!st)
+            return NO_STAMP;
+        w->bytes += (size_t)(cap - e->capstamps) * sizeof(*st);
+        e->stamps = st;
+        e->capstamps = cap;
+    }
+    e->stamps[e->nstamps] = *s;
+    return e->nstamps++;
+}
+
+static int set_field(struct lww *w, struct entry *e, const char *name, const struct lww_stamp *s)
+{
+    int n = intern(w, name);
+    if (n < 0)
+        return -1;
+    struct field *f = field_of(e, n);
+    if (f && f->stamp != NO_STAMP && lww_stamp_cmp(&e->stamps[f->stamp], s) >= 0)
+        return 0; /* it knows a write as new */
+    uint8_t si = stamp_index(w, e, s);
+    if (si == NO_STAMP)
+        return -1;
+    if (!f) {
+        if (e->nfields == e->capfields) {
+            uint16_t cap = e->capfields ? (uint16_t)(e->capfields * 2) : 4;
+            struct field *fs = realloc(e->fields, cap * sizeof(*fs));
+            if (!fs)
+                return -1;
+            w->bytes += (size_t)(cap - e->capfields) * sizeof(*fs);
+            e->fields = fs;
+            e->capfields = cap;
+        }
+        f = &e->fields[e->nfields++];
+        f->name = (uint16_t)n;
+    }
+    f->stamp = si;
+    return 0;
+}
+
+int lww_observe(struct lww *w, const struct event *ev, int32_t partition, bool foreign,
+                bool restoring)
+{
+    struct entry *e = find_or_add(w, ev, partition);
+    if (!e)
+        return -1;
+    if (foreign && restoring)
+        e->restored_foreign = true;
+    struct lww_stamp s;
+    lww_stamp_of(w, ev, &s);
+    if (ev->action == EVENT_DELETE) {
+        if (e->del != NO_STAMP && lww_stamp_cmp(&e->stamps[e->del], &s) >= 0)
+            return 0;
+        uint8_t si = stamp_index(w, e, &s);
+        if (si == NO_STAMP)
+            return -1;
+        e->del = si;
+        return 0;
+    }
+    const cJSON *members = ev->action == EVENT_UPDATE ? ev->delta : ev->data;
+    int rc = 0;
+    for (const cJSON *f = members ? members->child : NULL; f; f = f->next)
+        if (f->string && set_field(w, e, f->string, &s))
+            rc = -1;
+    return rc;
+}
+
+/* ---- decisions ---- */
+
+/* Whether s is the newest write e knows of the field name (or e knows none). */
+static bool newest_of_field(const struct lww *w, struct entry *e, const char *name,
+                            const struct lww_stamp *s)
+{
+    int n = lookup_name(w, name);
+    struct field *f = n < 0 ? NULL : field_of(e, n);
+    return !f || f->stamp == NO_STAMP || lww_stamp_cmp(&e->stamps[f->stamp], s) <= 0;
+}
+
+static bool older_than_delete(const struct entry *e, const struct lww_stamp *s)
+{
+    return e->del != NO_STAMP && lww_stamp_cmp(s, &e->stamps[e->del]) < 0;
+}
+
+/* Whether the delete at s is newer than every write of e and the newest delete. */
+static bool delete_wins(const struct entry *e, const struct lww_stamp *s)
+{
+    if (e->del != NO_STAMP && lww_stamp_cmp(&e->stamps[e->del], s) > 0)
+        return false;
+    for (size_t i = 0; i < e->nfields; i++) {
+        const struct field *f = &e->fields[i];
+        if (f->stamp != NO_STAMP && lww_stamp_cmp(&e->stamps[f->stamp], s) >= 0)
+            return false;
+    }
+    return true;
+}
+
+enum lww_verdict lww_decide(struct lww *w, struct event *ev, bool local, bool pending)
+{
+    struct entry *e = find(w, ev);
+    if (!e)
+        return local ? LWW_SKIP : LWW_APPLY; /* never observed (out of memory): apply as before */
+    struct lww_stamp s;
+    lww_stamp_of(w, ev, &s);
+    if (local) {
+        /* the remote holds its own writes; write one back only when this consumer may have
+         * written over it (see the top of lww.h) */
+        int64_t commit_ms = s.us / 1000;
+        bool maybe_over = (e->wrote_ms && e->wrote_ms >= commit_ms - LWW_REPAIR_MARGIN_MS) ||
+                          (pending && e->restored_foreign);
+        if (!maybe_over)
+            return LWW_SKIP;
+    }
+    if (ev->action == EVENT_DELETE)
+        return delete_wins(e, &s) ? LWW_APPLY : LWW_SKIP;
+    if (older_than_delete(e, &s))
+        return LWW_SKIP;
+    cJSON *members = ev->action == EVENT_UPDATE ? ev->delta : ev->data;
+    cJSON *f = members ? members->child : NULL;
+    size_t kept = 0;
+    while (f) {
+        cJSON *next = f->next;
+        if (f->string && newest_of_field(w, e, f->string, &s))
+            kept++;
+        else
+            cJSON_Delete(cJSON_DetachItemViaPointer(members, f));
+        f = next;
+    }
+    return kept ? LWW_APPLY : LWW_SKIP;
+}
+
+bool lww_claim(struct lww *w, const struct event *ev, const void *owner)
+{
+    struct entry *e = find(w, ev);
+    if (!e)
+        return true;
+    if (e->owner && e->owner != owner)
+        return false;
+    e->owner = owner;
+    return true;
+}
+
+void lww_release(struct lww *w, const struct event *ev, const void *owner, bool written,
+                 int64_t now_ms)
+{
+    struct entry *e = find(w, ev);
+    if (!e)
+        return;
+    if (e->owner == owner)
+        e->owner = NULL;
+    if (written)
+        e->wrote_ms = now_ms > 0 ? now_ms : 1;
+}
+
+void lww_drop_partition(struct lww *w, int32_t partition)
+{
+    for (size_t i = 0; i < w->nbuckets; i++) {
+        struct entry **pp = &w->buckets[i];
+        while (*pp) {
+            struct entry *e = *pp;
+            if (e->partition == partition) {
+                *pp = e->next;
+                entry_free(w, e);
+            } else {
+                pp = &e->next;
+            }
+        }
+    }
+}
+
+size_t lww_keys(const struct lww *w)
+{
+    return w->nentries;
+}
+
+size_t lww_bytes(const struct lww *w)
+{
+    return w->bytes + w->nbuckets * sizeof(*w->buckets);
+}

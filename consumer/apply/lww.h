@@ -1,0 +1,93 @@
+/* lww: the convergence rule of one consumer (DESIGN.md, "Concurrent edits converge"), as the
+ * newest write it knows per collection, key and field, and per key the newest delete.
+ *
+ * A write's stamp is (commit time, source name, commit LSN, activity id): the commit time of
+ * the source transaction (the event's commit_us; 0 when absent, so an event of an older
+ * producer or a snapshot is older than any that has one), the source instance's name as the
+ * tie-break between instances, then the LSN and the activity id, which order one source's
+ * writes. Every event the consumer takes, from every source it receives and from its own
+ * instance's topics, is observed first (lww_observe): the clocks then hold the newest write
+ * in the log as far as it was read. When an event's batch is planned, lww_decide keeps only
+ * the fields it is still the newest write of:
+ *   - a field is written only by the newest write of that field (so an older write, a resend
+ *     or a replay never moves it back, and concurrent writes of different fields merge);
+ *   - a delete is applied only when it is newer than every write of the key; a write older
+ *     than the newest delete is dropped (it never brings the item back), a newer one does
+ *     (the apply path's upsert creates the item from the event's full row).
+ * Events of the remote's own instance are never applied (the remote already has them) except
+ * as a repair: the consumer may have written an older value just after a local edit committed
+ * (it decided before the edit, Directus stored after it). When a local event is still the
+ * newest write of a field and this consumer wrote the key around or after that commit
+ * (wrote_ms >= commit - LWW_REPAIR_MARGIN_MS), or wrote it before a restart whose writes are
+ * unknown, the local value is written back (as the sync user, so it is not echoed).
+ *
+ * Memory: one entry per key of the assigned partitions (the clocks of a revoked partition are
+ * dropped and rebuilt by the member that gets it, from the topics themselves). Pure: no I/O,
+ * no clock (the caller passes times). */
+#ifndef DXSYNC_LWW_H
+#define DXSYNC_LWW_H
+
+#include "event.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* How far around a local commit a write of this consumer counts as possibly after it: the
+ * skew between this host's clock and the remote database's, plus the time a write takes to
+ * reach Directus's database. */
+#define LWW_REPAIR_MARGIN_MS 10000
+
+struct lww_stamp {
+    int64_t us;   /* commit time, µs since the Unix epoch; 0 when unknown */
+    uint64_t lsn; /* commit LSN; 0 when unknown */
+    int64_t aid;  /* activity id; 0 when none (snapshot) */
+    uint32_t src; /* rank of the source's name among the configured instances */
+};
+
+/* <0, 0, >0 as a is older than, the same write as, or newer than b. */
+int lww_stamp_cmp(const struct lww_stamp *a, const struct lww_stamp *b);
+
+struct lww;
+
+/* names: every instance name of the configuration (their sorted order ranks the sources).
+ * Returns NULL when out of memory. */
+struct lww *lww_new(const char *const *names, size_t n);
+void lww_free(struct lww *w);
+
+/* The stamp of ev (its source ranked among the names given to lww_new; an unknown name ranks
+ * after all of them). */
+void lww_stamp_of(const struct lww *w, const struct event *ev, struct lww_stamp *out);
+
+/* Records ev (already pruned to the routed fields) as seen, in partition: its delta members
+ * (update) or data members (create, snapshot) are written at its stamp, or the key deleted.
+ * foreign: ev comes from another instance (it is applied here), not from the remote's own.
+ * restoring: ev is read back from the log at assignment, not taken to be applied.
+ * Returns 0, or -1 when out of memory (the event then counts as the newest: it is applied). */
+int lww_observe(struct lww *w, const struct event *ev, int32_t partition, bool foreign,
+                bool restoring);
+
+enum lww_verdict { LWW_APPLY = 0, LWW_SKIP };
+
+/* What of ev is still to be written (see the top of this file). Prunes ev: the update's delta
+ * members, or the create's or snapshot's data members, that a newer write owns are removed.
+ * local: ev is from the remote's own instance; pending: it was already in the log when the
+ * partition was restored (a write of this consumer before the restart may have followed it).
+ * LWW_SKIP when nothing is left to write. */
+enum lww_verdict lww_decide(struct lww *w, struct event *ev, bool local, bool pending);
+
+/* Serialises a key across the partitions of different sources: the owner (a batch) holds
+ * the key from planning until its answer. Returns false when another owner holds it. */
+bool lww_claim(struct lww *w, const struct event *ev, const void *owner);
+/* Releases the key; when written, records now_ms as the last time this consumer wrote it. */
+void lww_release(struct lww *w, const struct event *ev, const void *owner, bool written,
+                 int64_t now_ms);
+
+/* Forgets every key of partition (revoked). */
+void lww_drop_partition(struct lww *w, int32_t partition);
+
+/* Keys held, and an estimate of the bytes they take. */
+size_t lww_keys(const struct lww *w);
+size_t lww_bytes(const struct lww *w);
+
+#endif

@@ -1,0 +1,316 @@
+/* lww: the convergence rule. Every instance's consumer sees the same writes in a different
+ * order; whatever the order, the fields it writes are those of the newest write (commit time,
+ * then source name), deletes take part, replays and resends never move a field back, and a
+ * local edit is written back only when this consumer may have written over it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "lww.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const NAMES[] = {"c", "a", "b"};
+
+/* An event of src at commit time us (µs) with activity id aid; fields as "f=v,g=w". */
+static struct event mk(const char *src, enum event_action action, const char *key, int64_t us,
+                       int64_t aid, const char *fields)
+{
+    struct event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.source = strdup(src);
+    ev.collection = strdup("articles");
+    ev.action = action;
+    ev.key_text = strdup(key);
+    ev.key = cJSON_CreateString(key);
+    char id[64];
+    snprintf(id, sizeof(id), "%s:%lld", src, (long long)aid);
+    ev.event_id = strdup(id);
+    ev.timestamp = strdup("2026-12-01T00:00:00.000Z");
+    ev.has_activity_id = aid != 0;
+    ev.activity_id = aid;
+    ev.has_commit_us = us != 0;
+    ev.commit_us = us;
+    ev.lsn = strdup("0/16B3748");
+    if (action != EVENT_DELETE) {
+        ev.data = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev.data, "id", key);
+        if (action == EVENT_UPDATE)
+            ev.delta = cJSON_CreateObject();
+        char buf[256];
+        snprintf(buf, sizeof(buf), "%s", fields);
+        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+            char *eq = strchr(tok, '=');
+            *eq = '\0';
+            cJSON_AddStringToObject(ev.data, tok, eq + 1);
+            if (ev.delta)
+                cJSON_AddStringToObject(ev.delta, tok, eq + 1);
+        }
+    }
+    return ev;
+}
+
+/* The members ev still writes after lww_decide, as "f,g" in their order, or "skip". */
+static const char *decide(struct lww *w, struct event *ev, bool local, bool pending)
+{
+    static char out[256];
+    if (lww_decide(w, ev, local, pending) == LWW_SKIP)
+        return "skip";
+    out[0] = '\0';
+    if (ev->action == EVENT_DELETE)
+        return "delete";
+    const cJSON *m = ev->action == EVENT_UPDATE ? ev->delta : ev->data;
+    for (const cJSON *f = m->child; f; f = f->next) {
+        if (strcmp(f->string, "id") == 0)
+            continue;
+        if (out[0])
+            strcat(out, ",");
+        strcat(out, f->string);
+    }
+    return out;
+}
+
+static struct lww *new_lww(void)
+{
+    struct lww *w = lww_new(NAMES, 3);
+    assert_non_null(w);
+    return w;
+}
+
+static void stamps_order_by_time_then_source_then_lsn(void **state)
+{
+    (void)state;
+    struct lww *w = new_lww();
+    struct event a = mk("a", EVENT_UPDATE, "k", 100, 1, "t=1");
+    struct event b = mk("b", EVENT_UPDATE, "k", 100, 1, "t=1");
+    struct event a2 = mk("a", EVENT_UPDATE, "k", 101, 2, "t=1");
+    struct event old = mk("c", EVENT_UPDATE, "k", 0, 99, "t=1"); /* an older producer's */
+    struct lww_stamp sa, sb, sa2, so;
+    lww_stamp_of(w, &a, &sa);
+    lww_stamp_of(w, &b, &sb);
+    lww_stamp_of(w, &a2, &sa2);
+    lww_stamp_of(w, &old, &so);
+    assert_true(lww_stamp_cmp(&sa, &sb) < 0);  /* same time: the name decides, a < b */
+    assert_true(lww_stamp_cmp(&sb, &sa2) < 0); /* time first */
+    assert_true(lww_stamp_cmp(&so, &sa) < 0);  /* no commit time: older than any */
+    assert_int_equal(lww_stamp_cmp(&sa, &sa), 0);
+    struct event *all[] = {&a, &b, &a2, &old};
+    for (int i = 0; i < 4; i++)
+        event_free(all[i]);
+    lww_free(w);
+}
+
+/* Two instances write the same field: whatever the order the consumer sees them in, only the
+ * newer is written; the older, seen first, is dropped once the newer is known. */
+static void newest_write_of_a_field_wins_in_any_order(void **state)
+{
+    (void)state;
+    for (int order = 0; order < 2; order++) {
+        struct lww *w = new_lww();
+        struct event older = mk("c", EVENT_UPDATE, "k", 1000, 5, "title=from c");
+        struct event newer = mk("a", EVENT_UPDATE, "k", 2000, 9, "title=from a");
+        struct event *first = order ? &newer : &older, *second = order ? &older : &newer;
+        assert_int_equal(lww_observe(w, first, 0, true, false), 0);
+        assert_int_equal(lww_observe(w, second, 0, true, false), 0);
+        assert_string_equal(decide(w, first, false, false), order ? "title" : "skip");
+        assert_string_equal(decide(w, second, false, false), order ? "skip" : "title");
+        event_free(&older);
+        event_free(&newer);
+        lww_free(w);
+    }
+}
+
+static void equal_times_tie_break_on_the_source_name(void **state)
+{
+    (void)state;
+    struct lww *w = new_lww();
+    struct event fa = mk("a", EVENT_UPDATE, "k", 5000, 7, "title=a");
+    struct event fc = mk("c", EVENT_UPDATE, "k", 5000, 3, "title=c");
+    lww_observe(w, &fc, 0, true, false);
+    lww_observe(w, &fa, 0, true, false);
+    assert_string_equal(decide(w, &fa, false, false), "skip");
+    assert_string_equal(decide(w, &fc, false, false), "title"); /* "c" > "a" */
+    event_free(&fa);
+    event_free(&fc);
+    lww_free(w);
+}
+
+/* Concurrent writes of different fields both survive: the item merges. */
+static void different_fields_merge(void **state)
+{
+    (void)state;
+    struct lww *w = new_lww();
+    struct event ea = mk("a", EVENT_UPDATE, "k", 2000, 1, "title=A");
+    struct event eb = mk("b", EVENT_UPDATE, "k", 1000, 1, "body=B");
+    struct event ec = mk("c", EVENT_UPDATE, "k", 1500, 1, "title=C,rating=3");
+    lww_observe(w, &ea, 0, true, false);
+    lww_observe(w, &eb, 0, true, false);
+    lww_observe(w, &ec, 0, true, false);
+    assert_string_equal(decide(w, &ea, false, false), "title");
+    assert_string_equal(decide(w, &eb, false, false), "body");
+    assert_string_equal(decide(w, &ec, false, false), "rating"); /* its title is older */
+    event_free(&ea);
+    event_free(&eb);
+    event_free(&ec);
+    lww_free(w);
+}
+
+/* A delete later than every write removes the item; a write older than it never brings it
+ * back; a newer write does (and then the older delete is not applied). */
+static void deletes_take_part(void **state)
+{
+    (void)state;
+    struct lww *w = new_lww();
+    struct event up = mk("a", EVENT_UPDATE, "k", 1000, 1, "title=x");
+    struct event del = mk("b", EVENT_DELETE, "k", 2000, 2, "");
+    lww_observe(w, &del, 0, true, false);
+    lww_observe(w, &up, 0, true, false);
+    assert_string_equal(decide(w, &del, false, false), "delete");
+    assert_string_equal(decide(w, &up, false, false), "skip"); /* no resurrection */
+    struct event later = mk("c", EVENT_UPDATE, "k", 3000, 3, "title=back");
+    lww_observe(w, &later, 0, true, false);
+    assert_string_equal(decide(w, &later, false, false), "title"); /* brings it back */
+    struct event del2 = mk("b", EVENT_DELETE, "k", 2000, 2, "");
+    assert_string_equal(decide(w, &del2, false, false), "skip"); /* a resend of the delete */
+    struct event create_old = mk("a", EVENT_CREATE, "k", 500, 1, "title=first,body=b");
+    lww_observe(w, &create_old, 0, true, false);
+    assert_string_equal(decide(w, &create_old, false, false), "skip");
+    struct event *all[] = {&up, &del, &later, &del2, &create_old};
+    for (int i = 0; i < 5; i++)
+        event_free(all[i]);
+    lww_free(w);
+}
+
+/* A create writes only the fields nobody wrote since; a replay of the whole history, seen in
+ * any order, writes each field only from its newest write. */
+static void replays_never_move_a_field_back(void **state)
+{
+    (void)state;
+    struct lww *w = new_lww();
+    struct event h[] = {
+        mk("a", EVENT_CREATE, "k", 1000, 1, "title=t1,body=b1,rating=1"),
+        mk("a", EVENT_UPDATE, "k", 2000, 2, "title=t2"),
+        mk("b", EVENT_UPDATE, "k", 3000, 1, "body=b3"),
+        mk("a", EVENT_UPDATE, "k", 4000, 3, "title=t4"),
+    };
+    for (int i = 0; i < 4; i++)
+        lww_observe(w, &h[i], 0, true, false);
+    /* the replay, after all of them are known */
+    struct event r[] = {
+        mk("a", EVENT_CREATE, "k", 1000, 1, "title=t1,body=b1,rating=1"),
+        mk("a", EVENT_UPDATE, "k", 2000, 2, "title=t2"),
+        mk("b", EVENT_UPDATE, "k", 3000, 1, "body=b3"),
+        mk("a", EVENT_UPDATE, "k", 4000, 3, "title=t4"),
+    };
+    const char *want[] = {"rating", "skip", "body", "title"};
+    for (int i = 0; i < 4; i++) {
+        lww_observe(w, &r[i], 0, true, false); /* seen again: changes nothing */
+        assert_string_equal(decide(w, &r[i], false, false), want[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        event_free(&h[i]);
+        event_free(&r[i]);
+    }
+    lww_free(w);
+}
+
+/* The remote's own writes are written back only when this consumer may have written over
+ * them: it wrote the key within the margin of the local commit, or before a restart. */
+static void local_edits_are_repaired_only_when_overwritten(void **state)
+{
+    (void)state;
+    struct lww *w = new_lww();
+    int64_t t0 = 1764547200000LL; /* ms */
+    struct event foreign = mk("a", EVENT_UPDATE, "k", t0 * 1000, 1, "title=from a");
+    lww_observe(w, &foreign, 0, true, false);
+    assert_string_equal(decide(w, &foreign, false, false), "title");
+    assert_true(lww_claim(w, &foreign, &foreign));
+    assert_false(lww_claim(w, &foreign, &w)); /* held: another partition waits */
+    lww_release(w, &foreign, &foreign, true, t0 + 50);
+    assert_true(lww_claim(w, &foreign, &w));
+    lww_release(w, &foreign, &w, false, 0);
+
+    /* a local edit 20 ms after the commit of a's write: the write landed after it */
+    struct event local = mk("b", EVENT_UPDATE, "k", (t0 + 20) * 1000, 1, "title=from b");
+    lww_observe(w, &local, 0, false, false);
+    assert_string_equal(decide(w, &local, true, false), "title");
+    /* a local edit long after this consumer's last write: nothing to repair */
+    struct event later = mk("b", EVENT_UPDATE, "k", (t0 + 60000) * 1000, 2, "title=later");
+    lww_observe(w, &later, 0, false, false);
+    assert_string_equal(decide(w, &later, true, false), "skip");
+    /* a local edit that a newer foreign write beats: not written back */
+    struct event newer = mk("c", EVENT_UPDATE, "k", (t0 + 70000) * 1000, 4, "title=from c");
+    struct event loc2 = mk("b", EVENT_UPDATE, "k", (t0 + 65000) * 1000, 3, "title=b2");
+    lww_observe(w, &newer, 0, true, false);
+    lww_observe(w, &loc2, 0, false, false);
+    lww_release(w, &newer, NULL, true, t0 + 70010);
+    assert_string_equal(decide(w, &loc2, true, false), "skip");
+    struct event *all[] = {&foreign, &local, &later, &newer, &loc2};
+    for (int i = 0; i < 5; i++)
+        event_free(all[i]);
+    lww_free(w);
+
+    /* after a restart: a local edit already in the log, on a key with foreign writes */
+    w = new_lww();
+    struct event f = mk("a", EVENT_CREATE, "k2", 1000, 1, "title=x");
+    struct event l = mk("b", EVENT_UPDATE, "k2", 2000, 1, "title=y");
+    lww_observe(w, &f, 1, true, true);
+    lww_observe(w, &l, 1, false, true);
+    assert_string_equal(decide(w, &l, true, true), "title");
+    assert_string_equal(decide(w, &l, true, false), "skip"); /* taken live: no write known */
+    struct event l3 = mk("b", EVENT_UPDATE, "k3", 2000, 2, "title=z");
+    lww_observe(w, &l3, 1, false, true); /* no foreign write of k3 */
+    assert_string_equal(decide(w, &l3, true, true), "skip");
+    event_free(&f);
+    event_free(&l);
+    event_free(&l3);
+    lww_free(w);
+}
+
+/* Many writes of one key keep a handful of stamps; a revoked partition's keys go. */
+static void memory_stays_small_and_partitions_drop(void **state)
+{
+    (void)state;
+    struct lww *w = new_lww();
+    for (int i = 1; i <= 1000; i++) {
+        char f[64];
+        snprintf(f, sizeof(f), "title=%d,body=%d", i, i);
+        struct event ev = mk(i % 2 ? "a" : "c", EVENT_UPDATE, "hot", 1000 + i, i, f);
+        lww_observe(w, &ev, 0, true, false);
+        event_free(&ev);
+    }
+    size_t one = lww_bytes(w);
+    for (int i = 0; i < 20000; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "key-%d", i);
+        struct event ev = mk("a", EVENT_CREATE, key, 1000 + i, i + 1, "title=t,body=b,rating=r");
+        lww_observe(w, &ev, i % 3, true, false);
+        event_free(&ev);
+    }
+    assert_int_equal(lww_keys(w), 20001);
+    size_t per_key = (lww_bytes(w) - one) / 20000;
+    print_message("  %zu bytes per key of three fields\n", per_key);
+    assert_true(per_key < 200);
+    lww_drop_partition(w, 1);
+    assert_int_equal(lww_keys(w), 20001 - 6667);
+    lww_free(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(stamps_order_by_time_then_source_then_lsn),
+        cmocka_unit_test(newest_write_of_a_field_wins_in_any_order),
+        cmocka_unit_test(equal_times_tie_break_on_the_source_name),
+        cmocka_unit_test(different_fields_merge),
+        cmocka_unit_test(deletes_take_part),
+        cmocka_unit_test(replays_never_move_a_field_back),
+        cmocka_unit_test(local_edits_are_repaired_only_when_overwritten),
+        cmocka_unit_test(memory_stays_small_and_partitions_drop),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
