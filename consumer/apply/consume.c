@@ -9,10 +9,12 @@
 #include "dlq.h"
 #include "kafka.h"
 #include "log.h"
+#include "lww.h"
 #include "partq.h"
 #include "plan.h"
 #include "recent.h"
 #include "remote.h"
+#include "restore.h"
 #include "routes.h"
 #include "signals.h"
 #include "util.h"
@@ -33,6 +35,8 @@
 #define STATS_EVERY_MS 1000
 /* Keys per partition whose newest activity_id is remembered (twice this at most). */
 #define RECENT_KEYS 4096
+/* A restore that reads nothing for this long gives up (the partitions are applied anyway). */
+#define RESTORE_IDLE_MS 30000
 
 /* One assigned partition. */
 struct part {
@@ -45,6 +49,7 @@ struct part {
     bool full;             /* held queue_max events at the last drain: its queue may hold more */
     bool has_recent;
     struct recent recent; /* newest activity_id per recent key: resends are skipped */
+    int64_t restore_end;  /* offsets below it were in the log when the partition was restored */
 };
 
 struct consume {
@@ -52,8 +57,11 @@ struct consume {
     const char *remote_name;
     const struct config_instance *inst;
     struct metrics *m;
-    struct routes_sub *subs;
+    struct routes_sub *subs; /* the routes into the remote, then its own topics (local) */
     size_t nsubs;
+    size_t nin; /* subs[0..nin) are the routes into the remote */
+    struct lww *lww;
+    rd_kafka_t *restore_rk; /* reads assigned partitions back into lww (restore.h) */
     char group[256];
     struct kafka_state cst;
     rd_kafka_t *rk;
@@ -71,6 +79,9 @@ struct consume {
     struct metric *m_malformed;
     struct metric *m_lag;
     struct metric *m_pending;
+    struct metric *m_clock_keys;
+    struct metric *m_clock_bytes;
+    struct metric *m_restore_s;
     int64_t next_stats_ms;
 };
 
@@ -274,6 +285,9 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         metrics_add(c->m_skipped, 1);
     } else {
         plan_prune(&e->ev, p->sub->coll);
+        if (lww_observe(c->lww, &e->ev, p->partition, !p->sub->local, false))
+            log_error(COMP, "event=out_of_memory what=clock key=%s", LOG_Q(e->ev.key_text));
+        e->pending = e->offset < p->restore_end;
         check_fields(c, p, e, now);
     }
 }
@@ -343,21 +357,100 @@ static void on_revoke(struct consume *c, const rd_kafka_topic_partition_list_t *
             part_remove(c, p);
         }
     }
+    /* the clocks of a partition number none of our topics has any more go with it */
+    for (int i = 0; i < l->cnt; i++) {
+        int32_t n = l->elems[i].partition;
+        bool kept = false;
+        for (size_t j = 0; j < c->nparts && !kept; j++)
+            kept = c->parts[j]->partition == n;
+        if (!kept)
+            lww_drop_partition(c->lww, n);
+    }
+}
+
+struct restoring {
+    struct consume *c;
+    struct part **parts; /* parts[i] is target i */
+};
+
+/* Feeds one message read back at assignment to the clocks. */
+static void restore_message(void *opaque, size_t target, const rd_kafka_message_t *msg)
+{
+    struct restoring *r = opaque;
+    struct consume *c = r->c;
+    struct part *p = r->parts[target];
+    struct event ev;
+    char err[256];
+    if (event_decode(msg->payload, msg->len, &ev, err, sizeof(err)))
+        return; /* malformed: it will be dead-lettered when it is taken */
+    if (strcmp(ev.source, p->sub->route->from) == 0 &&
+        strcmp(ev.collection, p->sub->coll->collection) == 0 && plan_touches(&ev, p->sub->coll)) {
+        plan_prune(&ev, p->sub->coll);
+        if (lww_observe(c->lww, &ev, p->partition, !p->sub->local, true))
+            log_error(COMP, "event=out_of_memory what=clock key=%s", LOG_Q(ev.key_text));
+    }
+    event_free(&ev);
+}
+
+/* Reads the newly assigned partitions back into the clocks (restore.h) before any of them is
+ * applied. Their partition numbers' clocks are rebuilt from scratch. */
+static void restore_parts(struct consume *c, struct part **parts, size_t n)
+{
+    if (n == 0)
+        return;
+    struct restore_target *t = calloc(n, sizeof(*t));
+    if (!t) {
+        log_error(COMP, "event=out_of_memory what=restore");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        t[i].topic = parts[i]->sub->topic;
+        t[i].partition = parts[i]->partition;
+        lww_drop_partition(c->lww, parts[i]->partition);
+    }
+    int64_t t0 = util_mono_ms();
+    char err[512];
+    struct restoring r = {c, parts};
+    int64_t read = restore_read(c->restore_rk, t, n, restore_message, &r, RESTORE_IDLE_MS,
+                                &signals_stop, err, sizeof(err));
+    double secs = (double)(util_mono_ms() - t0) / 1000.0;
+    metrics_set(c->m_restore_s, secs);
+    if (read < 0) {
+        log_error(COMP,
+                  "event=restore_incomplete partitions=%zu seconds=%.1f error=%s "
+                  "hint=\"older events may be applied over newer ones until the next "
+                  "assignment\"",
+                  n, secs, LOG_Q(err));
+    } else {
+        log_info(COMP, "event=clocks_restored partitions=%zu events=%" PRId64 " keys=%zu "
+                 "seconds=%.2f",
+                 n, read, lww_keys(c->lww), secs);
+    }
+    for (size_t i = 0; i < n; i++)
+        parts[i]->restore_end = read < 0 ? INT64_MAX : t[i].end;
+    free(t);
 }
 
 static void on_assign(struct consume *c, const rd_kafka_topic_partition_list_t *l)
 {
+    struct part **added = calloc((size_t)l->cnt + 1, sizeof(*added));
+    size_t nadded = 0;
     for (int i = 0; i < l->cnt; i++) {
         const struct routes_sub *sub = routes_find(c->subs, c->nsubs, l->elems[i].topic);
         if (!sub || part_find(c, l->elems[i].topic, l->elems[i].partition))
             continue;
-        if (!part_add(c, sub, l->elems[i].partition)) {
+        struct part *p = part_add(c, sub, l->elems[i].partition);
+        if (!p) {
             log_error(COMP, "event=out_of_memory what=partition");
             continue;
         }
-        log_info(COMP, "event=partition_assigned topic=%s partition=%" PRId32, sub->topic,
-                 l->elems[i].partition);
+        if (added)
+            added[nadded++] = p;
+        log_info(COMP, "event=partition_assigned topic=%s partition=%" PRId32 "%s", sub->topic,
+                 l->elems[i].partition, sub->local ? " local=true" : "");
     }
+    restore_parts(c, added, nadded);
+    free(added);
 }
 
 /* Each assigned partition gets its own queue, no longer forwarded to the consumer queue, so
@@ -453,6 +546,8 @@ static void stats(struct consume *c, int64_t now)
     }
     metrics_set(c->m_lag, (double)lag);
     metrics_set(c->m_pending, (double)pending);
+    metrics_set(c->m_clock_keys, (double)lww_keys(c->lww));
+    metrics_set(c->m_clock_bytes, (double)lww_bytes(c->lww));
     const struct remote *r = &c->remote;
     if (r->down_since_ms) {
         char text[800];
@@ -479,6 +574,36 @@ static void register_metrics(struct consume *c)
                              "Events in the assigned partitions not applied yet", l);
     c->m_pending = metrics_gauge(c->m, "dxsync_consumer_pending_events",
                                  "Events held in memory, waiting or in flight", l);
+    c->m_clock_keys = metrics_gauge(c->m, "dxsync_consumer_clock_keys",
+                                    "Keys whose newest writes the consumer knows (convergence)", l);
+    c->m_clock_bytes = metrics_gauge(c->m, "dxsync_consumer_clock_bytes",
+                                     "Memory the convergence clocks take", l);
+    c->m_restore_s = metrics_gauge(
+        c->m, "dxsync_consumer_restore_seconds",
+        "Time the last assignment took to read its partitions back into the clocks", l);
+}
+
+/* The client that reads assigned partitions back into the clocks: assigned by hand, never
+ * subscribed, never committing (its group id only names it). */
+static int make_restore_consumer(struct consume *c, char *err, size_t errlen)
+{
+    char group[300];
+    if (util_format(group, sizeof(group), "%s.restore.%s", c->cfg->kafka.topic_prefix,
+                    c->remote_name)) {
+        snprintf(err, errlen, "restore group name too long");
+        return -1;
+    }
+    static struct kafka_state rst = {.component = COMP};
+    const char *const defaults[] = {"fetch.max.bytes", "4194304", "max.partition.fetch.bytes",
+                                    "1048576", "queued.max.messages.kbytes", "8192", NULL};
+    const char *const forced[] = {"group.id", group, "enable.auto.commit", "false",
+                                  "enable.partition.eof", "false", "auto.offset.reset", "earliest",
+                                  NULL};
+    rd_kafka_conf_t *conf = kafka_conf_new(c->cfg, &rst, defaults, forced, err, errlen);
+    if (!conf)
+        return -1;
+    c->restore_rk = kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka restore consumer", err, errlen);
+    return c->restore_rk ? 0 : -1;
 }
 
 static int make_consumer(struct consume *c, char *err, size_t errlen)
@@ -563,17 +688,28 @@ static int setup(struct consume *c, char *err, size_t errlen)
     }
     size_t bmax = (size_t)c->cfg->consumer.batch_max;
     c->queue_max = bmax * 2 < 200 ? 200 : bmax * 2;
-    if (remote_init(&c->remote, c->remote_name, c->subs, c->nsubs,
+    if (remote_init(&c->remote, c->remote_name, c->subs, c->nin,
                     c->cfg->consumer.retry_notify_after_s, c->m)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     if (!(c->dlq = dlq_new(c->cfg, c->remote_name, c->m, err, errlen)))
         return -1;
-    if (!(c->dispatch = dispatch_new(c->cfg, c->inst, &c->remote, c->dlq, c->subs, c->nsubs, c->m,
-                                     err, errlen)))
+    const char **names = calloc(c->cfg->ninstances + 1, sizeof(*names));
+    for (size_t i = 0; names && i < c->cfg->ninstances; i++)
+        names[i] = c->cfg->instances[i].name;
+    c->lww = names ? lww_new(names, c->cfg->ninstances) : NULL;
+    free(names);
+    if (!c->lww) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!(c->dispatch = dispatch_new(c->cfg, c->inst, &c->remote, c->dlq, c->lww, c->subs, c->nin,
+                                     c->m, err, errlen)))
         return -1;
     register_metrics(c);
+    if (make_restore_consumer(c, err, errlen))
+        return -1;
     return make_consumer(c, err, errlen);
 }
 
@@ -587,14 +723,17 @@ static void teardown(struct consume *c)
         rd_kafka_queue_destroy(c->queue);
     if (c->rk)
         rd_kafka_destroy(c->rk);
+    if (c->restore_rk)
+        rd_kafka_destroy(c->restore_rk);
     dlq_free(c->dlq, 10000);
     dispatch_free(c->dispatch);
+    lww_free(c->lww);
     remote_free(&c->remote);
     if (c->wake[0] >= 0) {
         close(c->wake[0]);
         close(c->wake[1]);
     }
-    free(c->subs);
+    routes_free(c->subs, c->nsubs);
 }
 
 /* ------------------------------------------------------------------------------- the loop */
@@ -631,7 +770,7 @@ static int64_t turn(struct consume *c)
     now = util_mono_ms();
     struct remote *r = &c->remote;
     if (remote_notify_due(r, now, &wake))
-        dlq_remote_event(c->dlq, ERROR_REMOTE_UNAVAILABLE, c->subs, c->nsubs, r->down_status,
+        dlq_remote_event(c->dlq, ERROR_REMOTE_UNAVAILABLE, c->subs, c->nin, r->down_status,
                          r->down_code, r->down_message, r->down_retries);
     stats(c, now);
     if (!drained)
@@ -682,12 +821,17 @@ int consume_run(const struct config *cfg, const char *remote, struct metrics *m)
         log_error(COMP, "event=setup_failed error=%s", LOG_Q(err));
         return 1;
     }
+    c.nin = c.nsubs;
+    if (c.nsubs && routes_add_own(cfg, remote, &c.subs, &c.nsubs, err, sizeof(err))) {
+        log_error(COMP, "event=setup_failed error=%s", LOG_Q(err));
+        return 1;
+    }
     if (c.nsubs == 0) {
         log_error(COMP,
                   "event=nothing_routed remote=%s reason=no_route_to_remote "
                   "hint=\"add a route whose \\\"to\\\" is this remote\"",
                   remote);
-        free(c.subs);
+        routes_free(c.subs, c.nsubs);
         return 2;
     }
     if (setup(&c, err, sizeof(err))) {

@@ -27,6 +27,7 @@ struct dispatch {
     const char *remote_name;
     struct remote *remote;
     struct dlq *dlq;
+    struct lww *lww;
     const struct routes_sub *subs;
     size_t nsubs;
     struct http_client *http;
@@ -47,6 +48,8 @@ struct dispatch {
     struct metric *m_retry_outage;
     struct metric *m_retry_item;
     struct metric *m_in_flight;
+    struct metric *m_superseded;
+    struct metric *m_repairs;
 };
 
 /* ----------------------------------------------------------------------------------- slots */
@@ -165,9 +168,39 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
         d->scratch_evs = e;
         d->scratch_cap = n;
     }
+    /* the candidates, in offset order: up to a key another lane holds */
+    size_t cand = 0;
+    bool stop = false;
     for (size_t i = 0; i < n; i++) {
         struct partq_ev *pe = partq_at(q, i);
-        d->scratch_evs[i] = pe->state == PARTQ_WAITING ? &pe->ev : NULL;
+        d->scratch_evs[i] = NULL;
+        if (stop || pe->state != PARTQ_WAITING)
+            continue;
+        if (cand >= bmax || !lww_may_claim(d->lww, &pe->ev, l)) {
+            stop = true;
+            continue;
+        }
+        if (lww_decide(d->lww, &pe->ev, l->sub->local, pe->pending) == LWW_SKIP) {
+            if (!l->sub->local) {
+                metrics_add(d->m_superseded, 1);
+                log_debug(COMP,
+                          "event=superseded topic=%s partition=%" PRId32 " offset=%" PRId64
+                          " key=%s",
+                          l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text));
+            }
+            partq_set(q, pe, PARTQ_DONE);
+            continue;
+        }
+        if (l->sub->local) {
+            metrics_add(d->m_repairs, 1);
+            log_info(COMP,
+                     "event=local_repair topic=%s partition=%" PRId32 " offset=%" PRId64
+                     " key=%s action=%s",
+                     l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text),
+                     event_action_name(pe->ev.action));
+        }
+        d->scratch_evs[i] = &pe->ev;
+        cand++;
     }
     size_t k = plan_next(d->scratch_evs, n, bmax, d->scratch_idx);
     if (k == 0)
@@ -189,8 +222,10 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
     };
     if (apply_batch_init(&l->batch, &params, d->scratch_evs, k))
         return -1;
-    for (size_t i = 0; i < k; i++)
+    for (size_t i = 0; i < k; i++) {
         partq_set(q, bev[i], PARTQ_IN_BATCH);
+        lww_claim(d->lww, &bev[i]->ev, l);
+    }
     l->has_batch = true;
     l->st = LANE_READY;
     metrics_observe(d->m_batch, (double)k);
@@ -201,9 +236,11 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
  * (revoke, stop) gives its other items back to the queue. */
 static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
 {
+    int64_t now = util_wall_ms();
     for (size_t i = 0; i < l->batch.nitems; i++) {
         const struct apply_item *it = &l->batch.items[i];
         struct partq_ev *pe = l->bev[i];
+        lww_release(d->lww, &pe->ev, l, it->state == APPLY_APPLIED, now);
         switch (it->state) {
         case APPLY_APPLIED:
             partq_set(l->q, pe, PARTQ_DONE);
@@ -231,8 +268,11 @@ void dispatch_lane_drop(struct dispatch *d, struct dispatch_lane *l)
         l->slot = NULL;
         http_response_free(&l->resp);
     }
-    if (l->has_batch)
+    if (l->has_batch) {
+        for (size_t i = 0; i < l->batch.nitems; i++)
+            lww_release(d->lww, &l->bev[i]->ev, l, true, util_wall_ms());
         apply_batch_free(&l->batch);
+    }
     l->has_batch = false;
     free(l->bev);
     l->bev = NULL;
@@ -480,6 +520,11 @@ static void register_metrics(struct dispatch *d)
                                    DX_ARRAY_LEN(sizes));
     d->m_in_flight = metrics_gauge(d->m, "dxsync_consumer_requests_in_flight",
                                    "Requests to the remote in flight", l);
+    d->m_superseded = metrics_counter(
+        d->m, "dxsync_consumer_events_superseded_total",
+        "Events not written because newer writes own all their fields (convergence)", l);
+    d->m_repairs = metrics_counter(d->m, "dxsync_consumer_local_repairs_total",
+                                   "The remote's own edits written back over an older value", l);
     snprintf(l, sizeof(l), "remote=\"%s\",reason=\"outage\"", d->remote_name);
     d->m_retry_outage = metrics_counter(d->m, "dxsync_consumer_retries_total",
                                         "Requests retried after a backoff", l);
@@ -489,8 +534,9 @@ static void register_metrics(struct dispatch *d)
 }
 
 struct dispatch *dispatch_new(const struct config *cfg, const struct config_instance *inst,
-                              struct remote *remote, struct dlq *dlq, const struct routes_sub *subs,
-                              size_t nsubs, struct metrics *m, char *err, size_t errlen)
+                              struct remote *remote, struct dlq *dlq, struct lww *lww,
+                              const struct routes_sub *subs, size_t nsubs, struct metrics *m,
+                              char *err, size_t errlen)
 {
     struct dispatch *d = calloc(1, sizeof(*d));
     if (!d)
@@ -499,6 +545,7 @@ struct dispatch *dispatch_new(const struct config *cfg, const struct config_inst
     d->remote_name = inst->name;
     d->remote = remote;
     d->dlq = dlq;
+    d->lww = lww;
     d->subs = subs;
     d->nsubs = nsubs;
     d->m = m;

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "dlq.h"
 #include "http.h"
+#include "lww.h"
 #include "metrics.h"
 #include "partq.h"
 #include "remote.h"
@@ -53,8 +54,9 @@ struct dispatch;
 /* A dispatcher writing into inst as its sync user, with cfg's consumer settings. remote, dlq,
  * subs and m must outlive it. Returns NULL with err set. */
 struct dispatch *dispatch_new(const struct config *cfg, const struct config_instance *inst,
-                              struct remote *remote, struct dlq *dlq, const struct routes_sub *subs,
-                              size_t nsubs, struct metrics *m, char *err, size_t errlen);
+                              struct remote *remote, struct dlq *dlq, struct lww *lww,
+                              const struct routes_sub *subs, size_t nsubs, struct metrics *m,
+                              char *err, size_t errlen);
 void dispatch_free(struct dispatch *d);
 
 void dispatch_lane_init(struct dispatch_lane *l, const struct routes_sub *sub, int32_t partition,
@@ -63,6 +65,11 @@ void dispatch_lane_init(struct dispatch_lane *l, const struct routes_sub *sub, i
  * caller frees). */
 void dispatch_lane_drop(struct dispatch *d, struct dispatch_lane *l);
 
+/* A batch is planned from the events that are still the newest writes of something (lww_decide:
+ * what a newer write owns is dropped, an event with nothing left is settled as superseded) and
+ * holds its keys (lww_claim) until its answer: a key another partition's batch holds stops the
+ * lane there until that batch is answered, so writes of one key from different sources never
+ * cross in flight. */
 /* Starts requests, lanes in turn (and field list requests), while slots are free. drained:
  * Kafka has nothing more waiting (a batch need not wait to fill up). Returns the next time
  * something is due (a backoff, a linger), or INT64_MAX. */

@@ -443,6 +443,12 @@ bool lww_claim(struct lww *w, const struct event *ev, const void *owner)
     return true;
 }
 
+bool lww_may_claim(const struct lww *w, const struct event *ev, const void *owner)
+{
+    const struct entry *e = find(w, ev);
+    return !e || !e->owner || e->owner == owner;
+}
+
 void lww_release(struct lww *w, const struct event *ev, const void *owner, bool written,
                  int64_t now_ms)
 {

@@ -79,6 +79,8 @@ enum lww_verdict lww_decide(struct lww *w, struct event *ev, bool local, bool pe
 /* Serialises a key across the partitions of different sources: the owner (a batch) holds
  * the key from planning until its answer. Returns false when another owner holds it. */
 bool lww_claim(struct lww *w, const struct event *ev, const void *owner);
+/* Whether owner could claim the key now (nobody else holds it). */
+bool lww_may_claim(const struct lww *w, const struct event *ev, const void *owner);
 /* Releases the key; when written, records now_ms as the last time this consumer wrote it. */
 void lww_release(struct lww *w, const struct event *ev, const void *owner, bool written,
                  int64_t now_ms);

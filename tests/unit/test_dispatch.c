@@ -77,6 +77,7 @@ struct fixture {
     rd_kafka_mock_cluster_t *mc;
     struct config cfg;
     struct routes_sub *subs;
+    struct lww *lww;
     size_t nsubs;
     struct remote remote;
     struct dlq *dlq;
@@ -115,8 +116,11 @@ static int setup(void **state)
     assert_int_equal(remote_init(&f->remote, "b", f->subs, f->nsubs, 60, NULL), 0);
     f->dlq = dlq_new(&f->cfg, "b", NULL, err, sizeof(err));
     assert_non_null(f->dlq);
-    f->d = dispatch_new(&f->cfg, config_instance_find(&f->cfg, "b"), &f->remote, f->dlq, f->subs,
-                        f->nsubs, NULL, err, sizeof(err));
+    const char *names[] = {"a", "b"};
+    f->lww = lww_new(names, 2);
+    assert_non_null(f->lww);
+    f->d = dispatch_new(&f->cfg, config_instance_find(&f->cfg, "b"), &f->remote, f->dlq, f->lww,
+                        f->subs, f->nsubs, NULL, err, sizeof(err));
     assert_non_null(f->d);
     for (int i = 0; i < NLANES; i++) {
         partq_init(&f->q[i], NULL, NULL);
@@ -135,6 +139,7 @@ static int teardown(void **state)
         partq_free(&f->q[i]);
     }
     dispatch_free(f->d);
+    lww_free(f->lww);
     dlq_free(f->dlq, 1000);
     remote_free(&f->remote);
     free(f->subs);
