@@ -285,7 +285,9 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         metrics_add(c->m_skipped, 1);
     } else {
         plan_prune(&e->ev, p->sub->coll);
-        if (lww_observe(c->lww, &e->ev, p->partition, !p->sub->local, false))
+        struct lww_where at = {p->partition, (uint16_t)(p->sub - c->subs), e->offset,
+                               !p->sub->local, false};
+        if (lww_observe(c->lww, &e->ev, &at))
             log_error(COMP, "event=out_of_memory what=clock key=%s", LOG_Q(e->ev.key_text));
         e->pending = e->offset < p->restore_end;
         check_fields(c, p, e, now);
@@ -368,6 +370,25 @@ static void on_revoke(struct consume *c, const rd_kafka_topic_partition_list_t *
     }
 }
 
+/* dispatch's fetch (dispatch_set_fetch): one event of one of our topics, read again. */
+static int fetch_event(void *opaque, uint16_t sub, int32_t partition, int64_t offset,
+                       struct event *out)
+{
+    struct consume *c = opaque;
+    char err[512];
+    if (sub >= c->nsubs)
+        return -1;
+    rd_kafka_message_t *m = restore_fetch(c->restore_rk, c->subs[sub].topic, partition, offset,
+                                          10000, err, sizeof(err));
+    if (!m) {
+        log_warn(COMP, "event=fetch_failed error=%s", LOG_Q(err));
+        return -1;
+    }
+    int rc = event_decode(m->payload, m->len, out, err, sizeof(err));
+    rd_kafka_message_destroy(m);
+    return rc;
+}
+
 struct restoring {
     struct consume *c;
     struct part **parts; /* parts[i] is target i */
@@ -386,7 +407,9 @@ static void restore_message(void *opaque, size_t target, const rd_kafka_message_
     if (strcmp(ev.source, p->sub->route->from) == 0 &&
         strcmp(ev.collection, p->sub->coll->collection) == 0 && plan_touches(&ev, p->sub->coll)) {
         plan_prune(&ev, p->sub->coll);
-        if (lww_observe(c->lww, &ev, p->partition, !p->sub->local, true))
+        struct lww_where at = {p->partition, (uint16_t)(p->sub - c->subs), msg->offset,
+                               !p->sub->local, true};
+        if (lww_observe(c->lww, &ev, &at))
             log_error(COMP, "event=out_of_memory what=clock key=%s", LOG_Q(ev.key_text));
     }
     event_free(&ev);
@@ -710,6 +733,7 @@ static int setup(struct consume *c, char *err, size_t errlen)
     register_metrics(c);
     if (make_restore_consumer(c, err, errlen))
         return -1;
+    dispatch_set_fetch(c->dispatch, fetch_event, c);
     return make_consumer(c, err, errlen);
 }
 

@@ -50,7 +50,58 @@ struct dispatch {
     struct metric *m_in_flight;
     struct metric *m_superseded;
     struct metric *m_repairs;
+    struct metric *m_refills;
+    dispatch_fetch_fn fetch;
+    void *fetch_opaque;
 };
+
+void dispatch_set_fetch(struct dispatch *d, dispatch_fetch_fn fn, void *opaque)
+{
+    d->fetch = fn;
+    d->fetch_opaque = opaque;
+}
+
+#define REFILL_MAX 64
+
+/* pe is an update that may bring its item back: the members of its data whose newest write is
+ * another event get that write's value (lww_refill). A write that cannot be read leaves the
+ * value as it is (logged). */
+static void refill(struct dispatch *d, struct dispatch_lane *l, struct partq_ev *pe)
+{
+    struct lww_ref refs[REFILL_MAX];
+    size_t n = d->fetch ? lww_refill(d->lww, &pe->ev, refs, REFILL_MAX) : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!refs[i].field)
+            continue; /* done with an earlier read of the same event */
+        struct event src;
+        if (d->fetch(d->fetch_opaque, refs[i].sub, l->partition, refs[i].offset, &src)) {
+            log_warn(COMP,
+                     "event=refill_failed topic=%s partition=%" PRId32 " key=%s field=%s "
+                     "offset=%" PRId64,
+                     l->sub->topic, l->partition, LOG_Q(pe->ev.key_text), LOG_Q(refs[i].field),
+                     refs[i].offset);
+            continue;
+        }
+        for (size_t j = i; j < n; j++) {
+            if (!refs[j].field || refs[j].sub != refs[i].sub || refs[j].offset != refs[i].offset)
+                continue;
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(src.delta, refs[j].field);
+            if (!v)
+                v = cJSON_GetObjectItemCaseSensitive(src.data, refs[j].field);
+            cJSON *dup = v ? cJSON_Duplicate(v, true) : NULL;
+            if (dup && !cJSON_ReplaceItemInObjectCaseSensitive(pe->ev.data, refs[j].field, dup))
+                cJSON_Delete(dup);
+            else if (dup)
+                metrics_add(d->m_refills, 1);
+            log_debug(COMP, "event=refill topic=%s partition=%" PRId32 " key=%s field=%s from=%s",
+                      l->sub->topic, l->partition, LOG_Q(pe->ev.key_text), LOG_Q(refs[j].field),
+                      LOG_Q(src.event_id));
+            if (j != i)
+                refs[j].field = NULL;
+        }
+        event_free(&src);
+    }
+}
 
 /* ----------------------------------------------------------------------------------- slots */
 
@@ -191,6 +242,7 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
             partq_set(q, pe, PARTQ_DONE);
             continue;
         }
+        refill(d, l, pe);
         if (l->sub->local) {
             metrics_add(d->m_repairs, 1);
             log_info(COMP,
@@ -525,6 +577,9 @@ static void register_metrics(struct dispatch *d)
         "Events not written because newer writes own all their fields (convergence)", l);
     d->m_repairs = metrics_counter(d->m, "dxsync_consumer_local_repairs_total",
                                    "The remote's own edits written back over an older value", l);
+    d->m_refills = metrics_counter(
+        d->m, "dxsync_consumer_refilled_fields_total",
+        "Fields of an item brought back after a delete, taken from their newest write", l);
     snprintf(l, sizeof(l), "remote=\"%s\",reason=\"outage\"", d->remote_name);
     d->m_retry_outage = metrics_counter(d->m, "dxsync_consumer_retries_total",
                                         "Requests retried after a backoff", l);

@@ -12,6 +12,12 @@ struct field {
 #define NO_STAMP 0xff
 #define MAX_STAMPS 250 /* distinct stamps an entry keeps before unused ones are dropped */
 
+/* Where a stamp's event was read. */
+struct loc {
+    int64_t offset;
+    uint16_t sub;
+};
+
 struct entry {
     struct entry *next;
     uint64_t hash;
@@ -23,6 +29,7 @@ struct entry {
     uint8_t nstamps, capstamps;
     uint16_t nfields, capfields;
     struct lww_stamp *stamps;
+    struct loc *locs; /* locs[i]: where stamps[i]'s event was read */
     struct field *fields;
     char key[]; /* "<collection>\x1f<key>" */
 };
@@ -80,9 +87,11 @@ oom:
 
 static void entry_free(struct lww *w, struct entry *e)
 {
-    w->bytes -= sizeof(*e) + strlen(e->key) + 1 + e->capstamps * sizeof(*e->stamps) +
+    w->bytes -= sizeof(*e) + strlen(e->key) + 1 +
+                e->capstamps * (sizeof(*e->stamps) + sizeof(*e->locs)) +
                 e->capfields * sizeof(*e->fields);
     free(e->stamps);
+    free(e->locs);
     free(e->fields);
     free(e);
     w->nentries--;
@@ -279,6 +288,7 @@ static void compact_stamps(struct entry *e)
             used = e->fields[j].stamp == i;
         if (used) {
             e->stamps[n] = e->stamps[i];
+            e->locs[n] = e->locs[i];
             map[i] = n++;
         }
     }
@@ -289,8 +299,9 @@ static void compact_stamps(struct entry *e)
     e->nstamps = n;
 }
 
-/* The index of s in e's stamps, added when new; NO_STAMP when out of memory. */
-static uint8_t stamp_index(struct lww *w, struct entry *e, const struct lww_stamp *s)
+/* The index of s in e's stamps, added (read at *at) when new; NO_STAMP when out of memory. */
+static uint8_t stamp_index(struct lww *w, struct entry *e, const struct lww_stamp *s,
+                           const struct lww_where *at)
 {
     for (uint8_t i = 0; i < e->nstamps; i++)
         if (lww_stamp_cmp(&e->stamps[i], s) == 0)
@@ -304,17 +315,22 @@ static uint8_t stamp_index(struct lww *w, struct entry *e, const struct lww_stam
                                                                                : e->capstamps * 2)
                                    : 1;
         struct lww_stamp *st = realloc(e->stamps, cap * sizeof(*st));
-        if (!st)
+        if (st)
+            e->stamps = st;
+        struct loc *lc = st ? realloc(e->locs, cap * sizeof(*lc)) : NULL;
+        if (!lc)
             return NO_STAMP;
-        w->bytes += (size_t)(cap - e->capstamps) * sizeof(*st);
-        e->stamps = st;
+        e->locs = lc;
+        w->bytes += (size_t)(cap - e->capstamps) * (sizeof(*st) + sizeof(*lc));
         e->capstamps = cap;
     }
     e->stamps[e->nstamps] = *s;
+    e->locs[e->nstamps] = (struct loc){at->offset, at->sub};
     return e->nstamps++;
 }
 
-static int set_field(struct lww *w, struct entry *e, const char *name, const struct lww_stamp *s)
+static int set_field(struct lww *w, struct entry *e, const char *name, const struct lww_stamp *s,
+                     const struct lww_where *at)
 {
     int n = intern(w, name);
     if (n < 0)
@@ -322,7 +338,7 @@ static int set_field(struct lww *w, struct entry *e, const char *name, const str
     struct field *f = field_of(e, n);
     if (f && f->stamp != NO_STAMP && lww_stamp_cmp(&e->stamps[f->stamp], s) >= 0)
         return 0; /* it knows a write as new */
-    uint8_t si = stamp_index(w, e, s);
+    uint8_t si = stamp_index(w, e, s, at);
     if (si == NO_STAMP)
         return -1;
     if (!f) {
@@ -342,20 +358,19 @@ static int set_field(struct lww *w, struct entry *e, const char *name, const str
     return 0;
 }
 
-int lww_observe(struct lww *w, const struct event *ev, int32_t partition, bool foreign,
-                bool restoring)
+int lww_observe(struct lww *w, const struct event *ev, const struct lww_where *at)
 {
-    struct entry *e = find_or_add(w, ev, partition);
+    struct entry *e = find_or_add(w, ev, at->partition);
     if (!e)
         return -1;
-    if (foreign && restoring)
+    if (at->foreign && at->restoring)
         e->restored_foreign = true;
     struct lww_stamp s;
     lww_stamp_of(w, ev, &s);
     if (ev->action == EVENT_DELETE) {
         if (e->del != NO_STAMP && lww_stamp_cmp(&e->stamps[e->del], &s) >= 0)
             return 0;
-        uint8_t si = stamp_index(w, e, &s);
+        uint8_t si = stamp_index(w, e, &s, at);
         if (si == NO_STAMP)
             return -1;
         e->del = si;
@@ -364,7 +379,7 @@ int lww_observe(struct lww *w, const struct event *ev, int32_t partition, bool f
     const cJSON *members = ev->action == EVENT_UPDATE ? ev->delta : ev->data;
     int rc = 0;
     for (const cJSON *f = members ? members->child : NULL; f; f = f->next)
-        if (f->string && set_field(w, e, f->string, &s))
+        if (f->string && set_field(w, e, f->string, &s, at))
             rc = -1;
     return rc;
 }
@@ -430,6 +445,26 @@ enum lww_verdict lww_decide(struct lww *w, struct event *ev, bool local, bool pe
         f = next;
     }
     return kept ? LWW_APPLY : LWW_SKIP;
+}
+
+size_t lww_refill(const struct lww *w, const struct event *ev, struct lww_ref *out, size_t max)
+{
+    struct entry *e = ev->action == EVENT_UPDATE ? find(w, ev) : NULL;
+    if (!e || e->del == NO_STAMP || !ev->data)
+        return 0;
+    struct lww_stamp s;
+    lww_stamp_of(w, ev, &s);
+    if (lww_stamp_cmp(&s, &e->stamps[e->del]) <= 0)
+        return 0;
+    size_t n = 0;
+    for (const cJSON *m = ev->data->child; m && n < max; m = m->next) {
+        int name = m->string ? lookup_name(w, m->string) : -1;
+        struct field *f = name < 0 ? NULL : field_of(e, name);
+        if (!f || f->stamp == NO_STAMP || lww_stamp_cmp(&e->stamps[f->stamp], &s) >= 0)
+            continue; /* no other write known, this event's own, or a newer one (applied later) */
+        out[n++] = (struct lww_ref){m->string, e->locs[f->stamp].sub, e->locs[f->stamp].offset};
+    }
+    return n;
 }
 
 bool lww_claim(struct lww *w, const struct event *ev, const void *owner)

@@ -59,13 +59,33 @@ void lww_free(struct lww *w);
  * after all of them). */
 void lww_stamp_of(const struct lww *w, const struct event *ev, struct lww_stamp *out);
 
-/* Records ev (already pruned to the routed fields) as seen, in partition: its delta members
- * (update) or data members (create, snapshot) are written at its stamp, or the key deleted.
- * foreign: ev comes from another instance (it is applied here), not from the remote's own.
- * restoring: ev is read back from the log at assignment, not taken to be applied.
- * Returns 0, or -1 when out of memory (the event then counts as the newest: it is applied). */
-int lww_observe(struct lww *w, const struct event *ev, int32_t partition, bool foreign,
-                bool restoring);
+/* Where an event was read. */
+struct lww_where {
+    int32_t partition;
+    uint16_t sub;   /* the consumer's index of its topic */
+    int64_t offset; /* its offset there */
+    bool foreign;   /* from another instance (applied here), not the remote's own */
+    bool restoring; /* read back from the log at assignment, not taken to be applied */
+};
+
+/* Records ev (already pruned to the routed fields) as seen at *at: its delta members (update)
+ * or data members (create, snapshot) are written at its stamp, or the key deleted. Returns 0,
+ * or -1 when out of memory (the event then counts as the newest: it is applied). */
+int lww_observe(struct lww *w, const struct event *ev, const struct lww_where *at);
+
+/* A field whose newest write is another event, and where that event was read. */
+struct lww_ref {
+    const char *field; /* a member name of the event's data */
+    uint16_t sub;
+    int64_t offset;
+};
+
+/* For an update newer than a delete of its item (it may bring the item back: the apply path
+ * creates a missing item from data), the members of data whose newest write is an older,
+ * other event: data holds them as the event's source saw them, which need not be the newest
+ * write's value (the source may not have had it yet), so the caller puts that write's value in
+ * their place before the batch is sent. Writes at most max refs; returns how many. */
+size_t lww_refill(const struct lww *w, const struct event *ev, struct lww_ref *out, size_t max);
 
 enum lww_verdict { LWW_APPLY = 0, LWW_SKIP };
 

@@ -22,9 +22,15 @@ int64_t restore_read(rd_kafka_t *rk, struct restore_target *targets, size_t n, r
     }
     for (size_t i = 0; i < n; i++) {
         int64_t lo, hi;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, targets[i].topic,
-                                                                 targets[i].partition, &lo, &hi,
-                                                                 timeout_ms);
+        rd_kafka_resp_err_t e;
+        /* a topic just created has no leader for a moment: ask again until timeout_ms */
+        int64_t until = util_mono_ms() + timeout_ms;
+        while ((e = rd_kafka_query_watermark_offsets(rk, targets[i].topic, targets[i].partition,
+                                                     &lo, &hi, timeout_ms)) &&
+               e != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION &&
+               e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && util_mono_ms() < until &&
+               !(stop && *stop))
+            util_sleep_ms(200, stop);
         if (e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
             targets[i].end = 0; /* nothing published yet */
             next[i] = 0;
@@ -96,4 +102,34 @@ out:
         rd_kafka_topic_partition_list_destroy(l);
     free(next);
     return read;
+}
+
+rd_kafka_message_t *restore_fetch(rd_kafka_t *rk, const char *topic, int32_t partition,
+                                  int64_t offset, int timeout_ms, char *err, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        snprintf(err, errlen, "assign: %s", rd_kafka_err2str(e));
+        return NULL;
+    }
+    rd_kafka_message_t *found = NULL;
+    int64_t until = util_mono_ms() + timeout_ms;
+    while (!found && util_mono_ms() < until) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err && m->partition == partition && m->offset == offset &&
+            strcmp(rd_kafka_topic_name(m->rkt), topic) == 0)
+            found = m;
+        else
+            rd_kafka_message_destroy(m);
+    }
+    rd_kafka_assign(rk, NULL);
+    if (!found)
+        snprintf(err, errlen, "%s [%d] offset %lld: not read within %d ms", topic, (int)partition,
+                 (long long)offset, timeout_ms);
+    return found;
 }

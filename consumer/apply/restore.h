@@ -26,4 +26,9 @@ int64_t restore_read(rd_kafka_t *rk, struct restore_target *targets, size_t n, r
                      void *opaque, int timeout_ms, volatile sig_atomic_t *stop, char *err,
                      size_t errlen);
 
+/* Reads the one message at offset of topic/partition with rk (as restore_read). Returns it (the
+ * caller destroys it), or NULL with err set after timeout_ms. */
+rd_kafka_message_t *restore_fetch(rd_kafka_t *rk, const char *topic, int32_t partition,
+                                  int64_t offset, int timeout_ms, char *err, size_t errlen);
+
 #endif

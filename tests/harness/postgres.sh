@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# PostgreSQL for the tests: a throwaway cluster with wal_level=logical on its own port.
+# PostgreSQL for the tests: a throwaway cluster with wal_level=logical on its own port, and
+# track_commit_timestamp=on (the convergence test reads each write's commit time).
 #   postgres.sh install          install Debian's postgresql when missing
 #   postgres.sh start            initdb (once) and start; prints PG_URL
 #   postgres.sh stop             fast shutdown, by the pid in postmaster.pid
@@ -46,7 +47,7 @@ cmd_start() {
       "-p $DXSYNC_PG_PORT -c listen_addresses=127.0.0.1 -k $PGSOCK_DIR -c wal_level=${DXSYNC_PG_WAL_LEVEL:-logical} \
        -c max_replication_slots=32 -c max_wal_senders=32 -c max_connections=200 \
        -c fsync=off -c synchronous_commit=on -c full_page_writes=off \
-       -c wal_sender_timeout=60s -c max_slot_wal_keep_size=4GB" >/dev/null \
+       -c wal_sender_timeout=60s -c max_slot_wal_keep_size=4GB -c track_commit_timestamp=on" >/dev/null \
       || { tail -n 30 "$DXSYNC_RUN/pg.log" >&2; die "postgres did not start"; }
   fi
   wait_port "$DXSYNC_PG_PORT" 30 || die "postgres is not listening on $DXSYNC_PG_PORT"

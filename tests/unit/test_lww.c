@@ -74,6 +74,19 @@ static const char *decide(struct lww *w, struct event *ev, bool local, bool pend
     return out;
 }
 
+static int observe_at(struct lww *w, const struct event *ev, int32_t partition, bool foreign,
+                      bool restoring, int64_t offset)
+{
+    struct lww_where at = {partition, foreign ? 0 : 1, offset, foreign, restoring};
+    return lww_observe(w, ev, &at);
+}
+
+static int observe(struct lww *w, const struct event *ev, int32_t partition, bool foreign,
+                   bool restoring)
+{
+    return observe_at(w, ev, partition, foreign, restoring, ev->activity_id);
+}
+
 static struct lww *new_lww(void)
 {
     struct lww *w = lww_new(NAMES, 3);
@@ -114,8 +127,8 @@ static void newest_write_of_a_field_wins_in_any_order(void **state)
         struct event older = mk("c", EVENT_UPDATE, "k", 1000, 5, "title=from c");
         struct event newer = mk("a", EVENT_UPDATE, "k", 2000, 9, "title=from a");
         struct event *first = order ? &newer : &older, *second = order ? &older : &newer;
-        assert_int_equal(lww_observe(w, first, 0, true, false), 0);
-        assert_int_equal(lww_observe(w, second, 0, true, false), 0);
+        assert_int_equal(observe(w, first, 0, true, false), 0);
+        assert_int_equal(observe(w, second, 0, true, false), 0);
         assert_string_equal(decide(w, first, false, false), order ? "title" : "skip");
         assert_string_equal(decide(w, second, false, false), order ? "skip" : "title");
         event_free(&older);
@@ -130,8 +143,8 @@ static void equal_times_tie_break_on_the_source_name(void **state)
     struct lww *w = new_lww();
     struct event fa = mk("a", EVENT_UPDATE, "k", 5000, 7, "title=a");
     struct event fc = mk("c", EVENT_UPDATE, "k", 5000, 3, "title=c");
-    lww_observe(w, &fc, 0, true, false);
-    lww_observe(w, &fa, 0, true, false);
+    observe(w, &fc, 0, true, false);
+    observe(w, &fa, 0, true, false);
     assert_string_equal(decide(w, &fa, false, false), "skip");
     assert_string_equal(decide(w, &fc, false, false), "title"); /* "c" > "a" */
     event_free(&fa);
@@ -147,9 +160,9 @@ static void different_fields_merge(void **state)
     struct event ea = mk("a", EVENT_UPDATE, "k", 2000, 1, "title=A");
     struct event eb = mk("b", EVENT_UPDATE, "k", 1000, 1, "body=B");
     struct event ec = mk("c", EVENT_UPDATE, "k", 1500, 1, "title=C,rating=3");
-    lww_observe(w, &ea, 0, true, false);
-    lww_observe(w, &eb, 0, true, false);
-    lww_observe(w, &ec, 0, true, false);
+    observe(w, &ea, 0, true, false);
+    observe(w, &eb, 0, true, false);
+    observe(w, &ec, 0, true, false);
     assert_string_equal(decide(w, &ea, false, false), "title");
     assert_string_equal(decide(w, &eb, false, false), "body");
     assert_string_equal(decide(w, &ec, false, false), "rating"); /* its title is older */
@@ -167,20 +180,48 @@ static void deletes_take_part(void **state)
     struct lww *w = new_lww();
     struct event up = mk("a", EVENT_UPDATE, "k", 1000, 1, "title=x");
     struct event del = mk("b", EVENT_DELETE, "k", 2000, 2, "");
-    lww_observe(w, &del, 0, true, false);
-    lww_observe(w, &up, 0, true, false);
+    observe(w, &del, 0, true, false);
+    observe(w, &up, 0, true, false);
     assert_string_equal(decide(w, &del, false, false), "delete");
     assert_string_equal(decide(w, &up, false, false), "skip"); /* no resurrection */
     struct event later = mk("c", EVENT_UPDATE, "k", 3000, 3, "title=back");
-    lww_observe(w, &later, 0, true, false);
+    observe(w, &later, 0, true, false);
     assert_string_equal(decide(w, &later, false, false), "title"); /* brings it back */
     struct event del2 = mk("b", EVENT_DELETE, "k", 2000, 2, "");
     assert_string_equal(decide(w, &del2, false, false), "skip"); /* a resend of the delete */
     struct event create_old = mk("a", EVENT_CREATE, "k", 500, 1, "title=first,body=b");
-    lww_observe(w, &create_old, 0, true, false);
+    observe(w, &create_old, 0, true, false);
     assert_string_equal(decide(w, &create_old, false, false), "skip");
     struct event *all[] = {&up, &del, &later, &del2, &create_old};
     for (int i = 0; i < 5; i++)
+        event_free(all[i]);
+    lww_free(w);
+}
+
+/* An update newer than a delete brings the item back from its data; data's other fields are
+ * as its source saw them, so the newest writes of those fields are named to be read again. */
+static void an_update_bringing_an_item_back_names_the_newest_writes(void **state)
+{
+    (void)state;
+    struct lww *w = new_lww();
+    struct event t_old = mk("c", EVENT_UPDATE, "k", 1000, 20, "title=c-98");
+    struct event t_new = mk("a", EVENT_UPDATE, "k", 1001, 31, "title=a-98");
+    struct event del = mk("b", EVENT_DELETE, "k", 2000, 16, "");
+    struct event back = mk("c", EVENT_UPDATE, "k", 3000, 26, "rating=1082");
+    cJSON_AddStringToObject(back.data, "title", "c-98"); /* c had not seen a-98 yet */
+    observe_at(w, &t_old, 0, true, false, 20);
+    observe_at(w, &t_new, 0, false, false, 31);
+    observe_at(w, &del, 0, true, false, 16);
+    observe_at(w, &back, 0, true, false, 26);
+    struct lww_ref refs[4];
+    assert_int_equal(lww_refill(w, &t_new, refs, 4), 0); /* older than the delete */
+    assert_int_equal(lww_refill(w, &back, refs, 4), 1);
+    assert_string_equal(refs[0].field, "title");
+    assert_int_equal(refs[0].sub, 1); /* the remote's own topic */
+    assert_int_equal(refs[0].offset, 31);
+    assert_string_equal(decide(w, &back, false, false), "rating");
+    struct event *all[] = {&t_old, &t_new, &del, &back};
+    for (int i = 0; i < 4; i++)
         event_free(all[i]);
     lww_free(w);
 }
@@ -198,7 +239,7 @@ static void replays_never_move_a_field_back(void **state)
         mk("a", EVENT_UPDATE, "k", 4000, 3, "title=t4"),
     };
     for (int i = 0; i < 4; i++)
-        lww_observe(w, &h[i], 0, true, false);
+        observe(w, &h[i], 0, true, false);
     /* the replay, after all of them are known */
     struct event r[] = {
         mk("a", EVENT_CREATE, "k", 1000, 1, "title=t1,body=b1,rating=1"),
@@ -208,7 +249,7 @@ static void replays_never_move_a_field_back(void **state)
     };
     const char *want[] = {"rating", "skip", "body", "title"};
     for (int i = 0; i < 4; i++) {
-        lww_observe(w, &r[i], 0, true, false); /* seen again: changes nothing */
+        observe(w, &r[i], 0, true, false); /* seen again: changes nothing */
         assert_string_equal(decide(w, &r[i], false, false), want[i]);
     }
     for (int i = 0; i < 4; i++) {
@@ -226,7 +267,7 @@ static void local_edits_are_repaired_only_when_overwritten(void **state)
     struct lww *w = new_lww();
     int64_t t0 = 1764547200000LL; /* ms */
     struct event foreign = mk("a", EVENT_UPDATE, "k", t0 * 1000, 1, "title=from a");
-    lww_observe(w, &foreign, 0, true, false);
+    observe(w, &foreign, 0, true, false);
     assert_string_equal(decide(w, &foreign, false, false), "title");
     assert_true(lww_claim(w, &foreign, &foreign));
     assert_false(lww_claim(w, &foreign, &w)); /* held: another partition waits */
@@ -236,17 +277,17 @@ static void local_edits_are_repaired_only_when_overwritten(void **state)
 
     /* a local edit 20 ms after the commit of a's write: the write landed after it */
     struct event local = mk("b", EVENT_UPDATE, "k", (t0 + 20) * 1000, 1, "title=from b");
-    lww_observe(w, &local, 0, false, false);
+    observe(w, &local, 0, false, false);
     assert_string_equal(decide(w, &local, true, false), "title");
     /* a local edit long after this consumer's last write: nothing to repair */
     struct event later = mk("b", EVENT_UPDATE, "k", (t0 + 60000) * 1000, 2, "title=later");
-    lww_observe(w, &later, 0, false, false);
+    observe(w, &later, 0, false, false);
     assert_string_equal(decide(w, &later, true, false), "skip");
     /* a local edit that a newer foreign write beats: not written back */
     struct event newer = mk("c", EVENT_UPDATE, "k", (t0 + 70000) * 1000, 4, "title=from c");
     struct event loc2 = mk("b", EVENT_UPDATE, "k", (t0 + 65000) * 1000, 3, "title=b2");
-    lww_observe(w, &newer, 0, true, false);
-    lww_observe(w, &loc2, 0, false, false);
+    observe(w, &newer, 0, true, false);
+    observe(w, &loc2, 0, false, false);
     lww_release(w, &newer, NULL, true, t0 + 70010);
     assert_string_equal(decide(w, &loc2, true, false), "skip");
     struct event *all[] = {&foreign, &local, &later, &newer, &loc2};
@@ -258,12 +299,12 @@ static void local_edits_are_repaired_only_when_overwritten(void **state)
     w = new_lww();
     struct event f = mk("a", EVENT_CREATE, "k2", 1000, 1, "title=x");
     struct event l = mk("b", EVENT_UPDATE, "k2", 2000, 1, "title=y");
-    lww_observe(w, &f, 1, true, true);
-    lww_observe(w, &l, 1, false, true);
+    observe(w, &f, 1, true, true);
+    observe(w, &l, 1, false, true);
     assert_string_equal(decide(w, &l, true, true), "title");
     assert_string_equal(decide(w, &l, true, false), "skip"); /* taken live: no write known */
     struct event l3 = mk("b", EVENT_UPDATE, "k3", 2000, 2, "title=z");
-    lww_observe(w, &l3, 1, false, true); /* no foreign write of k3 */
+    observe(w, &l3, 1, false, true); /* no foreign write of k3 */
     assert_string_equal(decide(w, &l3, true, true), "skip");
     event_free(&f);
     event_free(&l);
@@ -280,7 +321,7 @@ static void memory_stays_small_and_partitions_drop(void **state)
         char f[64];
         snprintf(f, sizeof(f), "title=%d,body=%d", i, i);
         struct event ev = mk(i % 2 ? "a" : "c", EVENT_UPDATE, "hot", 1000 + i, i, f);
-        lww_observe(w, &ev, 0, true, false);
+        observe(w, &ev, 0, true, false);
         event_free(&ev);
     }
     size_t one = lww_bytes(w);
@@ -288,7 +329,7 @@ static void memory_stays_small_and_partitions_drop(void **state)
         char key[32];
         snprintf(key, sizeof(key), "key-%d", i);
         struct event ev = mk("a", EVENT_CREATE, key, 1000 + i, i + 1, "title=t,body=b,rating=r");
-        lww_observe(w, &ev, i % 3, true, false);
+        observe(w, &ev, i % 3, true, false);
         event_free(&ev);
     }
     assert_int_equal(lww_keys(w), 20001);
@@ -309,6 +350,7 @@ int main(void)
         cmocka_unit_test(different_fields_merge),
         cmocka_unit_test(deletes_take_part),
         cmocka_unit_test(replays_never_move_a_field_back),
+        cmocka_unit_test(an_update_bringing_an_item_back_names_the_newest_writes),
         cmocka_unit_test(local_edits_are_repaired_only_when_overwritten),
         cmocka_unit_test(memory_stays_small_and_partitions_drop),
     };
