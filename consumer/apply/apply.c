@@ -23,7 +23,7 @@ struct regroup {
     enum apply_step step;
     const size_t *idx;
     size_t n;
-    bool resolved;
+    int resolved;
 };
 
 static int groups_reserve(struct apply_batch *b, size_t n)
@@ -435,7 +435,7 @@ static enum apply_verdict item_fault(struct apply_batch *b, int64_t *delay_ms)
 static enum apply_verdict to_resolve(struct apply_batch *b, int64_t *delay_ms)
 {
     struct apply_group *g = &b->groups[0];
-    struct regroup rg = {APPLY_STEP_RESOLVE, g->idx, g->n, true};
+    struct regroup rg = {APPLY_STEP_RESOLVE, g->idx, g->n, g->resolved + 1};
     if (group_replace(b, &rg, 1))
         return out_of_memory(b, delay_ms);
     return APPLY_NEXT;
@@ -467,9 +467,9 @@ static enum apply_verdict replan(struct apply_batch *b, const bool *found, int64
         }
     }
     struct regroup rg[3] = {
-        {APPLY_STEP_POST, post, npost, true},
-        {APPLY_STEP_PATCH, patch, npatch, true},
-        {APPLY_STEP_DELETE, del, ndel, true},
+        {APPLY_STEP_POST, post, npost, g->resolved},
+        {APPLY_STEP_PATCH, patch, npatch, g->resolved},
+        {APPLY_STEP_DELETE, del, ndel, g->resolved},
     };
     if (group_replace(b, rg, 3)) {
         for (size_t i = 0; i < g->n; i++)
@@ -607,8 +607,13 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
         b->need_ping = true;
         return APPLY_NEXT;
     case DIRECTUS_FORBIDDEN:
-    case DIRECTUS_DUPLICATE:
         if (b->sent != APPLY_STEP_RESOLVE && !g->resolved)
+            return to_resolve(b, delay_ms);
+        return fail_front(b, r->status, r->code, r->message, delay_ms);
+    case DIRECTUS_DUPLICATE:
+        /* created since the keys were asked (a person on the remote, at the same moment): ask
+         * again, a few times */
+        if (b->sent != APPLY_STEP_RESOLVE && g->resolved < APPLY_DUPLICATE_RESOLVES)
             return to_resolve(b, delay_ms);
         return fail_front(b, r->status, r->code, r->message, delay_ms);
     case DIRECTUS_REFUSED:

@@ -77,6 +77,9 @@ struct apply_request {
  * on its stale pooled connections for a moment; that must not send changes to the DLQ. */
 #define APPLY_ITEM_BACKOFF_BASE_MS 1000
 
+/* How often a batch asks again which keys exist when a create keeps meeting a duplicate key. */
+#define APPLY_DUPLICATE_RESOLVES 3
+
 enum apply_verdict {
     APPLY_NEXT,         /* send the next request (apply_batch_next) now */
     APPLY_RETRY_OUTAGE, /* the remote is unavailable: wait *delay_ms, then the next request */
@@ -88,7 +91,8 @@ struct apply_group {
     enum apply_step step; /* POST, PATCH, DELETE or RESOLVE */
     size_t *idx;          /* indices into items */
     size_t n;
-    bool resolved; /* existence already asked: a 403/duplicate now fails for good */
+    int resolved; /* times existence was asked: a 403 then fails for good, a duplicate after
+                   * APPLY_DUPLICATE_RESOLVES */
 };
 
 struct apply_batch {

@@ -395,9 +395,17 @@ static bool newest_of_field(const struct lww *w, struct entry *e, const char *na
     return !f || f->stamp == NO_STAMP || lww_stamp_cmp(&e->stamps[f->stamp], s) <= 0;
 }
 
-static bool older_than_delete(const struct entry *e, const struct lww_stamp *s)
+/* Whether the item lives: no delete, or a write newer than the newest delete. */
+static bool alive(const struct entry *e)
 {
-    return e->del != NO_STAMP && lww_stamp_cmp(s, &e->stamps[e->del]) < 0;
+    if (e->del == NO_STAMP)
+        return true;
+    for (size_t i = 0; i < e->nfields; i++) {
+        const struct field *f = &e->fields[i];
+        if (f->stamp != NO_STAMP && lww_stamp_cmp(&e->stamps[f->stamp], &e->stamps[e->del]) > 0)
+            return true;
+    }
+    return false;
 }
 
 /* Whether the delete at s is newer than every write of e and the newest delete. */
@@ -431,8 +439,8 @@ enum lww_verdict lww_decide(struct lww *w, struct event *ev, bool local, bool pe
     }
     if (ev->action == EVENT_DELETE)
         return delete_wins(e, &s) ? LWW_APPLY : LWW_SKIP;
-    if (older_than_delete(e, &s))
-        return LWW_SKIP;
+    if (!alive(e))
+        return LWW_SKIP; /* the newest delete is newer than every write: the item is gone */
     cJSON *members = ev->action == EVENT_UPDATE ? ev->delta : ev->data;
     cJSON *f = members ? members->child : NULL;
     size_t kept = 0;
@@ -454,14 +462,12 @@ size_t lww_refill(const struct lww *w, const struct event *ev, struct lww_ref *o
         return 0;
     struct lww_stamp s;
     lww_stamp_of(w, ev, &s);
-    if (lww_stamp_cmp(&s, &e->stamps[e->del]) <= 0)
-        return 0;
     size_t n = 0;
     for (const cJSON *m = ev->data->child; m && n < max; m = m->next) {
         int name = m->string ? lookup_name(w, m->string) : -1;
         struct field *f = name < 0 ? NULL : field_of(e, name);
-        if (!f || f->stamp == NO_STAMP || lww_stamp_cmp(&e->stamps[f->stamp], &s) >= 0)
-            continue; /* no other write known, this event's own, or a newer one (applied later) */
+        if (!f || f->stamp == NO_STAMP || lww_stamp_cmp(&e->stamps[f->stamp], &s) == 0)
+            continue; /* no write known, or this event's own */
         out[n++] = (struct lww_ref){m->string, e->locs[f->stamp].sub, e->locs[f->stamp].offset};
     }
     return n;

@@ -11,9 +11,11 @@
  * the fields it is still the newest write of:
  *   - a field is written only by the newest write of that field (so an older write, a resend
  *     or a replay never moves it back, and concurrent writes of different fields merge);
- *   - a delete is applied only when it is newer than every write of the key; a write older
- *     than the newest delete is dropped (it never brings the item back), a newer one does
- *     (the apply path's upsert creates the item from the event's full row).
+ *   - an item lives while some write of it is newer than its newest delete: a delete is
+ *     applied only when it is newer than every write of the key, and while it is, every write
+ *     is dropped (an older write never brings the item back); a newer write does (the apply
+ *     path's upsert creates the item from the event's full row, whose other fields are first
+ *     set to their newest writes, lww_refill).
  * Events of the remote's own instance are never applied (the remote already has them) except
  * as a repair: the consumer may have written an older value just after a local edit committed
  * (it decided before the edit, Directus stored after it). When a local event is still the
@@ -80,11 +82,11 @@ struct lww_ref {
     int64_t offset;
 };
 
-/* For an update newer than a delete of its item (it may bring the item back: the apply path
- * creates a missing item from data), the members of data whose newest write is an older,
- * other event: data holds them as the event's source saw them, which need not be the newest
- * write's value (the source may not have had it yet), so the caller puts that write's value in
- * their place before the batch is sent. Writes at most max refs; returns how many. */
+/* For an update of an item that was deleted somewhere (it may be missing here, and the apply
+ * path then creates it from data), the members of data whose newest write is another event:
+ * data holds them as the event's source saw them, which need not be the newest write's value
+ * (the source may not have had it yet), so the caller puts that write's value in their place
+ * before the batch is sent. Writes at most max refs; returns how many. */
 size_t lww_refill(const struct lww *w, const struct event *ev, struct lww_ref *out, size_t max);
 
 enum lww_verdict { LWW_APPLY = 0, LWW_SKIP };
