@@ -112,7 +112,6 @@ int routes_add_own(const struct config *cfg, const char *remote, struct routes_s
         k++;
         if (merge_fields(cfg, remote, &o->own))
             goto oom;
-        o->coll = &o->own;
         if (kafka_topic_sync(cfg, remote, coll, o->topic, sizeof(o->topic))) {
             snprintf(err, errlen, "topic name for %s.%s is too long", remote, coll);
             routes_free(s, k);
@@ -121,6 +120,8 @@ int routes_add_own(const struct config *cfg, const char *remote, struct routes_s
             return -1;
         }
     }
+    for (size_t i = *n; i < k; i++)
+        s[i].coll = &s[i].own; /* only now: the array moved while it grew */
     *subs = s;
     *n = k;
     return 0;

@@ -14,7 +14,8 @@ row); an item is gone exactly when its newest delete is newer than every write. 
 dead-lettered, no sync user's write is sent back. Then `replay --since 1h` of the whole
 history into b changes nothing. One row goes to $DXSYNC_RUN/converge-table.txt.
 
-converge.py [--kill]; DXSYNC_CONVERGE_ROUNDS (default 300), DXSYNC_SEED repeats a run."""
+converge.py [--kill]; DXSYNC_CONVERGE_ROUNDS conflicting rounds (default 300; the quiet gaps
+come on top), DXSYNC_SEED repeats a run."""
 import json, os, random, signal, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -138,7 +139,9 @@ kt = threading.Thread(target=killer, daemon=True) if KILL else None
 if kt:
     kt.start()
 t0 = time.time()
-for r in range(ROUNDS):
+r = -1
+while Counts.conflicting < ROUNDS:
+    r += 1
     kind = rng.choices(["same", "fields", "delete", "quiet"], weights=[45, 30, 15, 10])[0]
     k = rng.choice(ids)
     who = rng.sample(ALL, rng.choice([2, 3]))
@@ -164,7 +167,7 @@ if kt:
     for name in CMDS:      # whatever the killer left stopped runs again
         if name not in procs:
             start(name, *CMDS[name])
-print(f"     {ROUNDS} rounds ({Counts.conflicting} conflicting, {Counts.writes} writes, {Counts.failed} failed) "
+print(f"     {r + 1} rounds ({Counts.conflicting} conflicting, {Counts.writes} writes, {Counts.failed} failed) "
       f"in {work_s:.0f} s; kills: {len(kills)} {kills}", flush=True)
 check(Counts.failed == 0, f"every write of the workload was answered ({Counts.failed} failed)")
 if KILL:
@@ -271,7 +274,7 @@ print("     " + " ".join(l for l in log_of("consumer-b")[mark:].splitlines() if 
 
 for name in list(procs):
     check(stop(name) == 0, f"{name} stops cleanly on SIGTERM")
-row = (f"{NAME:<24} {ROUNDS:>6} {Counts.conflicting:>11} {nwrites:>7} {len(kills):>5} "
+row = (f"{NAME:<24} {r + 1:>6} {Counts.conflicting:>11} {nwrites:>7} {len(kills):>5} "
        f"{len(diverged):>8} {len(wrong):>12} {converge_s:>10.1f}")
 print("table row: " + row, flush=True)
 with open(os.path.join(RUN, "converge-table.txt"), "a") as f:
