@@ -125,5 +125,10 @@ if [ -s "$DXSYNC_RUN/faults-table.txt" ]; then
   printf '%-24s %6s %9s %8s %8s %11s %10s\n' scenario sent in-kafka applied missing duplicates converge-s
   cat "$DXSYNC_RUN/faults-table.txt"
 fi
+if [ -s "$DXSYNC_RUN/converge-table.txt" ]; then
+  step "convergence (concurrent writes on three instances; diverged and wrong must be 0)"
+  printf '%-24s %6s %11s %7s %5s %8s %12s %10s\n' scenario rounds conflicting writes kills diverged wrong-winner converge-s
+  cat "$DXSYNC_RUN/converge-table.txt"
+fi
 step "done: $([ $status = 0 ] && echo PASSED || echo FAILED) in $((SECONDS - start_time)) s"
 exit $status
