@@ -311,9 +311,9 @@ static uint8_t stamp_index(struct lww *w, struct entry *e, const struct lww_stam
     if (e->nstamps >= MAX_STAMPS)
         return NO_STAMP;
     if (e->nstamps == e->capstamps) {
-        uint8_t cap = e->capstamps ? (uint8_t)(e->capstamps * 2 > MAX_STAMPS ? MAX_STAMPS
-                                                                               : e->capstamps * 2)
-                                   : 1;
+        /* one at a time up to 4 (most keys have one to three), then doubling */
+        int want = e->capstamps < 4 ? e->capstamps + 1 : e->capstamps * 2;
+        uint8_t cap = (uint8_t)(want > MAX_STAMPS ? MAX_STAMPS : want);
         struct lww_stamp *st = realloc(e->stamps, cap * sizeof(*st));
         if (st)
             e->stamps = st;
