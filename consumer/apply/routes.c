@@ -93,7 +93,7 @@ int routes_add_own(const struct config *cfg, const char *remote, struct routes_s
     size_t k = *n;
     struct routes_sub *s = *subs;
     for (size_t i = 0; i < *n; i++) {
-        const char *coll = (*subs)[i].coll->collection;
+        const char *coll = s[i].coll->collection; /* s, not *subs: s moves as it grows */
         const struct config_route *from = route_from(cfg, remote, coll);
         bool seen = false;
         for (size_t j = *n; j < k && !seen; j++)
