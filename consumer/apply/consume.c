@@ -1,7 +1,13 @@
 /* consume.c: the loop of dxsync-consumer run. It owns group membership (rebalances), intake
  * (messages -> decoded events in their partition's queue) and the turn of the loop; each
  * partition's queue and offsets are partq's, its batches dispatch's, what is known of the
- * remote remote's, dead letters dlq's. */
+ * remote remote's, dead letters dlq's, the convergence clocks lww's.
+ *
+ * Convergence (lww.h): besides the routes into the remote it subscribes to the remote's own
+ * topics (its local edits), every event taken is observed by lww before it may be planned,
+ * and at every assignment the assigned partitions are first read back from their start to
+ * their end (restore.h), so the clocks hold every write in the log before anything is
+ * applied; they live only in memory and are rebuilt that way after a restart or rebalance. */
 #include "consume.h"
 
 #include "deadletter.h"

@@ -25,6 +25,7 @@ struct entry {
     int64_t wrote_ms; /* wall clock of this consumer's last write of the key; 0 none */
     int32_t partition;
     bool restored_foreign; /* a write from another instance was read back at restore */
+    bool maybe_gone;       /* a delete was seen and no write applied since: may be missing */
     uint8_t del;           /* index of the newest delete's stamp, or NO_STAMP */
     uint8_t nstamps, capstamps;
     uint16_t nfields, capfields;
@@ -368,6 +369,7 @@ int lww_observe(struct lww *w, const struct event *ev, const struct lww_where *a
     struct lww_stamp s;
     lww_stamp_of(w, ev, &s);
     if (ev->action == EVENT_DELETE) {
+        e->maybe_gone = true;
         if (e->del != NO_STAMP && lww_stamp_cmp(&e->stamps[e->del], &s) >= 0)
             return 0;
         uint8_t si = stamp_index(w, e, &s, at);
@@ -458,7 +460,7 @@ enum lww_verdict lww_decide(struct lww *w, struct event *ev, bool local, bool pe
 size_t lww_refill(const struct lww *w, const struct event *ev, struct lww_ref *out, size_t max)
 {
     struct entry *e = ev->action == EVENT_UPDATE ? find(w, ev) : NULL;
-    if (!e || e->del == NO_STAMP || !ev->data)
+    if (!e || !e->maybe_gone || e->del == NO_STAMP || !ev->data)
         return 0;
     struct lww_stamp s;
     lww_stamp_of(w, ev, &s);
@@ -498,8 +500,11 @@ void lww_release(struct lww *w, const struct event *ev, const void *owner, bool 
         return;
     if (e->owner == owner)
         e->owner = NULL;
-    if (written)
+    if (written) {
         e->wrote_ms = now_ms > 0 ? now_ms : 1;
+        if (ev->action != EVENT_DELETE)
+            e->maybe_gone = false; /* an upsert was applied: the item exists */
+    }
 }
 
 void lww_drop_partition(struct lww *w, int32_t partition)

@@ -82,8 +82,8 @@ struct lww_ref {
     int64_t offset;
 };
 
-/* For an update of an item that was deleted somewhere (it may be missing here, and the apply
- * path then creates it from data), the members of data whose newest write is another event:
+/* For an update of an item that may be missing here (a delete was seen and no write of it
+ * applied since: the apply path then creates it from data), the members of data whose newest write is another event:
  * data holds them as the event's source saw them, which need not be the newest write's value
  * (the source may not have had it yet), so the caller puts that write's value in their place
  * before the batch is sent. Writes at most max refs; returns how many. */

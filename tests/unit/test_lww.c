@@ -224,6 +224,10 @@ static void an_update_bringing_an_item_back_names_the_newest_writes(void **state
     assert_int_equal(refs[0].sub, 1); /* the remote's own topic */
     assert_int_equal(refs[0].offset, 31);
     assert_string_equal(decide(w, &back, false, false), "rating");
+    /* once a write of it is applied the item exists: nothing to read again */
+    assert_true(lww_claim(w, &back, &w));
+    lww_release(w, &back, &w, true, 5);
+    assert_int_equal(lww_refill(w, &back, refs, 4), 0);
     struct event *all[] = {&t_old, &t_new, &del, &back};
     for (int i = 0; i < 4; i++)
         event_free(all[i]);
