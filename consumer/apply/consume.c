@@ -296,7 +296,8 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         if (lww_observe(c->lww, &e->ev, &at))
             log_error(COMP, "event=out_of_memory what=clock key=%s", LOG_Q(e->ev.key_text));
         e->pending = e->offset < p->restore_end;
-        check_fields(c, p, e, now);
+        if (!p->sub->local) /* the remote's own edits are not applied (only repaired) */
+            check_fields(c, p, e, now);
     }
 }
 
