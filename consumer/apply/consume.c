@@ -43,6 +43,8 @@
 #define RECENT_KEYS 4096
 /* A restore that reads nothing for this long gives up (the partitions are applied anyway). */
 #define RESTORE_IDLE_MS 30000
+/* Time a turn of the loop gives the restore before it polls the group again. */
+#define RESTORE_SLICE_MS 50
 
 /* One assigned partition. */
 struct part {
@@ -55,7 +57,6 @@ struct part {
     bool full;             /* held queue_max events at the last drain: its queue may hold more */
     bool has_recent;
     struct recent recent; /* newest activity_id per recent key: resends are skipped */
-    int64_t restore_end;  /* offsets below it were in the log when the partition was restored */
 };
 
 struct consume {
@@ -68,6 +69,9 @@ struct consume {
     size_t nin; /* subs[0..nin) are the routes into the remote */
     struct lww *lww;
     rd_kafka_t *restore_rk; /* reads assigned partitions back into lww (restore.h) */
+    struct restore *restoring; /* the restore of the last assignment while it runs */
+    struct part **rparts;      /* its parts: rparts[i] is its target i */
+    int64_t restore_t0;
     char group[256];
     struct kafka_state cst;
     rd_kafka_t *rk;
@@ -295,7 +299,6 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
                                !p->sub->local, false};
         if (lww_observe(c->lww, &e->ev, &at))
             log_error(COMP, "event=out_of_memory what=clock key=%s", LOG_Q(e->ev.key_text));
-        e->pending = e->offset < p->restore_end;
         if (!p->sub->local) /* the remote's own edits are not applied (only repaired) */
             check_fields(c, p, e, now);
     }
@@ -317,7 +320,8 @@ static bool drain(struct consume *c)
         return false;
     for (size_t i = 0; i < c->nparts; i++) {
         struct part *p = c->parts[i];
-        while (p->rkq && !p->lane.leaving && partq_len(&p->q) < c->queue_max) {
+        while (p->rkq && !p->lane.leaving && !p->lane.restoring &&
+               partq_len(&p->q) < c->queue_max) {
             if (budget-- <= 0)
                 return false;
             if (!(msg = rd_kafka_consume_queue(p->rkq, 0)))
@@ -349,8 +353,11 @@ static void commit_sync(struct consume *c)
         log_warn(COMP, "event=commit_failed error=%s", rd_kafka_err2name(err));
 }
 
+static void restore_abort(struct consume *c);
+
 static void on_revoke(struct consume *c, const rd_kafka_topic_partition_list_t *l)
 {
+    restore_abort(c);
     for (int i = 0; i < l->cnt; i++) {
         struct part *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
         if (p)
@@ -383,8 +390,8 @@ static int fetch_event(void *opaque, uint16_t sub, int32_t partition, int64_t of
 {
     struct consume *c = opaque;
     char err[512];
-    if (sub >= c->nsubs)
-        return -1;
+    if (sub >= c->nsubs || c->restoring)
+        return -1; /* the restore client is busy */
     rd_kafka_message_t *m = restore_fetch(c->restore_rk, c->subs[sub].topic, partition, offset,
                                           10000, err, sizeof(err));
     if (!m) {
@@ -396,17 +403,11 @@ static int fetch_event(void *opaque, uint16_t sub, int32_t partition, int64_t of
     return rc;
 }
 
-struct restoring {
-    struct consume *c;
-    struct part **parts; /* parts[i] is target i */
-};
-
 /* Feeds one message read back at assignment to the clocks. */
 static void restore_message(void *opaque, size_t target, const rd_kafka_message_t *msg)
 {
-    struct restoring *r = opaque;
-    struct consume *c = r->c;
-    struct part *p = r->parts[target];
+    struct consume *c = opaque;
+    struct part *p = c->rparts[target];
     struct event ev;
     char err[256];
     if (event_decode(msg->payload, msg->len, &ev, err, sizeof(err)))
@@ -422,43 +423,82 @@ static void restore_message(void *opaque, size_t target, const rd_kafka_message_
     event_free(&ev);
 }
 
-/* Reads the newly assigned partitions back into the clocks (restore.h) before any of them is
- * applied. Their partition numbers' clocks are rebuilt from scratch. */
-static void restore_parts(struct consume *c, struct part **parts, size_t n)
+/* Ends the running restore: its parts may be planned (restore_end set from what was read, or
+ * past everything when it gave up: their events then count as new). */
+static void restore_finish(struct consume *c, bool done)
 {
+    size_t n = 0;
+    const struct restore_target *t = restore_targets(c->restoring, &n);
+    for (size_t i = 0; i < n; i++) {
+        c->rparts[i]->lane.restoring = false;
+        c->rparts[i]->lane.restore_end = done ? t[i].end : 0;
+    }
+    restore_free(c->restoring);
+    c->restoring = NULL;
+    free(c->rparts);
+    c->rparts = NULL;
+}
+
+/* A revoke or a stop while a restore runs: its parts go, so does the restore. */
+static void restore_abort(struct consume *c)
+{
+    if (c->restoring) {
+        log_info(COMP, "event=restore_abandoned events=%" PRId64, restore_count(c->restoring));
+        restore_finish(c, false);
+    }
+}
+
+/* Starts reading the newly assigned parts back into the clocks (restore.h); their lanes plan
+ * nothing until restore_turn saw it through. Their partition numbers' clocks start afresh. */
+static void restore_begin(struct consume *c, struct part **parts, size_t n)
+{
+    restore_abort(c);
     if (n == 0)
         return;
     struct restore_target *t = calloc(n, sizeof(*t));
-    if (!t) {
+    if (t) {
+        for (size_t i = 0; i < n; i++) {
+            t[i].topic = parts[i]->sub->topic;
+            t[i].partition = parts[i]->partition;
+            lww_drop_partition(c->lww, parts[i]->partition);
+        }
+        c->restoring = restore_new(c->restore_rk, t, n, RESTORE_IDLE_MS);
+        free(t);
+    }
+    if (!c->restoring) {
         log_error(COMP, "event=out_of_memory what=restore");
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        t[i].topic = parts[i]->sub->topic;
-        t[i].partition = parts[i]->partition;
-        lww_drop_partition(c->lww, parts[i]->partition);
-    }
-    int64_t t0 = util_mono_ms();
-    char err[512];
-    struct restoring r = {c, parts};
-    int64_t read = restore_read(c->restore_rk, t, n, restore_message, &r, RESTORE_IDLE_MS,
-                                &signals_stop, err, sizeof(err));
-    double secs = (double)(util_mono_ms() - t0) / 1000.0;
-    metrics_set(c->m_restore_s, secs);
-    if (read < 0) {
-        log_error(COMP,
-                  "event=restore_incomplete partitions=%zu seconds=%.1f error=%s "
-                  "hint=\"older events may be applied over newer ones until the next "
-                  "assignment\"",
-                  n, secs, LOG_Q(err));
-    } else {
-        log_info(COMP, "event=clocks_restored partitions=%zu events=%" PRId64 " keys=%zu "
-                 "seconds=%.2f",
-                 n, read, lww_keys(c->lww), secs);
-    }
+    c->rparts = parts;
     for (size_t i = 0; i < n; i++)
-        parts[i]->restore_end = read < 0 ? INT64_MAX : t[i].end;
-    free(t);
+        parts[i]->lane.restoring = true;
+    c->restore_t0 = util_mono_ms();
+}
+
+/* One slice of the running restore. Returns true while it still runs. */
+static bool restore_turn(struct consume *c)
+{
+    if (!c->restoring)
+        return false;
+    int rc = restore_step(c->restoring, restore_message, c, RESTORE_SLICE_MS);
+    if (rc == 0)
+        return true;
+    size_t n;
+    restore_targets(c->restoring, &n);
+    double secs = (double)(util_mono_ms() - c->restore_t0) / 1000.0;
+    metrics_set(c->m_restore_s, secs);
+    if (rc < 0)
+        log_error(COMP,
+                  "event=restore_incomplete partitions=%zu events=%" PRId64 " seconds=%.1f "
+                  "error=%s hint=\"older events may be applied over newer ones until the next "
+                  "assignment\"",
+                  n, restore_count(c->restoring), secs, LOG_Q(restore_error(c->restoring)));
+    else
+        log_info(COMP,
+                 "event=clocks_restored partitions=%zu events=%" PRId64 " keys=%zu seconds=%.2f",
+                 n, restore_count(c->restoring), lww_keys(c->lww), secs);
+    restore_finish(c, rc > 0);
+    return false;
 }
 
 static void on_assign(struct consume *c, const rd_kafka_topic_partition_list_t *l)
@@ -479,8 +519,10 @@ static void on_assign(struct consume *c, const rd_kafka_topic_partition_list_t *
         log_info(COMP, "event=partition_assigned topic=%s partition=%" PRId32 "%s", sub->topic,
                  l->elems[i].partition, sub->local ? " local=true" : "");
     }
-    restore_parts(c, added, nadded);
-    free(added);
+    if (added && nadded)
+        restore_begin(c, added, nadded); /* takes added */
+    else
+        free(added);
 }
 
 /* Each assigned partition gets its own queue, no longer forwarded to the consumer queue, so
@@ -759,6 +801,7 @@ static int setup(struct consume *c, char *err, size_t errlen)
 
 static void teardown(struct consume *c)
 {
+    restore_abort(c);
     while (c->nparts)
         part_remove(c, c->parts[c->nparts - 1]);
     free(c->parts);
@@ -800,7 +843,8 @@ static void wait_for_work(struct consume *c, int64_t wake)
  * due. Returns when the loop should look again. */
 static int64_t turn(struct consume *c)
 {
-    bool drained = drain(c);
+    bool restoring = restore_turn(c);
+    bool drained = drain(c) && !restoring;
     dlq_poll(c->dlq);
     dispatch_transfers(c->dispatch);
     int64_t now = util_mono_ms();
@@ -839,6 +883,7 @@ static void stop(struct consume *c)
     }
     log_info(COMP, "event=stopping in_flight=%zu pending=%zu", dispatch_in_flight(c->dispatch),
              pending);
+    restore_abort(c);
     finish_leaving(c);
     commit_sync(c);
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);

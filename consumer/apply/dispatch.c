@@ -231,7 +231,8 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
             stop = true;
             continue;
         }
-        if (lww_decide(d->lww, &pe->ev, l->sub->local, pe->pending) == LWW_SKIP) {
+        bool pending = pe->offset < l->restore_end; /* in the log at restore (lww_decide) */
+        if (lww_decide(d->lww, &pe->ev, l->sub->local, pending) == LWW_SKIP) {
             if (!l->sub->local) {
                 metrics_add(d->m_superseded, 1);
                 log_debug(COMP,
@@ -502,7 +503,7 @@ int64_t dispatch_schedule(struct dispatch *d, struct dispatch_lane *const *lanes
         fields_send(d, s, coll);
     for (size_t k = 0; k < n && d->in_flight < d->nslots; k++) {
         struct dispatch_lane *l = lanes[(d->rr + k) % n];
-        if (l->leaving)
+        if (l->leaving || l->restoring)
             continue;
         if (l->st == LANE_WAITING) {
             if (l->wake_ms > now) {

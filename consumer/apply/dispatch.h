@@ -37,6 +37,10 @@ struct dispatch_lane {
     int32_t partition;
     struct partq *q;
     bool leaving; /* revoked or stopping: no new request */
+    /* The owner's, for convergence (lww.h): while restoring, the partition is being read back
+     * into the clocks and nothing is planned; offsets below restore_end were in the log then. */
+    bool restoring;
+    int64_t restore_end;
     enum dispatch_lane_state st;
     int64_t wake_ms;
     bool outage_wait; /* waiting because the remote is down: woken when it answers again */

@@ -28,7 +28,6 @@ struct partq_ev {
     struct event ev; /* owned when decoded */
     bool decoded;
     bool fields_check; /* waits for the remote's field list before it may be planned */
-    bool pending;      /* was in the log when its partition was restored (lww_decide) */
     enum partq_state state;
     int64_t arrived_ms;
     struct dlq_letter *letter; /* PARTQ_DEAD: its dead letter (dlq.h), cancelled on free */

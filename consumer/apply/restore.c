@@ -7,101 +7,166 @@
 #include <stdlib.h>
 #include <string.h>
 
-int64_t restore_read(rd_kafka_t *rk, struct restore_target *targets, size_t n, restore_fn fn,
-                     void *opaque, int timeout_ms, volatile sig_atomic_t *stop, char *err,
-                     size_t errlen)
+#define WATERMARK_TIMEOUT_MS 1000
+
+struct restore {
+    rd_kafka_t *rk;
+    struct restore_target *t;
+    int64_t *next; /* next offset to read per target; -1 while its watermarks are unknown */
+    size_t n;
+    size_t left; /* targets not read to their end */
+    bool assigned;
+    int idle_ms;
+    int64_t idle_since;
+    int64_t count;
+    char err[512];
+};
+
+struct restore *restore_new(rd_kafka_t *rk, const struct restore_target *targets, size_t n,
+                            int idle_ms)
 {
-    int64_t *next = calloc(n ? n : 1, sizeof(*next));
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)(n ? n : 1));
-    int64_t read = 0;
-    size_t left = 0;
-    if (!next || !l) {
-        snprintf(err, errlen, "out of memory");
-        read = -1;
-        goto out;
+    struct restore *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->t = calloc(n ? n : 1, sizeof(*r->t));
+    r->next = calloc(n ? n : 1, sizeof(*r->next));
+    if (!r->t || !r->next) {
+        restore_free(r);
+        return NULL;
     }
-    for (size_t i = 0; i < n; i++) {
+    memcpy(r->t, targets, n * sizeof(*r->t));
+    for (size_t i = 0; i < n; i++)
+        r->next[i] = -1;
+    r->rk = rk;
+    r->n = r->left = n;
+    r->idle_ms = idle_ms;
+    r->idle_since = util_mono_ms();
+    return r;
+}
+
+/* Asks the watermarks of the targets that do not have them yet. 1 when all are known, 0 when
+ * some must be asked again (a topic just created has no leader for a moment), -1 on error. */
+static int watermarks(struct restore *r)
+{
+    bool all = true;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->next[i] >= 0)
+            continue;
         int64_t lo, hi;
-        rd_kafka_resp_err_t e;
-        /* a topic just created has no leader for a moment: ask again until timeout_ms */
-        int64_t until = util_mono_ms() + timeout_ms;
-        while ((e = rd_kafka_query_watermark_offsets(rk, targets[i].topic, targets[i].partition,
-                                                     &lo, &hi, timeout_ms)) &&
-               e != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION &&
-               e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && util_mono_ms() < until &&
-               !(stop && *stop))
-            util_sleep_ms(200, stop);
-        if (e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-            targets[i].end = 0; /* nothing published yet */
-            next[i] = 0;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+            r->rk, r->t[i].topic, r->t[i].partition, &lo, &hi, WATERMARK_TIMEOUT_MS);
+        if (e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+            e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+            lo = hi = 0; /* nothing published yet */
+        } else if (e) {
+            snprintf(r->err, sizeof(r->err), "%s [%d]: watermarks: %s", r->t[i].topic,
+                     (int)r->t[i].partition, rd_kafka_err2str(e));
+            all = false;
             continue;
         }
-        if (e) {
-            snprintf(err, errlen, "%s [%d]: watermarks: %s", targets[i].topic,
-                     (int)targets[i].partition, rd_kafka_err2str(e));
-            read = -1;
-            goto out;
-        }
-        targets[i].end = hi;
-        next[i] = lo;
-        if (lo < hi) {
-            rd_kafka_topic_partition_list_add(l, targets[i].topic, targets[i].partition)->offset =
-                lo;
-            left++;
-        }
+        r->t[i].end = hi;
+        r->next[i] = lo;
+        r->idle_since = util_mono_ms();
+        if (lo >= hi)
+            r->left--;
     }
-    if (left == 0)
-        goto out;
-    rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
+    return all ? 1 : 0;
+}
+
+static int assign(struct restore *r)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)r->n + 1);
+    for (size_t i = 0; i < r->n; i++)
+        if (r->next[i] < r->t[i].end)
+            rd_kafka_topic_partition_list_add(l, r->t[i].topic, r->t[i].partition)->offset =
+                r->next[i];
+    rd_kafka_resp_err_t e = rd_kafka_assign(r->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
     if (e) {
-        snprintf(err, errlen, "assign: %s", rd_kafka_err2str(e));
-        read = -1;
-        goto out;
+        snprintf(r->err, sizeof(r->err), "assign: %s", rd_kafka_err2str(e));
+        return -1;
     }
-    int64_t idle_since = util_mono_ms();
-    while (left > 0) {
-        if (stop && *stop) {
-            snprintf(err, errlen, "stopped");
-            read = -1;
-            break;
+    r->assigned = true;
+    return 0;
+}
+
+int restore_step(struct restore *r, restore_fn fn, void *opaque, int budget_ms)
+{
+    int64_t until = util_mono_ms() + budget_ms;
+    if (!r->assigned) {
+        int w = watermarks(r);
+        if (w == 0) {
+            if (util_mono_ms() - r->idle_since > r->idle_ms)
+                return -1;
+            return 0;
         }
-        if (util_mono_ms() - idle_since > timeout_ms) {
-            snprintf(err, errlen, "no progress for %d ms with %zu partitions unread", timeout_ms,
-                     left);
-            read = -1;
-            break;
-        }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (!m)
+        r->err[0] = '\0';
+        if (r->left == 0)
+            return 1;
+        if (assign(r))
+            return -1;
+    }
+    while (r->left > 0 && util_mono_ms() < until) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 50);
+        if (!m) {
+            if (util_mono_ms() - r->idle_since > r->idle_ms) {
+                snprintf(r->err, sizeof(r->err),
+                         "no progress for %d ms with %zu partitions unread", r->idle_ms,
+                         r->left);
+                return -1;
+            }
             continue;
+        }
         if (m->err) {
             rd_kafka_message_destroy(m);
             continue;
         }
         const char *topic = rd_kafka_topic_name(m->rkt);
-        for (size_t i = 0; i < n; i++) {
-            if (targets[i].partition != m->partition || strcmp(targets[i].topic, topic) != 0)
+        for (size_t i = 0; i < r->n; i++) {
+            if (r->t[i].partition != m->partition || strcmp(r->t[i].topic, topic) != 0)
                 continue;
-            if (next[i] < targets[i].end && m->offset >= next[i]) {
-                idle_since = util_mono_ms();
-                if (m->offset < targets[i].end) {
+            if (r->next[i] < r->t[i].end && m->offset >= r->next[i]) {
+                r->idle_since = util_mono_ms();
+                if (m->offset < r->t[i].end) {
                     fn(opaque, i, m);
-                    read++;
+                    r->count++;
                 }
-                next[i] = m->offset + 1;
-                if (next[i] >= targets[i].end)
-                    left--;
+                r->next[i] = m->offset + 1;
+                if (r->next[i] >= r->t[i].end)
+                    r->left--;
             }
             break;
         }
         rd_kafka_message_destroy(m);
     }
-    rd_kafka_assign(rk, NULL);
-out:
-    if (l)
-        rd_kafka_topic_partition_list_destroy(l);
-    free(next);
-    return read;
+    return r->left == 0 ? 1 : 0;
+}
+
+const char *restore_error(const struct restore *r)
+{
+    return r->err[0] ? r->err : "gave up";
+}
+
+const struct restore_target *restore_targets(const struct restore *r, size_t *n)
+{
+    *n = r->n;
+    return r->t;
+}
+
+int64_t restore_count(const struct restore *r)
+{
+    return r->count;
+}
+
+void restore_free(struct restore *r)
+{
+    if (!r)
+        return;
+    if (r->assigned)
+        rd_kafka_assign(r->rk, NULL);
+    free(r->t);
+    free(r->next);
+    free(r);
 }
 
 rd_kafka_message_t *restore_fetch(rd_kafka_t *rk, const char *topic, int32_t partition,

@@ -1,12 +1,15 @@
 /* restore: reads newly assigned partitions back from their first offset to their end, before
  * anything of them is applied, so that the convergence clocks (lww.h) know every write the log
  * holds: the clocks are rebuilt from the topics themselves on every assignment (restart,
- * rebalance, scale-out), and need no store of their own. */
+ * rebalance, scale-out), and need no store of their own.
+ *
+ * It runs in slices (restore_step) between turns of the consumer's loop, so a long history
+ * never keeps the group consumer from polling (max.poll.interval.ms) nor a signal from being
+ * seen. */
 #ifndef DXSYNC_RESTORE_H
 #define DXSYNC_RESTORE_H
 
 #include <librdkafka/rdkafka.h>
-#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,15 +22,25 @@ struct restore_target {
 /* Called for every message read, with the index of its target. */
 typedef void (*restore_fn)(void *opaque, size_t target, const rd_kafka_message_t *msg);
 
-/* Reads targets[0..n) with rk (a consumer that is assigned, never subscribed, never commits)
- * from their low to their high watermark. Gives up after timeout_ms without progress or when
- * *stop is set. Returns the messages read, or -1 with err set (what was read was still fed). */
-int64_t restore_read(rd_kafka_t *rk, struct restore_target *targets, size_t n, restore_fn fn,
-                     void *opaque, int timeout_ms, volatile sig_atomic_t *stop, char *err,
-                     size_t errlen);
+struct restore;
 
-/* Reads the one message at offset of topic/partition with rk (as restore_read). Returns it (the
- * caller destroys it), or NULL with err set after timeout_ms. */
+/* A restore of targets[0..n) (copied; topic strings must outlive it) with rk, a consumer that is
+ * assigned by hand, never subscribed, never committing. Gives up after idle_ms without
+ * progress. NULL when out of memory. */
+struct restore *restore_new(rd_kafka_t *rk, const struct restore_target *targets, size_t n,
+                            int idle_ms);
+/* Reads for about budget_ms, feeding fn. Returns 1 when every target is read to its end, 0
+ * when there is more, -1 when it gave up (restore_error says why). */
+int restore_step(struct restore *r, restore_fn fn, void *opaque, int budget_ms);
+const char *restore_error(const struct restore *r);
+/* The targets (with their ends once known) and the messages read so far. */
+const struct restore_target *restore_targets(const struct restore *r, size_t *n);
+int64_t restore_count(const struct restore *r);
+/* Unassigns rk and frees r (finished or not). */
+void restore_free(struct restore *r);
+
+/* Reads the one message at offset of topic/partition with rk (not while a restore runs on it).
+ * Returns it (the caller destroys it), or NULL with err set after timeout_ms. */
 rd_kafka_message_t *restore_fetch(rd_kafka_t *rk, const char *topic, int32_t partition,
                                   int64_t offset, int timeout_ms, char *err, size_t errlen);
 
