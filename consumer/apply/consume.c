@@ -68,7 +68,7 @@ struct consume {
     size_t nsubs;
     size_t nin; /* subs[0..nin) are the routes into the remote */
     struct lww *lww;
-    rd_kafka_t *restore_rk; /* reads assigned partitions back into lww (restore.h) */
+    rd_kafka_t *restore_rk;    /* reads assigned partitions back into lww (restore.h) */
     struct restore *restoring; /* the restore of the last assignment while it runs */
     struct part **rparts;      /* its parts: rparts[i] is its target i */
     int64_t restore_t0;
@@ -495,8 +495,8 @@ static bool restore_turn(struct consume *c)
                   n, restore_count(c->restoring), secs, LOG_Q(restore_error(c->restoring)));
     else
         log_info(COMP,
-                 "event=clocks_restored partitions=%zu events=%" PRId64 " keys=%zu seconds=%.2f",
-                 n, restore_count(c->restoring), lww_keys(c->lww), secs);
+                 "event=clocks_restored partitions=%zu events=%" PRId64 " keys=%zu seconds=%.2f", n,
+                 restore_count(c->restoring), lww_keys(c->lww), secs);
     restore_finish(c, rc > 0);
     return false;
 }
@@ -648,8 +648,8 @@ static void register_metrics(struct consume *c)
                                  "Events held in memory, waiting or in flight", l);
     c->m_clock_keys = metrics_gauge(c->m, "dxsync_consumer_clock_keys",
                                     "Keys whose newest writes the consumer knows (convergence)", l);
-    c->m_clock_bytes = metrics_gauge(c->m, "dxsync_consumer_clock_bytes",
-                                     "Memory the convergence clocks take", l);
+    c->m_clock_bytes =
+        metrics_gauge(c->m, "dxsync_consumer_clock_bytes", "Memory the convergence clocks take", l);
     c->m_restore_s = metrics_gauge(
         c->m, "dxsync_consumer_restore_seconds",
         "Time the last assignment took to read its partitions back into the clocks", l);
@@ -681,13 +681,20 @@ static int make_restore_consumer(struct consume *c, char *err, size_t errlen)
                                     "fetch.wait.max.ms",
                                     "10",
                                     NULL};
-    const char *const forced[] = {"group.id", group, "enable.auto.commit", "false",
-                                  "enable.partition.eof", "false", "auto.offset.reset", "earliest",
+    const char *const forced[] = {"group.id",
+                                  group,
+                                  "enable.auto.commit",
+                                  "false",
+                                  "enable.partition.eof",
+                                  "false",
+                                  "auto.offset.reset",
+                                  "earliest",
                                   NULL};
     rd_kafka_conf_t *conf = kafka_conf_new(c->cfg, &rst, defaults, forced, err, errlen);
     if (!conf)
         return -1;
-    c->restore_rk = kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka restore consumer", err, errlen);
+    c->restore_rk =
+        kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka restore consumer", err, errlen);
     return c->restore_rk ? 0 : -1;
 }
 

@@ -304,8 +304,8 @@ static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
                 /* a repair of the remote's own edit: the remote made that edit itself, so
                  * nothing is lost; it is not a change of a route to dead-letter */
                 log_warn(COMP,
-                         "event=local_repair_failed topic=%s partition=%" PRId32
-                         " offset=%" PRId64 " key=%s status=%ld code=%s message=%s",
+                         "event=local_repair_failed topic=%s partition=%" PRId32 " offset=%" PRId64
+                         " key=%s status=%ld code=%s message=%s",
                          l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text),
                          it->status, LOG_Q(it->code[0] ? it->code : "-"), LOG_Q(it->message));
                 partq_set(l->q, pe, PARTQ_DONE);

@@ -9,7 +9,7 @@ struct field {
     uint8_t stamp;
 };
 
-#define NO_STAMP 0xff
+#define NO_STAMP   0xff
 #define MAX_STAMPS 250 /* distinct stamps an entry keeps before unused ones are dropped */
 
 /* Where a stamp's event was read. */

@@ -83,10 +83,10 @@ struct lww_ref {
 };
 
 /* For an update of an item that may be missing here (a delete was seen and no write of it
- * applied since: the apply path then creates it from data), the members of data whose newest write is another event:
- * data holds them as the event's source saw them, which need not be the newest write's value
- * (the source may not have had it yet), so the caller puts that write's value in their place
- * before the batch is sent. Writes at most max refs; returns how many. */
+ * applied since: the apply path then creates it from data), the members of data whose newest write
+ * is another event: data holds them as the event's source saw them, which need not be the newest
+ * write's value (the source may not have had it yet), so the caller puts that write's value in
+ * their place before the batch is sent. Writes at most max refs; returns how many. */
 size_t lww_refill(const struct lww *w, const struct event *ev, struct lww_ref *out, size_t max);
 
 enum lww_verdict { LWW_APPLY = 0, LWW_SKIP };

@@ -110,9 +110,8 @@ int restore_step(struct restore *r, restore_fn fn, void *opaque, int budget_ms)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 50);
         if (!m) {
             if (util_mono_ms() - r->idle_since > r->idle_ms) {
-                snprintf(r->err, sizeof(r->err),
-                         "no progress for %d ms with %zu partitions unread", r->idle_ms,
-                         r->left);
+                snprintf(r->err, sizeof(r->err), "no progress for %d ms with %zu partitions unread",
+                         r->idle_ms, r->left);
                 return -1;
             }
             continue;

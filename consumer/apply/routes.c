@@ -68,9 +68,8 @@ static int merge_fields(const struct config *cfg, const char *remote, struct con
 {
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const struct config_route *r = &cfg->routes[i];
-        const struct config_collection *c = strcmp(r->to, remote) == 0
-                                                ? config_route_collection(r, own->collection)
-                                                : NULL;
+        const struct config_collection *c =
+            strcmp(r->to, remote) == 0 ? config_route_collection(r, own->collection) : NULL;
         for (size_t j = 0; c && j < c->nfields; j++) {
             bool have = false;
             for (size_t k = 0; k < own->nfields && !have; k++)

@@ -16,12 +16,17 @@ static const char CFG[] =
     "\"database\":\"postgresql://u@127.0.0.1:1/a\"},"
     "{\"name\":\"b\",\"url\":\"http://127.0.0.1:2\",\"token\":\"t\","
     "\"database\":\"postgresql://u@127.0.0.1:1/b\"},"
-    "{\"name\":\"c\",\"url\":\"http://127.0.0.1:3\",\"token\":\"t\",\"database\":\"postgresql://u@127.0.0.1:1/c\"}],"
+    "{\"name\":\"c\",\"url\":\"http://127.0.0.1:3\",\"token\":\"t\",\"database\":\"postgresql://"
+    "u@127.0.0.1:1/c\"}],"
     "\"routes\":["
-    "{\"from\":\"a\",\"to\":\"b\",\"collections\":[{\"collection\":\"articles\",\"fields\":[\"title\"]},"
-    "{\"collection\":\"counters\",\"fields\":[\"value\"]},{\"collection\":\"tags\",\"fields\":[\"n\"]}]},"
-    "{\"from\":\"c\",\"to\":\"b\",\"collections\":[{\"collection\":\"articles\",\"fields\":[\"body\",\"title\"]}]},"
-    "{\"from\":\"b\",\"to\":\"a\",\"collections\":[{\"collection\":\"articles\",\"fields\":[\"title\"]},"
+    "{\"from\":\"a\",\"to\":\"b\",\"collections\":[{\"collection\":\"articles\",\"fields\":["
+    "\"title\"]},"
+    "{\"collection\":\"counters\",\"fields\":[\"value\"]},{\"collection\":\"tags\",\"fields\":["
+    "\"n\"]}]},"
+    "{\"from\":\"c\",\"to\":\"b\",\"collections\":[{\"collection\":\"articles\",\"fields\":["
+    "\"body\",\"title\"]}]},"
+    "{\"from\":\"b\",\"to\":\"a\",\"collections\":[{\"collection\":\"articles\",\"fields\":["
+    "\"title\"]},"
     "{\"collection\":\"counters\",\"fields\":[\"value\"]}]}]}";
 
 static void own_topics_follow_the_routes_into_the_remote(void **state)
