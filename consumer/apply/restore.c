@@ -98,6 +98,7 @@ int restore_step(struct restore *r, restore_fn fn, void *opaque, int budget_ms)
         if (w == 0) {
             if (util_mono_ms() - r->idle_since > r->idle_ms)
                 return -1;
+            util_sleep_ms(budget_ms, NULL); /* ask again a slice later, without spinning */
             return 0;
         }
         r->err[0] = '\0';
