@@ -239,7 +239,14 @@ static void recheck_held(struct consume *c, struct part *p, int64_t now)
 static void on_message(struct consume *c, rd_kafka_message_t *msg)
 {
     if (msg->err) {
-        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        if (msg->err == RD_KAFKA_RESP_ERR__MAX_POLL_EXCEEDED)
+            log_error(COMP,
+                      "event=max_poll_exceeded error=%s "
+                      "hint=\"the loop did not poll the group in time: the group rebalanced "
+                      "without this consumer, which rejoins; nothing is lost (offsets are "
+                      "stored only for settled events), events may be applied twice\"",
+                      LOG_Q(rd_kafka_message_errstr(msg)));
+        else if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             log_warn(COMP, "event=consume_error topic=%s partition=%" PRId32 " error=%s msg=%s",
                      msg->rkt ? rd_kafka_topic_name(msg->rkt) : "-", msg->partition,
                      rd_kafka_err2name(msg->err), LOG_Q(rd_kafka_message_errstr(msg)));
@@ -681,6 +688,8 @@ static int make_restore_consumer(struct consume *c, char *err, size_t errlen)
                                     "fetch.wait.max.ms",
                                     "10",
                                     NULL};
+    /* It never joins its group: the group settings of kafka.properties, meant for the apply
+     * group, must not make this client invalid. */
     const char *const forced[] = {"group.id",
                                   group,
                                   "enable.auto.commit",
@@ -689,6 +698,10 @@ static int make_restore_consumer(struct consume *c, char *err, size_t errlen)
                                   "false",
                                   "auto.offset.reset",
                                   "earliest",
+                                  "session.timeout.ms",
+                                  "45000",
+                                  "max.poll.interval.ms",
+                                  "300000",
                                   NULL};
     rd_kafka_conf_t *conf = kafka_conf_new(c->cfg, &rst, defaults, forced, err, errlen);
     if (!conf)
@@ -698,12 +711,25 @@ static int make_restore_consumer(struct consume *c, char *err, size_t errlen)
     return c->restore_rk ? 0 : -1;
 }
 
+int64_t consume_longest_block_ms(const struct config *cfg)
+{
+    return (int64_t)cfg->consumer.request_timeout_ms + 2000 + 5000 + 60000;
+}
+
+int64_t consume_poll_interval_ms(const struct config *cfg)
+{
+    int64_t need = consume_longest_block_ms(cfg) + 60000;
+    return need > 300000 ? need : 300000;
+}
+
 static int make_consumer(struct consume *c, char *err, size_t errlen)
 {
     /* Prefetch little: events wait in our own queues, and held messages pin librdkafka's
      * fetch buffers, so small fetches keep the RSS small. */
     char min_msgs[16];
     snprintf(min_msgs, sizeof(min_msgs), "%zu", c->queue_max);
+    char poll_ms[24];
+    snprintf(poll_ms, sizeof(poll_ms), "%" PRId64, consume_poll_interval_ms(c->cfg));
     const char *const defaults[] = {"queued.min.messages",
                                     min_msgs,
                                     "queued.max.messages.kbytes",
@@ -718,6 +744,8 @@ static int make_consumer(struct consume *c, char *err, size_t errlen)
                                     "1000",
                                     "session.timeout.ms",
                                     "10000",
+                                    "max.poll.interval.ms",
+                                    poll_ms,
                                     NULL};
     c->cst.component = COMP;
     c->cst.user = c;
@@ -725,6 +753,16 @@ static int make_consumer(struct consume *c, char *err, size_t errlen)
     if (!conf)
         return -1;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    char set[24] = "";
+    size_t setlen = sizeof(set);
+    if (rd_kafka_conf_get(conf, "max.poll.interval.ms", set, &setlen) == RD_KAFKA_CONF_OK &&
+        strtoll(set, NULL, 10) < consume_longest_block_ms(c->cfg))
+        log_warn(COMP,
+                 "event=max_poll_interval_short max_poll_interval_ms=%s longest_block_ms=%" PRId64
+                 " hint=\"a rebalance during requests of request_timeout_ms may take longer "
+                 "than max.poll.interval.ms (kafka.properties): the group would drop this "
+                 "consumer; raise it or lower consumer.request_timeout_ms\"",
+                 set, consume_longest_block_ms(c->cfg));
     if (!(c->rk = kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka consumer", err, errlen)))
         return -1;
     rd_kafka_poll_set_consumer(c->rk);

@@ -9,9 +9,21 @@
 #include "config.h"
 #include "metrics.h"
 
+#include <stdint.h>
+
 /* Runs until signals_stop or a fatal Kafka error; cfg and m must outlive the call. Returns the
  * exit code: 0 after a clean stop, 1 on a runtime failure, 2 when nothing is routed into
  * remote. */
 int consume_run(const struct config *cfg, const char *remote, struct metrics *m);
+
+/* The longest the loop can go without polling the group: a rebalance lets the requests in
+ * flight finish (request_timeout_ms + 2 s), waits for the DLQ's acknowledgements (5 s) and
+ * commits (up to 60 s). librdkafka drops a member that does not poll for
+ * max.poll.interval.ms. */
+int64_t consume_longest_block_ms(const struct config *cfg);
+
+/* The max.poll.interval.ms the consumer asks for unless kafka.properties sets one: Kafka's
+ * default (300 s), or the longest block plus a minute when that is longer. */
+int64_t consume_poll_interval_ms(const struct config *cfg);
 
 #endif

@@ -34,6 +34,16 @@ for bin in "$P" "$C" "$N"; do
   expect_exit 2 "$name with a bad --metrics-addr" "$bin" --config "$T_TMP/good.json" --metrics-addr nope
 done
 
+# A max.poll.interval.ms shorter than a rebalance can take (request_timeout_ms 30 s + 2 s + DLQ
+# 5 s + commit 60 s) is said at start-up, before Kafka is reached.
+sed 's/"brokers": "[^"]*"}/"brokers": "127.0.0.1:1", "properties": {"max.poll.interval.ms": "20000"}}/' \
+  "$T_TMP/good.json" >"$T_TMP/short_poll.json"
+timeout -s TERM 5 "$C" --config "$T_TMP/short_poll.json" --remote b >"$T_TMP/short_poll.log" 2>&1 || true
+check "the consumer says when max.poll.interval.ms is shorter than a rebalance can block" \
+  grep -q "event=max_poll_interval_short max_poll_interval_ms=20000 longest_block_ms=97000" "$T_TMP/short_poll.log"
+timeout -s TERM 5 "$C" --config "$T_TMP/good.json" --remote b >"$T_TMP/default_poll.log" 2>&1 || true
+check "and says nothing with the default" bash -c "! grep -q max_poll_interval_short \"\$1\"" _ "$T_TMP/default_poll.log"
+
 DXSYNC_CONFIG=$T_TMP/none.json expect_exit 2 "DXSYNC_CONFIG is the default config path" "$P" --instance a
 expect_output "none.json" "DXSYNC_CONFIG path named"
 expect_exit 2 "producer without --instance" "$P" --config "$T_TMP/good.json"
