@@ -27,6 +27,15 @@ struct revision_row {
     bool has_version;
 };
 
+/* A routed table's row as the transaction left it (pgoutput Insert or Update of the table). */
+struct row_image {
+    char *collection;
+    char *key;   /* the primary key's text */
+    cJSON *row;  /* columns of types with an exact JSON form (numbers, booleans, JSON, text...) */
+    cJSON *weak; /* other columns as text: used only when the revision lacks them */
+    size_t seq;  /* arrival: the last image of a key is the committed one */
+};
+
 struct capture {
     struct capture_config cfg;
     bool in_txn;
@@ -40,6 +49,9 @@ struct capture {
     size_t nacts, capacts;
     struct revision_row *revs;
     size_t nrevs, caprevs;
+    struct row_image *imgs;
+    size_t nimgs, capimgs;
+    bool imgs_sorted;
     struct capture_txn txn; /* the last finished transaction */
     size_t capevents;
     /* column indexes of the two tables, refreshed on every Relation message */
@@ -73,6 +85,14 @@ static void clear_rows(struct capture *c)
         cJSON_Delete(c->revs[i].delta);
     }
     c->nrevs = 0;
+    for (size_t i = 0; i < c->nimgs; i++) {
+        free(c->imgs[i].collection);
+        free(c->imgs[i].key);
+        cJSON_Delete(c->imgs[i].row);
+        cJSON_Delete(c->imgs[i].weak);
+    }
+    c->nimgs = 0;
+    c->imgs_sorted = false;
 }
 
 static void clear_txn(struct capture *c)
@@ -109,6 +129,7 @@ void capture_free(struct capture *c)
     capture_reset(c);
     free(c->acts);
     free(c->revs);
+    free(c->imgs);
     free(c->txn.events);
     free(c);
 }
@@ -229,6 +250,232 @@ static int on_revision(struct capture *c, const struct pgoutput_tuple *t, char *
     return 0;
 }
 
+/* PostgreSQL type OIDs whose text has one JSON form, the one Directus reads back. */
+#define PG_BOOL        16
+#define PG_INT8        20
+#define PG_INT2        21
+#define PG_INT4        23
+#define PG_TEXT        25
+#define PG_JSON        114
+#define PG_FLOAT4      700
+#define PG_FLOAT8      701
+#define PG_BPCHAR      1042
+#define PG_VARCHAR     1043
+#define PG_DATE        1082
+#define PG_TIME        1083
+#define PG_TIMESTAMP   1114
+#define PG_TIMESTAMPTZ 1184
+#define PG_NUMERIC     1700
+#define PG_UUID        2950
+#define PG_JSONB       3802
+
+/* The JSON value of a column's text (s, terminated). NULL when its type has no exact JSON form
+ * here (geometry, arrays, user types: the revision's value is better) or out of memory. */
+static cJSON *column_json(uint32_t type, char *s)
+{
+    switch (type) {
+    case PG_BOOL:
+        return strcmp(s, "t") == 0   ? cJSON_CreateTrue()
+               : strcmp(s, "f") == 0 ? cJSON_CreateFalse()
+                                     : NULL;
+    case PG_INT2:
+    case PG_INT4:
+    case PG_INT8: {
+        int64_t v;
+        if (util_parse_i64(s, -9007199254740992LL, 9007199254740992LL, &v))
+            return cJSON_CreateNumber((double)v);
+        return cJSON_CreateString(s); /* beyond 2^53: exact as text, as Directus gives it */
+    }
+    case PG_FLOAT4:
+    case PG_FLOAT8: {
+        char *end;
+        errno = 0;
+        double d = strtod(s, &end);
+        return !*end && !errno && isfinite(d) ? cJSON_CreateNumber(d) : cJSON_CreateString(s);
+    }
+    case PG_JSON:
+    case PG_JSONB: {
+        size_t off;
+        return util_json_parse(s, strlen(s), &off);
+    }
+    case PG_TIMESTAMPTZ: {
+        char iso[32];
+        return cJSON_CreateString(capture_timestamp(s, iso, sizeof(iso)) == 0 ? iso : s);
+    }
+    case PG_TIMESTAMP: {
+        char *sp = strchr(s, ' ');
+        if (sp && sp - s == 10)
+            *sp = 'T'; /* "2026-11-25 22:30:39" → "2026-11-25T22:30:39", as Directus reads it */
+        return cJSON_CreateString(s);
+    }
+    case PG_NUMERIC: /* decimals travel as text, exactly */
+    case PG_TEXT:
+    case PG_BPCHAR:
+    case PG_VARCHAR:
+    case PG_DATE:
+    case PG_TIME:
+    case PG_UUID:
+        return cJSON_CreateString(s);
+    }
+    return NULL;
+}
+
+/* An Insert or Update of a table: when it is a synced collection's, its row is kept as the
+ * image of the item for the events of this transaction. */
+static int on_row(struct capture *c, const struct pgoutput_relation *rel,
+                  const struct pgoutput_tuple *t, char *err, size_t errlen)
+{
+    const struct capture_collection *coll = NULL;
+    enum capture_lookup l = c->cfg.lookup(c->cfg.opaque, rel->relname, &coll);
+    if (l == CAPTURE_NOT_SYNCED)
+        return 0;
+    int pk = -1;
+    if (coll) {
+        pk = pgoutput_relation_column(rel, coll->pk);
+    } else {
+        for (int i = 0; i < rel->ncols; i++)
+            if (rel->cols[i].key)
+                pk = pk == -1 ? i : -2; /* a key of several columns: not Directus's */
+    }
+    if (pk < 0 || pk >= t->ncols || t->vals[pk].kind != PGOUTPUT_VALUE_TEXT)
+        return 0; /* no usable key: the revision alone tells this item */
+    if (grow((void **)&c->imgs, &c->capimgs, c->nimgs, sizeof(*c->imgs))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    struct row_image *img = &c->imgs[c->nimgs];
+    memset(img, 0, sizeof(*img));
+    img->collection = strdup(rel->relname);
+    img->key = pgoutput_value_strdup(&t->vals[pk]);
+    img->row = cJSON_CreateObject();
+    img->weak = cJSON_CreateObject();
+    img->seq = c->nimgs;
+    c->nimgs++;
+    c->imgs_sorted = false;
+    if (!img->collection || !img->key || !img->row || !img->weak) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < rel->ncols && i < t->ncols; i++) {
+        const struct pgoutput_value *v = &t->vals[i];
+        cJSON *j = NULL, *into = img->row;
+        if (v->kind == PGOUTPUT_VALUE_UNCHANGED)
+            continue; /* an unchanged TOASTed value is not sent: the revision has it */
+        if (v->kind == PGOUTPUT_VALUE_NULL) {
+            j = cJSON_CreateNull();
+        } else {
+            char *text = pgoutput_value_strdup(v);
+            if (!text) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            if (v->kind == PGOUTPUT_VALUE_TEXT)
+                j = column_json(rel->cols[i].type_oid, text);
+            if (!j) {
+                j = cJSON_CreateString(text);
+                into = img->weak;
+            }
+            free(text);
+        }
+        if (!j || !cJSON_AddItemToObject(into, rel->cols[i].name, j)) {
+            cJSON_Delete(j);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int image_cmp(const void *pa, const void *pb)
+{
+    const struct row_image *a = pa, *b = pb;
+    int r = strcmp(a->collection, b->collection);
+    if (!r)
+        r = strcmp(a->key, b->key);
+    if (!r)
+        r = a->seq < b->seq ? -1 : a->seq > b->seq;
+    return r;
+}
+
+/* The last image of collection/key in this transaction, or NULL. */
+static const struct row_image *find_image(struct capture *c, const char *collection,
+                                          const char *key)
+{
+    if (!c->nimgs)
+        return NULL;
+    if (!c->imgs_sorted) {
+        qsort(c->imgs, c->nimgs, sizeof(*c->imgs), image_cmp);
+        c->imgs_sorted = true;
+    }
+    /* the first image after (collection, key, every seq), then one back */
+    size_t lo = 0, hi = c->nimgs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(c->imgs[mid].collection, collection);
+        if (!r)
+            r = strcmp(c->imgs[mid].key, key);
+        if (r <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return NULL;
+    const struct row_image *img = &c->imgs[lo - 1];
+    return strcmp(img->collection, collection) == 0 && strcmp(img->key, key) == 0 ? img : NULL;
+}
+
+/* Whether two values hold the same: equal JSON, or a number and its text (a bigint or decimal
+ * Directus gave as text). */
+static bool same_value(const cJSON *a, const cJSON *b)
+{
+    if (cJSON_Compare(a, b, true))
+        return true;
+    const cJSON *n = cJSON_IsNumber(a) ? a : cJSON_IsNumber(b) ? b : NULL;
+    const cJSON *t = cJSON_IsString(a) ? a : cJSON_IsString(b) ? b : NULL;
+    if (!n || !t)
+        return false;
+    char *end;
+    errno = 0;
+    double d = strtod(t->valuestring, &end);
+    return *t->valuestring && !*end && !errno && d == n->valuedouble;
+}
+
+static int set_member(cJSON *obj, const char *name, const cJSON *v)
+{
+    cJSON *dup = cJSON_Duplicate(v, true);
+    if (!dup)
+        return -1;
+    if (cJSON_GetObjectItemCaseSensitive(obj, name))
+        return cJSON_ReplaceItemInObjectCaseSensitive(obj, name, dup) ? 0 : (cJSON_Delete(dup), -1);
+    return cJSON_AddItemToObject(obj, name, dup) ? 0 : (cJSON_Delete(dup), -1);
+}
+
+/* Makes data the row the transaction committed: the image's values replace the revision's
+ * where they differ (a many-to-one key a nested write left out, a value a hook changed).
+ * Such a value joins delta (the change set it) when the revision held another value, and for
+ * a create (which sets every field); a field an update's revision does not mention is not
+ * claimed as changed. Text-only values fill what data lacks. */
+static int merge_image(const struct row_image *img, cJSON *data, cJSON *delta, bool create)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, img->row)
+    {
+        const cJSON *cur = cJSON_GetObjectItemCaseSensitive(data, m->string);
+        if (cur && same_value(cur, m))
+            continue;
+        bool changed = create || cur;
+        if (set_member(data, m->string, m) || (changed && set_member(delta, m->string, m)))
+            return -1;
+    }
+    cJSON_ArrayForEach(m, img->weak)
+    {
+        if (!cJSON_GetObjectItemCaseSensitive(data, m->string) && set_member(data, m->string, m))
+            return -1;
+    }
+    return 0;
+}
+
 static bool column_type(const struct capture_collection *coll, const char *name,
                         enum capture_type *type)
 {
@@ -258,7 +505,7 @@ static cJSON *typed(const struct capture_collection *coll, const char *name, cJS
         errno = 0;
         double d = strtod(s, &end);
         if (!*end && !errno && isfinite(d) &&
-            (t == CAPTURE_NUMBER || (d == floor(d) && fabs(d) <= 9007199254740992.0)))
+            (t == CAPTURE_NUMBER || (d == floor(d) && fabs(d) < 9007199254740992.0)))
             nv = cJSON_CreateNumber(d);
     }
     if (!nv)
@@ -271,6 +518,18 @@ static bool routed(const struct capture_collection *coll, const char *name)
 {
     for (size_t i = 0; i < coll->nfields; i++)
         if (strcmp(coll->fields[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Whether name is a column of the table: an alias field (one-to-many, many-to-many) is not,
+ * and never travels (its junction collection does). True when the columns are unknown. */
+static bool is_column(const struct capture_collection *coll, const char *name)
+{
+    if (!coll->ncolumns)
+        return true;
+    for (size_t i = 0; i < coll->ncolumns; i++)
+        if (strcmp(coll->columns[i].name, name) == 0)
             return true;
     return false;
 }
@@ -289,7 +548,8 @@ static cJSON *filter(const struct capture_collection *coll, cJSON *obj, const cJ
         cJSON *it = obj->child;
         while (it) {
             cJSON *next = it->next;
-            if (strcmp(it->string, coll->pk) != 0 && routed(coll, it->string)) {
+            if (strcmp(it->string, coll->pk) != 0 && routed(coll, it->string) &&
+                is_column(coll, it->string)) {
                 cJSON *v = cJSON_DetachItemViaPointer(obj, it);
                 char *name = strdup(v->string);
                 v = typed(coll, name, v);
@@ -426,13 +686,15 @@ static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char
                                    : strcmp(a->action, "update") == 0 ? EVENT_UPDATE
                                                                       : EVENT_DELETE;
         bool needs_row = false;
-        if (action != EVENT_DELETE && r && !r->data && action == EVENT_UPDATE) {
+        const struct row_image *img =
+            action != EVENT_DELETE ? find_image(c, a->collection, a->item) : NULL;
+        if (action != EVENT_DELETE && r && !r->data && action == EVENT_UPDATE && !img) {
             /* an admin's update of a missing item: Directus records it, nothing changed */
             log_debug("capture", "event=skip reason=update_without_data activity=%lld",
                       (long long)a->id);
             continue;
         }
-        if (action != EVENT_DELETE && !r)
+        if (action != EVENT_DELETE && !r && !img)
             needs_row = true;
         if (grow((void **)&c->txn.events, &c->capevents, c->txn.nevents, sizeof(*c->txn.events))) {
             snprintf(err, errlen, "out of memory");
@@ -473,13 +735,23 @@ static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char
             snprintf(err, errlen, "out of memory");
             return -1;
         }
-        if (action != EVENT_DELETE && r) {
+        if (action != EVENT_DELETE && (r || img)) {
             /* each revision belongs to one activity: take its trees instead of copying */
-            cJSON *data = r->data, *delta = r->delta;
-            r->data = r->delta = NULL;
+            cJSON *data = r ? r->data : NULL, *delta = r ? r->delta : NULL;
+            if (r)
+                r->data = r->delta = NULL;
+            if (!data)
+                data = cJSON_CreateObject();
             if (!delta && data)
                 delta = cJSON_Duplicate(data, true);
-            ev->data = filter(coll, data ? data : cJSON_CreateObject(), ev->key);
+            if (img && data && delta &&
+                merge_image(img, data, delta, action == EVENT_CREATE || !r)) {
+                cJSON_Delete(data);
+                cJSON_Delete(delta);
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            ev->data = filter(coll, data, ev->key);
             ev->delta = filter(coll, delta, NULL);
             if (action == EVENT_UPDATE && ev->delta && !ev->delta->child) {
                 /* nothing routed changed: no event (the consumer would skip it anyway) */
@@ -529,7 +801,15 @@ int capture_feed(struct capture *c, const struct pgoutput_msg *msg, struct captu
             return on_activity(c, &msg->insert.tuple, err, errlen);
         if (msg->insert.rel->oid == c->rev_oid && c->rev_oid)
             return on_revision(c, &msg->insert.tuple, err, errlen);
-        return 0;
+        return on_row(c, msg->insert.rel, &msg->insert.tuple, err, errlen);
+    case PGOUTPUT_UPDATE:
+        if (!c->in_txn) {
+            snprintf(err, errlen, "update outside a transaction");
+            return -1;
+        }
+        if (msg->update.rel->oid == c->act_oid || msg->update.rel->oid == c->rev_oid)
+            return 0; /* Directus's own bookkeeping, not a change of an item */
+        return on_row(c, msg->update.rel, &msg->update.tuple, err, errlen);
     case PGOUTPUT_COMMIT:
         if (!c->in_txn) {
             snprintf(err, errlen, "commit outside a transaction");

@@ -96,13 +96,98 @@ static void check_database(struct report *r, PGconn *c, const char *slot)
                 "the database user cannot create publication %s: it needs CREATE on the "
                 "database and to own directus_activity and directus_revisions (or create "
                 "it as a superuser: CREATE PUBLICATION %s FOR TABLE directus_activity, "
-                "directus_revisions WITH (publish = 'insert'))",
+                "directus_revisions WITH (publish = 'insert, update'))",
                 slot, slot);
     }
 }
 
-static void check_collection(struct report *r, PGconn *c, const char *coll,
-                             const struct config_route *route, const struct config_collection *cc)
+/* Whether some route from `from` to `to` carries collection coll. */
+static bool carried(const struct config *cfg, const char *from, const char *to, const char *coll)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct config_route *rt = &cfg->routes[i];
+        if (strcmp(rt->from, from) != 0 || strcmp(rt->to, to) != 0)
+            continue;
+        for (size_t j = 0; j < rt->ncollections; j++)
+            if (strcmp(rt->collections[j].collection, coll) == 0)
+                return true;
+    }
+    return false;
+}
+
+/* The routed table's rows come through the publication (capture.h): it is in it, or the
+ * producer can add it, and the user can read it (rows of events without a revision). */
+static void check_table_published(struct report *r, PGconn *c, const char *slot, const char *coll)
+{
+    const char *p[2] = {slot, coll};
+    PGresult *res = PQexecParams(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1), "
+        "EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2 AND "
+        "schemaname = current_schema()), "
+        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR EXISTS (SELECT 1 FROM "
+        "pg_tables WHERE tablename = $2 AND schemaname = current_schema() AND "
+        "pg_has_role(tableowner, 'USAGE')), "
+        "has_table_privilege(quote_ident($2), 'SELECT')",
+        2, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        report_problem(r, "collection \"%s\": cannot tell whether publication %s covers it: %s",
+                       coll, slot, PQresultErrorMessage(res));
+        PQclear(res);
+        return;
+    }
+    bool pub = *PQgetvalue(res, 0, 0) == 't', in = *PQgetvalue(res, 0, 1) == 't';
+    bool owner = *PQgetvalue(res, 0, 2) == 't', sel = *PQgetvalue(res, 0, 3) == 't';
+    PQclear(res);
+    if (in)
+        report_ok(r, "publication %s covers table \"%s\"", slot, coll);
+    else if (owner)
+        report_ok(r, "table \"%s\" will be added to publication %s", coll, slot);
+    else
+        report_problem(r,
+                       "table \"%s\" is not in publication %s and the database user does not "
+                       "own it: its events would take their data from revision rows, which lack "
+                       "many-to-one keys of nested writes; as its owner run ALTER PUBLICATION %s "
+                       "ADD TABLE \"%s\"%s",
+                       coll, slot, slot, coll,
+                       pub ? "" : " once the producer created the publication");
+    if (!sel)
+        report_problem(r,
+                       "the database user cannot read table \"%s\": GRANT SELECT ON \"%s\" TO "
+                       "the producer's user",
+                       coll, coll);
+}
+
+/* Many-to-one fields of a routed collection: the item they point at must reach the same remote,
+ * or the child waits for it there and is dead-lettered (PARENT_MISSING). */
+static void check_relations(struct report *r, PGconn *c, const struct config *cfg,
+                            const struct config_route *route, const struct config_collection *cc)
+{
+    for (size_t f = 0; f < cc->nfields; f++) {
+        const char *p[2] = {cc->collection, cc->fields[f]};
+        PGresult *res = PQexecParams(c,
+                                     "SELECT one_collection FROM directus_relations WHERE "
+                                     "many_collection = $1 AND many_field = $2 AND "
+                                     "one_collection IS NOT NULL",
+                                     2, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+            const char *parent = PQgetvalue(res, 0, 0);
+            if (!carried(cfg, route->from, route->to, parent))
+                report_warn(
+                    r,
+                    "route %s -> %s: \"%s.%s\" points at \"%s\", which no route carries "
+                    "from %s to %s: an item pointing at one %s does not have waits for "
+                    "it, and is dead-lettered (PARENT_MISSING) after consumer.parent_wait_s",
+                    route->from, route->to, cc->collection, cc->fields[f], parent, route->from,
+                    route->to, route->to);
+        }
+        PQclear(res);
+    }
+}
+
+static void check_collection(struct report *r, PGconn *c, const struct config *cfg,
+                             const char *slot, const char *coll, const struct config_route *route,
+                             const struct config_collection *cc)
 {
     char v[512];
     int in_directus = scalar(c,
@@ -123,6 +208,8 @@ static void check_collection(struct report *r, PGconn *c, const char *coll,
                        coll, v, coll);
     else
         report_ok(r, "collection \"%s\" exists with accountability \"all\"", coll);
+    check_table_published(r, c, slot, coll);
+    check_relations(r, c, cfg, route, cc);
     for (size_t f = 0; f < cc->nfields; f++) {
         const char *field = cc->fields[f];
         char sql[512], col[8], special[256];
@@ -135,13 +222,23 @@ static void check_collection(struct report *r, PGconn *c, const char *coll,
             continue;
         const char *p[2] = {coll, field};
         PGresult *res = PQexecParams(c,
-                                     "SELECT coalesce(special, '') FROM directus_fields WHERE "
+                                     "SELECT coalesce(special, ''), (SELECT many_collection FROM "
+                                     "directus_relations WHERE one_collection = $1 AND "
+                                     "one_field = $2 LIMIT 1) FROM directus_fields WHERE "
                                      "collection = $1 AND field = $2",
                                      2, NULL, p, NULL, NULL, 0);
         bool alias = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0;
+        char via[128];
         util_strlcpy(special, alias ? PQgetvalue(res, 0, 0) : "", sizeof(special));
+        util_strlcpy(via, alias ? PQgetvalue(res, 0, 1) : "", sizeof(via));
         PQclear(res);
-        if (alias)
+        if (alias && via[0])
+            report_problem(r,
+                           "route %s -> %s: field \"%s.%s\" is an alias (%s), not a column: "
+                           "remove it and route collection \"%s\" (its %s) instead",
+                           route->from, route->to, coll, field, special[0] ? special : "no column",
+                           via, strstr(special, "m2m") ? "junction" : "child collection");
+        else if (alias)
             report_problem(r,
                            "route %s -> %s: field \"%s.%s\" is an alias (%s), not a column: route "
                            "the junction or child collection instead",
@@ -198,7 +295,7 @@ int producer_check(const struct config *cfg, const struct config_instance *inst,
             continue;
         routes++;
         for (size_t j = 0; j < route->ncollections; j++)
-            check_collection(&r, c, route->collections[j].collection, route,
+            check_collection(&r, c, cfg, slot, route->collections[j].collection, route,
                              &route->collections[j]);
     }
     if (routes == 0)

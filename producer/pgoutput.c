@@ -516,7 +516,42 @@ static int decode_insert(struct pgoutput_decoder *d, struct reader *r, struct pg
     return 0;
 }
 
-/* Update and Delete: checked for shape, not decoded. */
+/* Update: the new row (an old key or row before it is checked and passed over). */
+static int decode_update(struct pgoutput_decoder *d, struct reader *r, struct pgoutput_msg *out)
+{
+    size_t at = r->pos;
+    uint32_t oid;
+    if (!rd_u32(r, "relation OID", &oid))
+        return -1;
+    struct pgoutput_relation **slot = find_slot(d, oid);
+    if (!slot) {
+        fail(r, at, "relation OID %" PRIu32 " was never described by a Relation message", oid);
+        return -1;
+    }
+    at = r->pos;
+    uint8_t tag;
+    if (!rd_u8(r, "tuple tag", &tag))
+        return -1;
+    if (tag == 'K' || tag == 'O') {
+        struct pgoutput_tuple old;
+        if (!read_tuple(d, r, NULL, &old))
+            return -1;
+        at = r->pos;
+        if (!rd_u8(r, "new tuple tag", &tag))
+            return -1;
+    }
+    if (tag != 'N') {
+        fail(r, at, "expected tuple tag 'K', 'O' or 'N', got 0x%02x", (unsigned)tag);
+        return -1;
+    }
+    if (!read_tuple(d, r, *slot, &out->update.tuple) || !at_end(r))
+        return -1;
+    out->kind = PGOUTPUT_UPDATE;
+    out->update.rel = *slot;
+    return 0;
+}
+
+/* Delete: checked for shape, not decoded. */
 static int skip_change(struct pgoutput_decoder *d, struct reader *r, struct pgoutput_msg *out)
 {
     struct pgoutput_tuple t;
@@ -527,27 +562,11 @@ static int skip_change(struct pgoutput_decoder *d, struct reader *r, struct pgou
     uint8_t tag;
     if (!rd_u8(r, "tuple tag", &tag))
         return -1;
-    if (tag == 'K' || tag == 'O') {
-        if (!read_tuple(d, r, NULL, &t))
-            return -1;
-        if (r->type == 'U') {
-            at = r->pos;
-            if (!rd_u8(r, "new tuple tag", &tag))
-                return -1;
-        }
-    }
-    if (r->type == 'U') {
-        if (tag != 'N') {
-            fail(r, at, "expected tuple tag 'K', 'O' or 'N', got 0x%02x", (unsigned)tag);
-            return -1;
-        }
-        if (!read_tuple(d, r, NULL, &t))
-            return -1;
-    } else if (tag != 'K' && tag != 'O') {
+    if (tag != 'K' && tag != 'O') {
         fail(r, at, "expected tuple tag 'K' or 'O', got 0x%02x", (unsigned)tag);
         return -1;
     }
-    if (!at_end(r))
+    if (!read_tuple(d, r, NULL, &t) || !at_end(r))
         return -1;
     out->skipped.relid = oid;
     return 0;
@@ -642,6 +661,8 @@ int pgoutput_decode(struct pgoutput_decoder *d, const uint8_t *buf, size_t len,
         rc = decode_insert(d, &r, out);
         break;
     case 'U':
+        rc = decode_update(d, &r, out);
+        break;
     case 'D':
         rc = skip_change(d, &r, out);
         break;
@@ -807,6 +828,8 @@ const char *pgoutput_kind_name(enum pgoutput_kind kind)
         return "relation";
     case PGOUTPUT_INSERT:
         return "insert";
+    case PGOUTPUT_UPDATE:
+        return "update";
     case PGOUTPUT_SKIPPED:
         return "skipped";
     }

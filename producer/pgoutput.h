@@ -4,13 +4,13 @@
  * START_REPLICATION, or in the data column of pg_logical_slot_get_binary_changes(): the
  * type byte first. No I/O, no libpq: bytes in, structs out.
  *
- * Decoded: Begin 'B', Commit 'C', Relation 'R', Insert 'I'.
- * Checked and skipped (PGOUTPUT_SKIPPED): Update 'U', Delete 'D', Truncate 'T', Type 'Y',
+ * Decoded: Begin 'B', Commit 'C', Relation 'R', Insert 'I', Update 'U' (its new row).
+ * Checked and skipped (PGOUTPUT_SKIPPED): Delete 'D', Truncate 'T', Type 'Y',
  * Origin 'O', Message 'M'.
  * Refused with an error: any other type byte (including the streaming and two-phase
  * messages of protocol versions 2 and 3), a message cut short, a length or count that
- * runs past the end or is negative, bytes left over after the message, an Insert for a
- * relation whose Relation message was never seen, a tuple whose column count differs
+ * runs past the end or is negative, bytes left over after the message, an Insert or Update
+ * for a relation whose Relation message was never seen, a tuple whose column count differs
  * from its relation's. The error text names the message, the field and its byte offset.
  * The decoder never reads outside [buf, buf + len) and never crashes on any input.
  *
@@ -76,6 +76,7 @@ enum pgoutput_kind {
     PGOUTPUT_RELATION,
     PGOUTPUT_INSERT,
     PGOUTPUT_SKIPPED,
+    PGOUTPUT_UPDATE,
 };
 
 /* One decoded message. Everything it points to lives until the next pgoutput_decode() or
@@ -103,8 +104,12 @@ struct pgoutput_msg {
             struct pgoutput_tuple tuple; /* the new row */
         } insert;
         struct {
-            char type;      /* 'U', 'D', 'T', 'Y', 'O' or 'M' */
-            uint32_t relid; /* 'U', 'D': the relation changed; 'T': the first one; else 0 */
+            const struct pgoutput_relation *rel;
+            struct pgoutput_tuple tuple; /* the new row ('u' for unchanged TOASTed values) */
+        } update;
+        struct {
+            char type;      /* 'D', 'T', 'Y', 'O' or 'M' */
+            uint32_t relid; /* 'D': the relation changed; 'T': the first one; else 0 */
         } skipped;
     };
 };
@@ -155,7 +160,7 @@ int64_t pgoutput_time_to_unix_ms(int64_t pg_us);
 /* The same in microseconds since the Unix epoch. */
 int64_t pgoutput_time_to_unix_us(int64_t pg_us);
 
-/* "begin", "commit", "relation", "insert", "skipped", or "unknown". */
+/* "begin", "commit", "relation", "insert", "update", "skipped", or "unknown". */
 const char *pgoutput_kind_name(enum pgoutput_kind kind);
 
 #endif

@@ -231,22 +231,90 @@ static PGresult *query(struct source *s, const char *sql, int n, const char *con
     return NULL;
 }
 
+/* Adds the routed collection's table to the publication, so that pgoutput sends its rows (the
+ * row as each transaction committed it, beside the activity and revision rows). A table that
+ * does not exist yet is added once it does (source_lookup); one that cannot be added (the
+ * database user does not own it) is reported, and its events take their data from the
+ * revision rows alone. */
+static void publish_table(struct source *s, const char *table)
+{
+    char e[512];
+    const char *p[2] = {s->slot, table};
+    PGresult *r = query(s,
+                        "SELECT to_regclass(quote_ident($2)) IS NOT NULL, EXISTS (SELECT 1 FROM "
+                        "pg_publication_tables WHERE pubname = $1 AND tablename = $2 AND "
+                        "schemaname = current_schema())",
+                        2, p, e, sizeof(e));
+    if (!r) {
+        log_warn("producer", "event=publication_table_unknown table=%s reason=%s", LOG_Q(table),
+                 LOG_Q(e));
+        return;
+    }
+    bool exists = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    bool published = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+    PQclear(r);
+    if (!exists || published)
+        return;
+    char *pub = PQescapeIdentifier(s->conn, s->slot, strlen(s->slot));
+    char *tab = PQescapeIdentifier(s->conn, table, strlen(table));
+    char sql[1024];
+    int cut = !pub || !tab ||
+              util_format(sql, sizeof(sql), "ALTER PUBLICATION %s ADD TABLE %s", pub, tab);
+    PQfreemem(pub);
+    PQfreemem(tab);
+    if (cut) {
+        log_warn("producer", "event=publication_table_failed table=%s reason=%s", LOG_Q(table),
+                 LOG_Q("name too long"));
+        return;
+    }
+    if (!(r = query(s, sql, 0, NULL, e, sizeof(e)))) {
+        log_warn("producer",
+                 "event=publication_table_failed publication=%s table=%s reason=%s hint=%s",
+                 LOG_Q(s->slot), LOG_Q(table), LOG_Q(e),
+                 LOG_Q("its events take their data from Directus's revision rows, which can lack "
+                       "a many-to-one key; let the table's owner run the ALTER PUBLICATION "
+                       "statement, see dxsync-producer check"));
+        return;
+    }
+    PQclear(r);
+    log_info("producer", "event=publication_table_added publication=%s table=%s", LOG_Q(s->slot),
+             LOG_Q(table));
+}
+
 int source_ensure_slot(struct source *s, char *err, size_t errlen)
 {
     char e[512];
     const char *p[1] = {s->slot};
-    PGresult *r = query(s, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, p, e, sizeof(e));
+    PGresult *r =
+        query(s, "SELECT pubupdate FROM pg_publication WHERE pubname = $1", 1, p, e, sizeof(e));
     if (!r) {
         snprintf(err, errlen, "looking up publication %s: %s", s->slot, e);
         return -1;
     }
     bool have_pub = PQntuples(r) > 0;
+    bool updates = have_pub && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
     PQclear(r);
+    if (have_pub && !updates) {
+        /* made by an earlier version (inserts only): the routed tables' updates are wanted */
+        char sql[256];
+        if (util_format(sql, sizeof(sql), "ALTER PUBLICATION %s SET (publish = 'insert, update')",
+                        s->slot)) {
+            snprintf(err, errlen, "altering publication %s: the statement is too long", s->slot);
+            return -1;
+        }
+        if (!(r = query(s, sql, 0, NULL, e, sizeof(e)))) {
+            snprintf(err, errlen, "altering publication %s to publish updates: %s", s->slot, e);
+            return -1;
+        }
+        PQclear(r);
+        log_info("producer", "event=publication_altered publication=%s publish=%s", LOG_Q(s->slot),
+                 LOG_Q("insert, update"));
+    }
     if (!have_pub) {
         char sql[256];
         if (util_format(sql, sizeof(sql),
                         "CREATE PUBLICATION %s FOR TABLE directus_activity, directus_revisions "
-                        "WITH (publish = 'insert')",
+                        "WITH (publish = 'insert, update')",
                         s->slot)) {
             snprintf(err, errlen, "creating publication %s: the statement is too long", s->slot);
             return -1;
@@ -258,6 +326,8 @@ int source_ensure_slot(struct source *s, char *err, size_t errlen)
         PQclear(r);
         log_info("producer", "event=publication_created publication=%s", LOG_Q(s->slot));
     }
+    for (size_t k = 0; k < s->ncolls; k++)
+        publish_table(s, s->colls[k].meta.name);
     r = query(s, "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1", 1, p, e,
               sizeof(e));
     if (!r) {
@@ -336,6 +406,16 @@ static int load_meta(struct source *s, struct source_coll *sc, char *err, size_t
         snprintf(err, errlen, "table %s has no primary key", sc->meta.name);
         return -1;
     }
+    for (size_t f = 0; f < sc->meta.nfields; f++) {
+        bool column = false;
+        for (size_t i = 0; i < sc->meta.ncolumns && !column; i++)
+            column = strcmp(sc->meta.columns[i].name, sc->meta.fields[f]) == 0;
+        if (!column)
+            log_warn("producer", "event=field_not_a_column collection=%s field=%s hint=%s",
+                     LOG_Q(sc->meta.name), LOG_Q(sc->meta.fields[f]),
+                     LOG_Q("an alias (one-to-many or many-to-many) has no column and is not "
+                           "synced: route the junction or child collection instead"));
+    }
     sc->loaded = true;
     log_info("producer", "event=collection_loaded collection=%s pk=%s pk_type=%s columns=%zu",
              LOG_Q(sc->meta.name), LOG_Q(sc->meta.pk),
@@ -367,6 +447,7 @@ enum capture_lookup source_lookup(void *source, const char *collection,
                      LOG_Q(collection), LOG_Q(err), SOURCE_RETRY_MS);
             return CAPTURE_UNKNOWN;
         }
+        publish_table(s, sc->meta.name); /* a table made after the start: its rows from now */
         *coll = &sc->meta;
         return CAPTURE_SYNCED;
     }

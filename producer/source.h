@@ -29,8 +29,11 @@ void source_set_wait_cb(struct source *s, void (*fn)(void *opaque), void *opaque
 /* Slot and publication name: dxsync_<instance>. */
 const char *source_slot(const struct source *s);
 
-/* Creates the publication (inserts of directus_activity and directus_revisions) and the
- * pgoutput slot when missing. 0, or -1 with err. */
+/* Creates the publication (inserts of directus_activity and directus_revisions, inserts and
+ * updates of the routed collections' tables, whose rows give the events their data) and the
+ * pgoutput slot when missing; adds what an existing publication lacks. A routed table that
+ * cannot be added is logged, not fatal (its events fall back on the revision rows). 0, or -1
+ * with err. */
 int source_ensure_slot(struct source *s, char *err, size_t errlen);
 
 /* The synced collection names (for topic creation). */

@@ -34,6 +34,14 @@ void report_problem(struct report *r, const char *fmt, ...)
     r->problems++;
 }
 
+void report_warn(struct report *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    line(r, "warning", fmt, ap);
+    va_end(ap);
+}
+
 void report_summary(FILE *out, int problems)
 {
     fprintf(out, "%d problem%s found\n", problems, problems == 1 ? "" : "s");

@@ -14,9 +14,11 @@ struct report {
     int problems;
 };
 
-/* One line "ok: <fmt>" / "problem: <fmt>" (counted), with registered secrets masked. */
+/* One line "ok: <fmt>" / "problem: <fmt>" (counted) / "warning: <fmt>" (works, but something
+ * will not sync as the user may expect; not counted), with registered secrets masked. */
 void report_ok(struct report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void report_problem(struct report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void report_warn(struct report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The closing line: "0 problems found", "1 problem found", ... */
 void report_summary(FILE *out, int problems);

@@ -56,14 +56,15 @@ static void unload(struct recorded *rec)
 }
 
 static char *fields[] = {"title"};
-static struct capture_column columns[] = {{"id", CAPTURE_INTEGER}, {"title", CAPTURE_TEXT}};
+static struct capture_column columns[] = {
+    {"id", CAPTURE_INTEGER}, {"title", CAPTURE_TEXT}, {"body", CAPTURE_TEXT}};
 static struct capture_collection articles = {.name = "articles",
                                              .pk = "id",
                                              .pk_type = CAPTURE_INTEGER,
                                              .fields = fields,
                                              .nfields = 1,
                                              .columns = columns,
-                                             .ncolumns = 2};
+                                             .ncolumns = 3};
 static int lookups;
 
 static enum capture_lookup lookup(void *opaque, const char *collection,
@@ -311,6 +312,107 @@ static void shapes_and_types_values(void **state)
     cJSON_Delete(key);
 }
 
+static char *post_fields[] = {
+    "title", "author",  "published",  "score", "price", "big",
+    "meta",  "created", "local_time", "note",  "tags" /* an alias: not a column */};
+static struct capture_column post_columns[] = {
+    {"id", CAPTURE_INTEGER},        {"title", CAPTURE_TEXT},   {"author", CAPTURE_INTEGER},
+    {"published", CAPTURE_BOOLEAN}, {"score", CAPTURE_NUMBER}, {"price", CAPTURE_NUMBER},
+    {"big", CAPTURE_INTEGER},       {"meta", CAPTURE_TEXT},    {"created", CAPTURE_TEXT},
+    {"local_time", CAPTURE_TEXT},   {"note", CAPTURE_TEXT}};
+static char *author_fields[] = {"name"};
+static struct capture_column author_columns[] = {{"id", CAPTURE_INTEGER}, {"name", CAPTURE_TEXT}};
+static struct capture_collection posts = {.name = "posts",
+                                          .pk = "id",
+                                          .pk_type = CAPTURE_INTEGER,
+                                          .fields = post_fields,
+                                          .nfields = 11,
+                                          .columns = post_columns,
+                                          .ncolumns = 11};
+static struct capture_collection authors = {.name = "authors",
+                                            .pk = "id",
+                                            .pk_type = CAPTURE_INTEGER,
+                                            .fields = author_fields,
+                                            .nfields = 1,
+                                            .columns = author_columns,
+                                            .ncolumns = 2};
+
+static enum capture_lookup lookup_rel(void *opaque, const char *collection,
+                                      const struct capture_collection **coll)
+{
+    (void)opaque;
+    *coll = strcmp(collection, "posts") == 0     ? &posts
+            : strcmp(collection, "authors") == 0 ? &authors
+                                                 : NULL;
+    return *coll ? CAPTURE_SYNCED : CAPTURE_NOT_SYNCED;
+}
+
+static cJSON *member(const char *json, const char *a, const char *b)
+{
+    cJSON *root = cJSON_Parse(json);
+    assert_non_null(root);
+    cJSON *v =
+        cJSON_DetachItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, a), b);
+    cJSON_Delete(root);
+    return v;
+}
+
+static void expect_member(const char *json, const char *a, const char *b, const char *want)
+{
+    cJSON *v = member(json, a, b);
+    char *got = v ? cJSON_PrintUnformatted(v) : NULL;
+    if (!got || strcmp(got, want) != 0)
+        fail_msg("%s.%s is %s, want %s in %s", a, b, got ? got : "(absent)", want, json);
+    free(got);
+    cJSON_Delete(v);
+}
+
+/* The routed tables' own rows (in the publication) make the data: a nested create's many-to-one
+ * key the revision lacks, typed by the column's PostgreSQL type; an update's image replaces the
+ * revision's stale values and its changed fields join the delta; an unchanged TOASTed value
+ * keeps the revision's; alias fields never travel. */
+static void row_images_make_the_data(void **state)
+{
+    (void)state;
+    struct capture_config cfg = {.source = "a", .lookup = lookup_rel};
+    char *ev[8];
+    size_t ntxn;
+    assert_int_equal(run("row-images", &cfg, ev, 8, &ntxn), 3);
+    assert_int_equal(ntxn, 2);
+    assert_non_null(strstr(ev[0], "\"collection\":\"authors\",\"action\":\"create\",\"key\":1,"
+                                  "\"data\":{\"id\":1,\"name\":\"Ada\"}"));
+    /* the nested create: the key the revision left out, every column typed */
+    assert_non_null(strstr(ev[1], "\"collection\":\"posts\",\"action\":\"create\",\"key\":1,"));
+    expect_member(ev[1], "data", "author", "1");
+    expect_member(ev[1], "delta", "author", "1");
+    expect_member(ev[1], "data", "title", "\"Hello\"");
+    expect_member(ev[1], "data", "published", "true");
+    expect_member(ev[1], "data", "score", "2.5");
+    expect_member(ev[1], "data", "price", "12.5");
+    expect_member(ev[1], "data", "big", "\"9007199254740993\"");
+    expect_member(ev[1], "data", "meta", "{\"a\":[1,2]}");
+    expect_member(ev[1], "data", "created", "\"2026-11-25T22:40:00.123Z\"");
+    expect_member(ev[1], "data", "local_time", "\"2026-11-25T22:40:00\"");
+    cJSON *note = member(ev[1], "data", "note");
+    assert_true(cJSON_IsString(note) && strlen(note->valuestring) == 3000);
+    cJSON_Delete(note);
+    assert_null(strstr(ev[1], "tags"));
+    /* the update: the image wins over the revision's stale title and author, and says so in
+     * the delta; the TOASTed note was not sent ('u'), so the revision's stays; the fields the
+     * update's revision does not mention are in data, not claimed in delta */
+    assert_non_null(strstr(ev[2], "\"collection\":\"posts\",\"action\":\"update\",\"key\":1,"));
+    expect_member(ev[2], "data", "title", "\"Hello again\"");
+    expect_member(ev[2], "delta", "title", "\"Hello again\"");
+    expect_member(ev[2], "data", "author", "null");
+    expect_member(ev[2], "delta", "author", "null");
+    expect_member(ev[2], "data", "note", "\"from the revision\"");
+    expect_member(ev[2], "data", "published", "true");
+    cJSON *pub = member(ev[2], "delta", "published");
+    assert_null(pub);
+    for (size_t i = 0; i < 3; i++)
+        free(ev[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +423,7 @@ int main(void)
         cmocka_unit_test(unknown_collection_waits),
         cmocka_unit_test(timestamps),
         cmocka_unit_test(shapes_and_types_values),
+        cmocka_unit_test(row_images_make_the_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -220,16 +220,19 @@ static struct decoded *decode_fixture(const char *name)
             assert_ptr_equal(m.relation.rel,
                              pgoutput_decoder_relation(dec->d, m.relation.rel->oid));
             copy_relation(dm, m.relation.rel);
-        } else if (m.kind == PGOUTPUT_INSERT) {
-            assert_int_equal(dm->type, 'I');
-            const struct pgoutput_relation *rel = m.insert.rel;
+        } else if (m.kind == PGOUTPUT_INSERT || m.kind == PGOUTPUT_UPDATE) {
+            assert_int_equal(dm->type, m.kind == PGOUTPUT_INSERT ? 'I' : 'U');
+            const struct pgoutput_relation *rel =
+                m.kind == PGOUTPUT_INSERT ? m.insert.rel : m.update.rel;
+            const struct pgoutput_tuple *tuple =
+                m.kind == PGOUTPUT_INSERT ? &m.insert.tuple : &m.update.tuple;
             assert_ptr_equal(rel, pgoutput_decoder_relation(dec->d, rel->oid));
-            assert_int_equal(m.insert.tuple.ncols, rel->ncols);
+            assert_int_equal(tuple->ncols, rel->ncols);
             copy_relation(dm, rel);
             dm->vals = calloc((size_t)rel->ncols + 1, sizeof *dm->vals);
             assert_non_null(dm->vals);
             for (int c = 0; c < rel->ncols; c++) {
-                const struct pgoutput_value *v = &m.insert.tuple.vals[c];
+                const struct pgoutput_value *v = &tuple->vals[c];
                 dm->vals[c].kind = v->kind;
                 dm->vals[c].len = v->len;
                 dm->vals[c].data = pgoutput_value_strdup(v);
@@ -251,6 +254,8 @@ static struct decoded *decode_fixture(const char *name)
             /* pointers into the decoder are not kept */
             dm->m.insert.rel = NULL;
             dm->m.insert.tuple.vals = NULL;
+            dm->m.update.rel = NULL;
+            dm->m.update.tuple.vals = NULL;
         } else if (m.kind == PGOUTPUT_SKIPPED) {
             assert_int_equal(m.skipped.type, dm->type);
         } else if (m.kind == PGOUTPUT_BEGIN) {
@@ -610,8 +615,16 @@ static void test_skipped_messages(void **state)
     int counts[256] = {0};
     for (size_t i = 0; i < dec->n; i++) {
         const struct dmsg *dm = &dec->msgs[i];
-        counts[(unsigned char)dm->type]++;
-        if (!strchr("UDTYOM", dm->type))
+        if (dm->type != 'U')
+            counts[(unsigned char)dm->type]++;
+        if (dm->type == 'U') {
+            /* the new row of an Update is decoded, whatever precedes it ('K', 'O' or nothing) */
+            assert_int_equal(dm->m.kind, PGOUTPUT_UPDATE);
+            assert_string_equal(pgoutput_kind_name(dm->m.kind), "update");
+            counts['U']++;
+            continue;
+        }
+        if (!strchr("DTYOM", dm->type))
             continue;
         assert_int_equal(dm->m.kind, PGOUTPUT_SKIPPED);
         assert_int_equal(dm->m.skipped.type, dm->type);
@@ -624,12 +637,13 @@ static void test_skipped_messages(void **state)
     assert_int_equal(counts['O'], 1);
     assert_int_equal(counts['M'], 1);
 
-    /* Update and Delete name their relation; Truncate its first one */
-    assert_int_equal(dec->msgs[2].m.skipped.relid, ract->oid);   /* U activity */
-    assert_int_equal(dec->msgs[4].m.skipped.relid, rrev->oid);   /* U revisions ('O' + 'N') */
-    assert_int_equal(dec->msgs[5].m.skipped.relid, ract->oid);   /* D activity ('K') */
-    assert_int_equal(dec->msgs[6].m.skipped.relid, rrev->oid);   /* D revisions ('O') */
-    assert_int_equal(dec->msgs[14].m.skipped.relid, rmisc->oid); /* U with a 'u' value */
+    /* Updates give their relation and new row; Delete names its relation, Truncate its first */
+    assert_int_equal(dec->msgs[2].oid, ract->oid);             /* U activity */
+    assert_int_equal(dec->msgs[4].oid, rrev->oid);             /* U revisions ('O' + 'N') */
+    assert_int_equal(dec->msgs[5].m.skipped.relid, ract->oid); /* D activity ('K') */
+    assert_int_equal(dec->msgs[6].m.skipped.relid, rrev->oid); /* D revisions ('O') */
+    assert_int_equal(dec->msgs[14].oid, rmisc->oid);           /* U with a 'u' value */
+    assert_int_equal(dec->msgs[14].vals[col(&dec->msgs[14], "note")].kind, 'u');
     assert_int_equal(dec->msgs[26].m.skipped.relid, rmisc->oid); /* T */
     assert_int_equal(dec->msgs[9].m.skipped.relid, 0);           /* Y */
 
