@@ -584,9 +584,9 @@ static int parse_root(struct parse *p, const cJSON *root, struct config *cfg)
 
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(root, "consumer");
     if (c) {
-        static const char *const ckeys[] = {"batch_max",          "linger_ms",
-                                            "request_timeout_ms", "retry_notify_after_s",
-                                            "item_attempts",      "max_in_flight"};
+        static const char *const ckeys[] = {
+            "batch_max",     "linger_ms",     "request_timeout_ms", "retry_notify_after_s",
+            "item_attempts", "max_in_flight", "parent_wait_s"};
         if (!cJSON_IsObject(c))
             return fail(p, "consumer", "expected an object, got %s", type_name(c));
         if (check_keys(p, c, "consumer", ckeys, DX_ARRAY_LEN(ckeys)) ||
@@ -597,7 +597,8 @@ static int parse_root(struct parse *p, const cJSON *root, struct config *cfg)
             get_int32(p, c, "consumer", "retry_notify_after_s", 0, 86400,
                       &cfg->consumer.retry_notify_after_s) ||
             get_int32(p, c, "consumer", "item_attempts", 1, 1000, &cfg->consumer.item_attempts) ||
-            get_int32(p, c, "consumer", "max_in_flight", 1, 256, &cfg->consumer.max_in_flight))
+            get_int32(p, c, "consumer", "max_in_flight", 1, 256, &cfg->consumer.max_in_flight) ||
+            get_int32(p, c, "consumer", "parent_wait_s", 0, 604800, &cfg->consumer.parent_wait_s))
             return -1;
     }
     const cJSON *nt = cJSON_GetObjectItemCaseSensitive(root, "notify");
@@ -624,6 +625,7 @@ static void set_defaults(struct config *cfg)
     cfg->consumer.retry_notify_after_s = 60;
     cfg->consumer.item_attempts = 5;
     cfg->consumer.max_in_flight = 4;
+    cfg->consumer.parent_wait_s = 600;
     cfg->notify.digest_window_s = 60;
 }
 

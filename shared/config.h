@@ -52,6 +52,7 @@ struct config_consumer {
     int retry_notify_after_s;
     int item_attempts;
     int max_in_flight;
+    int parent_wait_s; /* how long a write refused for a missing referenced item waits for it */
 };
 
 struct config_notify {

@@ -74,6 +74,38 @@ int http_parse_error(const char *body, size_t len, char *code, size_t codelen, c
     return rc;
 }
 
+int http_parse_error_field(const char *body, size_t len, char *field, size_t fieldlen, char *value,
+                           size_t valuelen)
+{
+    if (fieldlen)
+        field[0] = '\0';
+    if (valuelen)
+        value[0] = '\0';
+    if (!body || !len)
+        return -1;
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    const cJSON *errors = cJSON_GetObjectItemCaseSensitive(root, "errors");
+    const cJSON *first = cJSON_IsArray(errors) ? errors->child : NULL;
+    const cJSON *ext = cJSON_GetObjectItemCaseSensitive(first, "extensions");
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(ext, "field");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ext, "value");
+    int rc = -1;
+    if (cJSON_IsString(f)) {
+        util_strlcpy(field, f->valuestring, fieldlen);
+        if (cJSON_IsString(v)) {
+            util_strlcpy(value, v->valuestring, valuelen);
+        } else if (v) {
+            char *t = cJSON_PrintUnformatted(v);
+            if (t)
+                util_strlcpy(value, t, valuelen);
+            free(t);
+        }
+        rc = 0;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
 long http_retry_after_s(const char *value, long now_epoch_s)
 {
     if (!value)
@@ -255,6 +287,9 @@ void http_finish(CURL *easy, CURLcode result, struct http_response *resp)
                              sizeof(resp->message))) {
             snprintf(resp->message, sizeof(resp->message), "HTTP %ld with %s body", resp->status,
                      resp->len ? "a non-Directus" : "an empty");
+        } else {
+            http_parse_error_field(resp->body, resp->len, resp->field, sizeof(resp->field),
+                                   resp->value, sizeof(resp->value));
         }
     }
     resp->klass = http_classify(result, resp->status, resp->code);

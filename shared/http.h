@@ -32,6 +32,12 @@ enum http_class http_classify(CURLcode curl, long status, const char *code);
 int http_parse_error(const char *body, size_t len, char *code, size_t codelen, char *msg,
                      size_t msglen);
 
+/* Extracts errors[0].extensions.field and .value (what a refused foreign key names: the field
+ * and the key it points at; a string value as is, any other as JSON text). Returns 0 when the
+ * field is there, -1 otherwise (outputs set to ""). */
+int http_parse_error_field(const char *body, size_t len, char *field, size_t fieldlen, char *value,
+                           size_t valuelen);
+
 /* Seconds from a Retry-After header value (delta-seconds or an HTTP date), -1 if unusable. */
 long http_retry_after_s(const char *value, long now_epoch_s);
 
@@ -43,6 +49,8 @@ struct http_response {
     long retry_after_s;    /* -1 when absent */
     char code[64];         /* Directus error code of an error answer, or "" */
     char message[512];     /* its message, or curl's error text when there was no answer */
+    char field[64];        /* the field the error names (extensions.field), or "" */
+    char value[128];       /* and the value it names (extensions.value), or "" */
     double seconds;        /* total time of the transfer */
     enum http_class klass; /* HTTP_NONE until http_finish classifies the transfer */
 };

@@ -396,17 +396,72 @@ static int split_front(struct apply_batch *b)
     return group_replace(b, rg, 2);
 }
 
-/* groups[0] failed for good with (status, code, message): split it, or fail its one item. */
-static enum apply_verdict fail_front(struct apply_batch *b, long status, const char *code,
-                                     const char *msg, int64_t *delay_ms)
+/* Whether the item writes value (as text) into field. */
+static bool item_writes(const struct apply_item *it, const char *field, const char *value)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(it->ev->data, field);
+    char text[128];
+    return v && !cJSON_IsNull(v) && event_key_text(v, text, sizeof(text)) == 0 &&
+           strcmp(text, value) == 0;
+}
+
+static void item_fail_with(struct apply_item *it, const struct http_response *r)
+{
+    item_fail(it, r->status, r->code, r->message);
+    util_strlcpy(it->field, r->field, sizeof(it->field));
+    util_strlcpy(it->value, r->value, sizeof(it->value));
+}
+
+/* A refused foreign key names its field and value: the items of groups[0] writing that value
+ * fail with the answer, the others form the group again. Returns 1 when it picked some, 0 when
+ * none matches (split as for any refusal), -1 when out of memory. */
+static int fail_referencing(struct apply_batch *b, const struct http_response *r)
+{
+    struct apply_group *g = &b->groups[0];
+    if (strcmp(r->code, "INVALID_FOREIGN_KEY") != 0 || !r->field[0] || !r->value[0])
+        return 0;
+    size_t n = g->n, *rest = malloc(n * sizeof(size_t)), *hit = malloc(n * sizeof(size_t));
+    size_t nrest = 0, nhit = 0;
+    if (!rest || !hit) {
+        free(rest);
+        free(hit);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (item_writes(&b->items[g->idx[i]], r->field, r->value))
+            hit[nhit++] = g->idx[i];
+        else
+            rest[nrest++] = g->idx[i];
+    }
+    int rc = 0;
+    if (nhit) {
+        struct regroup rg = {g->step, rest, nrest, g->resolved};
+        if (nrest ? group_replace(b, &rg, 1) : (group_pop(b), 0)) {
+            rc = -1;
+        } else {
+            for (size_t k = 0; k < nhit; k++)
+                item_fail_with(&b->items[hit[k]], r);
+            rc = 1;
+        }
+    }
+    free(rest);
+    free(hit);
+    return rc;
+}
+
+/* groups[0] was refused for good with r: pick out what a refused foreign key names, or split
+ * it, or fail its one item. */
+static enum apply_verdict fail_front(struct apply_batch *b, const struct http_response *r,
+                                     int64_t *delay_ms)
 {
     struct apply_group *g = &b->groups[0];
     if (g->n > 1) {
-        if (split_front(b))
+        int picked = fail_referencing(b, r);
+        if (picked < 0 || (picked == 0 && split_front(b)))
             return out_of_memory(b, delay_ms);
-        return APPLY_NEXT;
+        return picked ? progress(b) : APPLY_NEXT;
     }
-    item_fail(&b->items[g->idx[0]], status, code, msg);
+    item_fail_with(&b->items[g->idx[0]], r);
     group_pop(b);
     return progress(b);
 }
@@ -609,15 +664,15 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
     case DIRECTUS_FORBIDDEN:
         if (b->sent != APPLY_STEP_RESOLVE && !g->resolved)
             return to_resolve(b, delay_ms);
-        return fail_front(b, r->status, r->code, r->message, delay_ms);
+        return fail_front(b, r, delay_ms);
     case DIRECTUS_DUPLICATE:
         /* created since the keys were asked (a person on the remote, at the same moment): ask
          * again, a few times */
         if (b->sent != APPLY_STEP_RESOLVE && g->resolved < APPLY_DUPLICATE_RESOLVES)
             return to_resolve(b, delay_ms);
-        return fail_front(b, r->status, r->code, r->message, delay_ms);
+        return fail_front(b, r, delay_ms);
     case DIRECTUS_REFUSED:
         break;
     }
-    return fail_front(b, r->status, r->code, r->message, delay_ms);
+    return fail_front(b, r, delay_ms);
 }

@@ -14,8 +14,10 @@
  * forever with backoff; a 5xx is an outage when GET /server/ping fails too, else the item's
  * fault (directus_fault_after_5xx: an isolated item is tried item_attempts times, then fails);
  * any other 4xx, and 403/RECORD_NOT_UNIQUE after the fallback, fail the isolated item for
- * good. A 2xx that is not Directus's JSON is an outage, except to a write, whose keys are then
- * asked for. */
+ * good. A 400 INVALID_FOREIGN_KEY names the field and the key it points at: the items of the
+ * group holding that value fail at once (no halving), the rest is sent again; the caller
+ * decides what such an item's failure means (its parent may still come: dispatch.h). A 2xx that is
+ * not Directus's JSON is an outage, except to a write, whose keys are then asked for. */
 #ifndef DXSYNC_APPLY_H
 #define DXSYNC_APPLY_H
 
@@ -47,6 +49,8 @@ struct apply_item {
     long status; /* HTTP status, 0 when there was no usable answer */
     char code[64];
     char message[512];
+    char field[64];  /* the field the refusal names (INVALID_FOREIGN_KEY), or "" */
+    char value[128]; /* and the key it points at, or "" */
 };
 
 enum apply_step {

@@ -39,6 +39,7 @@ struct dispatch {
     bool recovered; /* the remote answered again: wake the lanes waiting out the outage */
     uint64_t seed;
     const struct event **scratch_evs;
+    const char **scratch_keys; /* keys held by a parked event, while planning */
     size_t scratch_cap;
     size_t *scratch_idx;
     struct metrics *m;
@@ -51,9 +52,33 @@ struct dispatch {
     struct metric *m_superseded;
     struct metric *m_repairs;
     struct metric *m_refills;
+    struct metric *m_parent_waits;
+    struct metric *m_parked;
     dispatch_fetch_fn fetch;
     void *fetch_opaque;
+    uint64_t applied_gen; /* counts batches that applied something: parked events try again */
+    int64_t parked_total; /* parked events in every lane (the gauge) */
 };
+
+/* A parked event (waiting for the item it points at) is tried again on this schedule: 1 s
+ * doubling to 30 s, and PARENT_NUDGE_MS after anything else was applied (the parent may have
+ * been it). */
+#define PARENT_RETRY_BASE_MS 1000
+#define PARENT_RETRY_MAX_MS  30000
+#define PARENT_NUDGE_MS      200
+
+static bool parked_due(const struct dispatch *d, const struct partq_ev *pe, int64_t now)
+{
+    return now >= pe->parked_until || (pe->parked_gen != d->applied_gen && now >= pe->parked_nudge);
+}
+
+/* When a parked event is due next (for the loop's sleep). */
+static int64_t parked_wake(const struct dispatch *d, const struct partq_ev *pe)
+{
+    return pe->parked_gen != d->applied_gen && pe->parked_nudge < pe->parked_until
+               ? pe->parked_nudge
+               : pe->parked_until;
+}
 
 void dispatch_set_fetch(struct dispatch *d, dispatch_fetch_fn fn, void *opaque)
 {
@@ -217,7 +242,24 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
         if (!e)
             return -1;
         d->scratch_evs = e;
+        const char **k = realloc(d->scratch_keys, n * sizeof(*k));
+        if (!k)
+            return -1;
+        d->scratch_keys = k;
         d->scratch_cap = n;
+    }
+    /* Events waiting for the item they point at: one not due yet holds its key (what follows
+     * of that key waits behind it); due ones are tried again in a batch of their own, so that
+     * a parent still missing costs the other keys no split requests. */
+    int64_t now = util_mono_ms();
+    bool retry_parked = false;
+    size_t nblocked = 0;
+    if (q->parked) {
+        for (size_t i = 0; i < n; i++) {
+            struct partq_ev *pe = partq_at(q, i);
+            if (pe->parked && pe->state == PARTQ_WAITING && parked_due(d, pe, now))
+                retry_parked = true;
+        }
     }
     /* the candidates, in offset order: up to a key another lane holds */
     size_t cand = 0;
@@ -227,6 +269,19 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
         d->scratch_evs[i] = NULL;
         if (stop || pe->state != PARTQ_WAITING)
             continue;
+        if (q->parked) {
+            bool blocked = false;
+            for (size_t k = 0; k < nblocked && !blocked; k++)
+                blocked = strcmp(d->scratch_keys[k], pe->ev.key_text) == 0;
+            if (blocked)
+                continue; /* behind an event of its key that waits for its parent */
+            if (pe->parked && !(retry_parked && parked_due(d, pe, now))) {
+                d->scratch_keys[nblocked++] = pe->ev.key_text;
+                continue;
+            }
+            if (retry_parked && !pe->parked)
+                continue; /* this round tries the parked ones */
+        }
         if (cand >= bmax || !lww_may_claim(d->lww, &pe->ev, l)) {
             stop = true;
             continue;
@@ -285,21 +340,93 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
     return 0;
 }
 
-/* Settles the batch: applied items are done, failed ones go to the DLQ. A batch cut short
- * (revoke, stop) gives its other items back to the queue. */
+/* Whether the remote refused the item because an item it points at is missing there (a parent
+ * that may still be on its way from another topic). */
+static bool parent_missing(const struct apply_item *it)
+{
+    return it->status == 400 && strcmp(it->code, "INVALID_FOREIGN_KEY") == 0;
+}
+
+/* it was refused for a missing parent: it waits (partq_park) and returns true, or, after
+ * consumer.parent_wait_s, becomes a PARENT_MISSING failure (false, it->code rewritten). */
+static bool park(struct dispatch *d, struct dispatch_lane *l, struct partq_ev *pe,
+                 struct apply_item *it)
+{
+    int64_t now = util_mono_ms(), wait_ms = (int64_t)d->cfg->consumer.parent_wait_s * 1000;
+    if (!pe->parked) {
+        pe->parked_since = now;
+        pe->parent_tries = 0;
+        d->parked_total++;
+        metrics_set(d->m_parked, (double)d->parked_total);
+    }
+    pe->parent_tries++;
+    const char *field = it->field[0] ? it->field : "?", *value = it->value[0] ? it->value : "?";
+    if (now - pe->parked_since >= wait_ms) {
+        log_warn(COMP,
+                 "event=parent_missing topic=%s partition=%" PRId32 " offset=%" PRId64
+                 " key=%s field=%s value=%s waited_s=%" PRId64,
+                 l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text), LOG_Q(field),
+                 LOG_Q(value), (now - pe->parked_since) / 1000);
+        snprintf(it->message, sizeof(it->message),
+                 "field \"%s\" points at %s, which %s still does not have after %d s of "
+                 "waiting (Directus: %s)",
+                 field, value, d->remote_name, d->cfg->consumer.parent_wait_s, it->code);
+        util_strlcpy(it->code, "PARENT_MISSING", sizeof(it->code));
+        if (pe->parked) {
+            d->parked_total--;
+            metrics_set(d->m_parked, (double)d->parked_total);
+        }
+        return false;
+    }
+    int shift = pe->parent_tries - 1 < 5 ? pe->parent_tries - 1 : 5;
+    int64_t delay = (int64_t)PARENT_RETRY_BASE_MS << shift;
+    if (delay > PARENT_RETRY_MAX_MS)
+        delay = PARENT_RETRY_MAX_MS;
+    if (now + delay > pe->parked_since + wait_ms)
+        delay = pe->parked_since + wait_ms - now; /* the last try at the deadline */
+    pe->parked_until = now + delay;
+    pe->parked_nudge = now + PARENT_NUDGE_MS;
+    pe->parked_gen = d->applied_gen;
+    if (pe->parent_tries == 1) {
+        metrics_add(d->m_parent_waits, 1);
+        log_info(COMP,
+                 "event=parent_wait topic=%s partition=%" PRId32 " offset=%" PRId64
+                 " key=%s field=%s value=%s wait_s=%d",
+                 l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text), LOG_Q(field),
+                 LOG_Q(value), d->cfg->consumer.parent_wait_s);
+    }
+    partq_park(l->q, pe);
+    return true;
+}
+
+/* Settles the batch: applied items are done, failed ones go to the DLQ (or wait for their
+ * parent). A batch cut short (revoke, stop) gives its other items back to the queue. */
 static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
 {
     int64_t now = util_wall_ms();
+    bool applied = false;
     for (size_t i = 0; i < l->batch.nitems; i++) {
-        const struct apply_item *it = &l->batch.items[i];
+        struct apply_item *it = &l->batch.items[i];
         struct partq_ev *pe = l->bev[i];
         lww_release(d->lww, &pe->ev, l, it->state == APPLY_APPLIED, now);
         switch (it->state) {
         case APPLY_APPLIED:
+            if (pe->parked) {
+                d->parked_total--;
+                metrics_set(d->m_parked, (double)d->parked_total);
+                log_info(COMP,
+                         "event=parent_arrived topic=%s partition=%" PRId32 " offset=%" PRId64
+                         " key=%s tries=%d",
+                         l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text),
+                         pe->parent_tries);
+            }
             partq_set(l->q, pe, PARTQ_DONE);
             metrics_add(d->m_applied[pe->ev.action], 1);
+            applied = true;
             break;
         case APPLY_FAILED: {
+            if (!l->sub->local && parent_missing(it) && park(d, l, pe, it))
+                break;
             if (l->sub->local) {
                 /* a repair of the remote's own edit: the remote made that edit itself, so
                  * nothing is lost; it is not a change of a route to dead-letter */
@@ -320,6 +447,8 @@ static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
             break;
         }
     }
+    if (applied)
+        d->applied_gen++;
     apply_batch_free(&l->batch);
     l->has_batch = false;
     l->st = LANE_IDLE;
@@ -327,6 +456,10 @@ static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
 
 void dispatch_lane_drop(struct dispatch *d, struct dispatch_lane *l)
 {
+    if (l->q && l->q->parked) {
+        d->parked_total -= (int64_t)l->q->parked; /* the caller frees the queue */
+        metrics_set(d->m_parked, (double)d->parked_total);
+    }
     if (l->slot) {
         slot_end(d, l->slot);
         l->slot = NULL;
@@ -464,6 +597,26 @@ static bool batch_due(const struct dispatch *d, const struct dispatch_lane *l, b
     const struct partq *q = l->q;
     if (!q->waiting || q->held)
         return false;
+    if (q->parked) {
+        /* parked events not due yet do not count; a due one starts a batch at once */
+        size_t ready = 0;
+        for (size_t i = 0; i < partq_len(q); i++) {
+            const struct partq_ev *pe = partq_at(q, i);
+            if (pe->state != PARTQ_WAITING)
+                continue;
+            if (!pe->parked) {
+                ready++;
+                continue;
+            }
+            if (parked_due(d, pe, now))
+                return true;
+            int64_t due = parked_wake(d, pe);
+            if (due < *wake)
+                *wake = due;
+        }
+        if (!ready)
+            return false;
+    }
     size_t bmax = (size_t)d->cfg->consumer.batch_max;
     if (q->waiting >= bmax)
         return true;
@@ -592,6 +745,11 @@ static void register_metrics(struct dispatch *d)
     d->m_refills = metrics_counter(
         d->m, "dxsync_consumer_refilled_fields_total",
         "Fields of an item brought back after a delete, taken from their newest write", l);
+    d->m_parent_waits = metrics_counter(
+        d->m, "dxsync_consumer_parent_waits_total",
+        "Events refused for a missing referenced item that started waiting for it", l);
+    d->m_parked = metrics_gauge(d->m, "dxsync_consumer_events_waiting_for_parent",
+                                "Events waiting for the item they point at", l);
     snprintf(l, sizeof(l), "remote=\"%s\",reason=\"outage\"", d->remote_name);
     d->m_retry_outage = metrics_counter(d->m, "dxsync_consumer_retries_total",
                                         "Requests retried after a backoff", l);
@@ -661,6 +819,7 @@ void dispatch_free(struct dispatch *d)
         curl_multi_cleanup(d->multi);
     http_client_free(d->http);
     free(d->scratch_evs);
+    free(d->scratch_keys);
     free(d->scratch_idx);
     free(d);
 }

@@ -32,7 +32,7 @@ void partq_free(struct partq *q)
     free(q->q);
     q->q = NULL;
     q->head = q->tail = q->cap = 0;
-    q->waiting = q->unsettled = q->held = 0;
+    q->waiting = q->unsettled = q->held = q->parked = 0;
 }
 
 static int reserve(struct partq *q)
@@ -99,7 +99,20 @@ void partq_set(struct partq *q, struct partq_ev *e, enum partq_state state)
         q->unsettled++;
     if (state == PARTQ_DONE)
         q->unsettled--;
+    if (e->parked && (state == PARTQ_DONE || state == PARTQ_DEAD)) {
+        e->parked = false;
+        q->parked--;
+    }
     e->state = state;
+}
+
+void partq_park(struct partq *q, struct partq_ev *e)
+{
+    if (!e->parked) {
+        e->parked = true;
+        q->parked++;
+    }
+    partq_set(q, e, PARTQ_WAITING);
 }
 
 void partq_hold(struct partq *q, struct partq_ev *e, bool hold)

@@ -31,6 +31,14 @@ struct partq_ev {
     enum partq_state state;
     int64_t arrived_ms;
     struct dlq_letter *letter; /* PARTQ_DEAD: its dead letter (dlq.h), cancelled on free */
+    /* Waiting for the item it points at (dispatch.h): set by partq_park, cleared when it
+     * settles. The times are the caller's monotonic clock. */
+    bool parked;
+    int parent_tries;     /* refusals for a missing referenced item so far */
+    int64_t parked_since; /* the first refusal */
+    int64_t parked_until; /* not planned before this (the backoff) */
+    int64_t parked_nudge; /* ... except from this on, once something was applied since */
+    uint64_t parked_gen;  /* the applied-generation counter at the last refusal */
 };
 
 /* Called for every event partq frees (settled prefix, partq_free), before the event's memory
@@ -43,6 +51,7 @@ struct partq {
     size_t waiting;      /* events in PARTQ_WAITING */
     size_t unsettled;    /* events not PARTQ_DONE */
     size_t held;         /* events with fields_check set: no batch is planned while any is */
+    size_t parked;       /* events waiting for a referenced item (parked) */
     int64_t last_offset; /* highest offset taken, -1 */
     int64_t next_offset; /* offset after the settled prefix already handed out, -1 */
     partq_release_fn release;
@@ -65,6 +74,10 @@ struct partq_ev *partq_at(const struct partq *q, size_t i);
 
 /* Moves e to state, keeping the counts. PARTQ_DONE settles it. */
 void partq_set(struct partq *q, struct partq_ev *e, enum partq_state state);
+
+/* Marks e as waiting for the item it points at (back to PARTQ_WAITING), keeping q->parked. The
+ * mark goes when e settles (PARTQ_DONE or PARTQ_DEAD). */
+void partq_park(struct partq *q, struct partq_ev *e);
 
 /* Sets or clears e's fields_check, keeping q->held. */
 void partq_hold(struct partq *q, struct partq_ev *e, bool hold);

@@ -262,6 +262,35 @@ ensure_collection() {
   done
 }
 
+# ensure_relation JSON: the relation of JSON's collection and field (created with its foreign key
+# when Directus has none for that field).
+ensure_relation() {
+  local coll field
+  coll=$(jpy_arg "$1" 'd["collection"]'); field=$(jpy_arg "$1" 'd["field"]')
+  if ! curl -sSf -o /dev/null "$DX_URL/relations/$coll/$field" -H "Authorization: Bearer $DX_TOKEN"; then
+    log "creating relation $coll.$field"
+    api POST /relations "$1" >/dev/null
+  fi
+}
+jpy_arg() { python3 -c 'import json, sys; d = json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# ensure_related: authors <- posts.author (many-to-one, ON DELETE SET NULL), tags, and the
+# junction posts_tags of the many-to-many alias posts.tags, as the Data Model makes them.
+ensure_related() {
+  local int_pk='{"field":"id","type":"integer","meta":{"hidden":true,"readonly":true,"interface":"input"},"schema":{"is_primary_key":true,"has_auto_increment":true}}'
+  ensure_collection authors "$int_pk" name string
+  ensure_collection tags "$int_pk" name string
+  ensure_collection posts "$int_pk" title string author integer
+  ensure_collection posts_tags "$int_pk" posts_id integer tags_id integer
+  local fields
+  fields=$(api GET "/fields/posts" | jpy '" ".join(f["field"] for f in d["data"])')
+  [[ " $fields " == *" tags "* ]] ||
+    api POST /fields/posts '{"field":"tags","type":"alias","meta":{"special":["m2m"],"interface":"list-m2m"}}' >/dev/null
+  ensure_relation '{"collection":"posts","field":"author","related_collection":"authors","schema":{"on_delete":"SET NULL"}}'
+  ensure_relation '{"collection":"posts_tags","field":"posts_id","related_collection":"posts","meta":{"one_field":"tags","junction_field":"tags_id","one_deselect_action":"nullify"},"schema":{"on_delete":"SET NULL"}}'
+  ensure_relation '{"collection":"posts_tags","field":"tags_id","related_collection":"tags","meta":{"junction_field":"posts_id","one_deselect_action":"nullify"},"schema":{"on_delete":"SET NULL"}}'
+}
+
 # ensure_by_name ENDPOINT NAME CREATE_JSON UPDATE_JSON: id of the row named NAME, created or updated.
 ensure_by_name() {
   local ep=$1 name=$2 create=$3 update=$4 id
@@ -318,13 +347,14 @@ cmd_prepare() {
   ensure_collection counters \
     '{"field":"id","type":"integer","meta":{"hidden":true,"readonly":true,"interface":"input"},"schema":{"is_primary_key":true,"has_auto_increment":true}}' \
     name string value integer
+  ensure_related
 
   # Least-privilege sync user: plain CRUD on the content, notifications, read on what it
   # needs to find itself and the schema. No app access.
   local sync_policy sync_role sync_user sync_token="${DXSYNC_SYNC_TOKEN:-dxsync-sync-token-$name}" c a
   local attrs='"icon":"sync","description":"dxsync sync user","app_access":false,"admin_access":false,"enforce_tfa":false'
   sync_policy=$(ensure_by_name policies dxsync "{\"name\":\"dxsync\",$attrs}" "{$attrs}")
-  for c in articles counters; do
+  for c in articles counters authors posts tags posts_tags; do
     for a in create read update delete; do ensure_permission "$sync_policy" "$c" "$a"; done
   done
   for a in create read; do ensure_permission "$sync_policy" directus_notifications "$a"; done
@@ -340,7 +370,7 @@ cmd_prepare() {
   local ed_policy ed_role
   attrs='"icon":"edit","description":"dxsync test editors","app_access":true,"admin_access":false,"enforce_tfa":false'
   ed_policy=$(ensure_by_name policies editor "{\"name\":\"editor\",$attrs}" "{$attrs}")
-  for c in articles counters; do
+  for c in articles counters authors posts tags posts_tags; do
     for a in create read update delete; do ensure_permission "$ed_policy" "$c" "$a"; done
   done
   ed_role=$(ensure_role editor "$ed_policy")
