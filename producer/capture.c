@@ -34,6 +34,8 @@ struct row_image {
     cJSON *row;  /* columns of types with an exact JSON form (numbers, booleans, JSON, text...) */
     cJSON *weak; /* other columns as text: used only when the revision lacks them */
     size_t seq;  /* arrival: the last image of a key is the committed one */
+    bool update; /* from an Update (else an Insert) */
+    bool used;   /* an activity row of the transaction names the item */
 };
 
 struct capture {
@@ -52,6 +54,9 @@ struct capture {
     struct row_image *imgs;
     size_t nimgs, capimgs;
     bool imgs_sorted;
+    /* any directus_activity insert of the transaction (synced or not): a Directus request */
+    int64_t txn_act_id;
+    char *txn_act_user;
     struct capture_txn txn; /* the last finished transaction */
     size_t capevents;
     /* column indexes of the two tables, refreshed on every Relation message */
@@ -93,6 +98,9 @@ static void clear_rows(struct capture *c)
     }
     c->nimgs = 0;
     c->imgs_sorted = false;
+    c->txn_act_id = 0;
+    free(c->txn_act_user);
+    c->txn_act_user = NULL;
 }
 
 static void clear_txn(struct capture *c)
@@ -200,6 +208,12 @@ static bool synced(const struct capture *c, const struct pgoutput_tuple *t, int 
 
 static int on_activity(struct capture *c, const struct pgoutput_tuple *t, char *err, size_t errlen)
 {
+    int64_t id;
+    if (val_i64(t, c->act_col[0], &id) && id > c->txn_act_id) {
+        c->txn_act_id = id;
+        free(c->txn_act_user);
+        c->txn_act_user = val_dup(t, c->act_col[2]);
+    }
     char action[16] = "";
     int col = c->act_col[1];
     if (col >= 0 && col < t->ncols && t->vals[col].kind == PGOUTPUT_VALUE_TEXT &&
@@ -323,7 +337,7 @@ static cJSON *column_json(uint32_t type, char *s)
 /* An Insert or Update of a table: when it is a synced collection's, its row is kept as the
  * image of the item for the events of this transaction. */
 static int on_row(struct capture *c, const struct pgoutput_relation *rel,
-                  const struct pgoutput_tuple *t, char *err, size_t errlen)
+                  const struct pgoutput_tuple *t, bool update, char *err, size_t errlen)
 {
     const struct capture_collection *coll = NULL;
     enum capture_lookup l = c->cfg.lookup(c->cfg.opaque, rel->relname, &coll);
@@ -350,6 +364,7 @@ static int on_row(struct capture *c, const struct pgoutput_relation *rel,
     img->row = cJSON_CreateObject();
     img->weak = cJSON_CreateObject();
     img->seq = c->nimgs;
+    img->update = update;
     c->nimgs++;
     c->imgs_sorted = false;
     if (!img->collection || !img->key || !img->row || !img->weak) {
@@ -398,8 +413,7 @@ static int image_cmp(const void *pa, const void *pb)
 }
 
 /* The last image of collection/key in this transaction, or NULL. */
-static const struct row_image *find_image(struct capture *c, const char *collection,
-                                          const char *key)
+static struct row_image *find_image(struct capture *c, const char *collection, const char *key)
 {
     if (!c->nimgs)
         return NULL;
@@ -421,7 +435,7 @@ static const struct row_image *find_image(struct capture *c, const char *collect
     }
     if (lo == 0)
         return NULL;
-    const struct row_image *img = &c->imgs[lo - 1];
+    struct row_image *img = &c->imgs[lo - 1];
     return strcmp(img->collection, collection) == 0 && strcmp(img->key, key) == 0 ? img : NULL;
 }
 
@@ -651,6 +665,89 @@ static int resolve(struct capture *c)
         }
         a->coll = l == CAPTURE_SYNCED ? coll : NULL;
     }
+    for (size_t i = 0; i < c->nimgs && c->txn_act_id; i++) {
+        const struct capture_collection *coll = NULL;
+        if (c->cfg.lookup(c->cfg.opaque, c->imgs[i].collection, &coll) == CAPTURE_UNKNOWN) {
+            util_strlcpy(c->wait_collection, c->imgs[i].collection, sizeof(c->wait_collection));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The database's own changes in a Directus request: a routed row that an Update changed with no
+ * activity row naming it (ON DELETE SET NULL ran when its parent was deleted). Each becomes an
+ * update event of the request's user and activity, whose delta is the row's null fields (what
+ * SET NULL wrote): a remote where the child was still on its way (waiting for the parent that
+ * is now gone) then gets the same row. Other foreign key actions (CASCADE deletes) are the
+ * remote's own foreign keys' to do, configured alike (README). */
+static int add_effects(struct capture *c, const char *lsn, int64_t commit_us, char *err,
+                       size_t errlen)
+{
+    if (!c->txn_act_id)
+        return 0; /* not a Directus request: a change made by SQL is not synced */
+    if (c->cfg.sync_user && c->txn_act_user && strcmp(c->txn_act_user, c->cfg.sync_user) == 0)
+        return 0; /* the effects of the sync user's writes: never sent back */
+    for (size_t i = 0; i < c->nimgs; i++) {
+        struct row_image *img = &c->imgs[i];
+        bool last = i + 1 == c->nimgs || strcmp(c->imgs[i + 1].collection, img->collection) ||
+                    strcmp(c->imgs[i + 1].key, img->key);
+        if (!last || img->used || !img->update)
+            continue;
+        const struct capture_collection *coll = NULL;
+        if (c->cfg.lookup(c->cfg.opaque, img->collection, &coll) != CAPTURE_SYNCED || !coll)
+            continue;
+        cJSON *nulls = cJSON_CreateObject();
+        const cJSON *m;
+        cJSON_ArrayForEach(m, img->row)
+        {
+            if (cJSON_IsNull(m) && strcmp(m->string, coll->pk) != 0)
+                cJSON_AddItemToObject(nulls, m->string, cJSON_CreateNull());
+        }
+        cJSON *delta = filter(coll, nulls, NULL);
+        if (!delta || !delta->child) {
+            cJSON_Delete(delta);
+            continue; /* no routed field set to null: nothing this knows how to tell */
+        }
+        if (grow((void **)&c->txn.events, &c->capevents, c->txn.nevents, sizeof(*c->txn.events))) {
+            cJSON_Delete(delta);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        struct capture_event *e = &c->txn.events[c->txn.nevents++];
+        memset(e, 0, sizeof(*e));
+        struct event *ev = &e->ev;
+        e->coll = coll;
+        char ts[32];
+        util_iso8601_ms(c->txn.commit_time_ms, ts, sizeof(ts));
+        size_t idlen = strlen(c->cfg.source) + strlen(img->collection) + strlen(img->key) + 48;
+        ev->event_id = malloc(idlen);
+        if (ev->event_id)
+            snprintf(ev->event_id, idlen, "%s:%lld:%s:%s", c->cfg.source, (long long)c->txn_act_id,
+                     img->collection, img->key);
+        ev->source = strdup(c->cfg.source);
+        ev->collection = strdup(img->collection);
+        ev->action = EVENT_UPDATE;
+        ev->key = make_key(coll, img->key);
+        ev->key_text = strdup(img->key);
+        ev->user = util_strdup(c->txn_act_user);
+        ev->timestamp = strdup(ts);
+        ev->has_activity_id = true;
+        ev->activity_id = c->txn_act_id;
+        ev->lsn = strdup(lsn);
+        ev->has_commit_us = true;
+        ev->commit_us = commit_us;
+        cJSON *row = cJSON_Duplicate(img->row, true);
+        ev->data = row ? filter(coll, row, ev->key) : NULL;
+        ev->delta = delta;
+        if (!ev->event_id || !ev->source || !ev->collection || !ev->key || !ev->key_text ||
+            !ev->timestamp || !ev->lsn || !ev->data) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        log_debug("capture", "event=row_effect collection=%s key=%s activity=%lld", img->collection,
+                  img->key, (long long)c->txn_act_id);
+    }
     return 0;
 }
 
@@ -686,12 +783,21 @@ static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char
                                    : strcmp(a->action, "update") == 0 ? EVENT_UPDATE
                                                                       : EVENT_DELETE;
         bool needs_row = false;
-        const struct row_image *img =
-            action != EVENT_DELETE ? find_image(c, a->collection, a->item) : NULL;
+        struct row_image *img = find_image(c, a->collection, a->item);
+        if (img)
+            img->used = true;
+        if (action == EVENT_DELETE)
+            img = NULL;
         if (action != EVENT_DELETE && r && !r->data && action == EVENT_UPDATE && !img) {
             /* an admin's update of a missing item: Directus records it, nothing changed */
             log_debug("capture", "event=skip reason=update_without_data activity=%lld",
                       (long long)a->id);
+            continue;
+        }
+        if (action == EVENT_UPDATE && !r && !img && coll->published) {
+            /* the row did not change: only an alias did (junction rows, their own events) */
+            log_debug("capture", "event=skip reason=row_unchanged collection=%s key=%s",
+                      a->collection, a->item);
             continue;
         }
         if (action != EVENT_DELETE && !r && !img)
@@ -760,6 +866,12 @@ static int finish(struct capture *c, uint64_t commit_lsn, uint64_t end_lsn, char
             }
         }
     }
+    if (c->nimgs && !c->imgs_sorted) {
+        qsort(c->imgs, c->nimgs, sizeof(*c->imgs), image_cmp);
+        c->imgs_sorted = true;
+    }
+    if (add_effects(c, lsn, commit_us, err, errlen))
+        return -1;
     clear_rows(c);
     return 0;
 }
@@ -801,7 +913,7 @@ int capture_feed(struct capture *c, const struct pgoutput_msg *msg, struct captu
             return on_activity(c, &msg->insert.tuple, err, errlen);
         if (msg->insert.rel->oid == c->rev_oid && c->rev_oid)
             return on_revision(c, &msg->insert.tuple, err, errlen);
-        return on_row(c, msg->insert.rel, &msg->insert.tuple, err, errlen);
+        return on_row(c, msg->insert.rel, &msg->insert.tuple, false, err, errlen);
     case PGOUTPUT_UPDATE:
         if (!c->in_txn) {
             snprintf(err, errlen, "update outside a transaction");
@@ -809,7 +921,7 @@ int capture_feed(struct capture *c, const struct pgoutput_msg *msg, struct captu
         }
         if (msg->update.rel->oid == c->act_oid || msg->update.rel->oid == c->rev_oid)
             return 0; /* Directus's own bookkeeping, not a change of an item */
-        return on_row(c, msg->update.rel, &msg->update.tuple, err, errlen);
+        return on_row(c, msg->update.rel, &msg->update.tuple, true, err, errlen);
     case PGOUTPUT_COMMIT:
         if (!c->in_txn) {
             snprintf(err, errlen, "commit outside a transaction");

@@ -1,7 +1,11 @@
 /* capture: assembles one transaction's directus_activity and directus_revisions inserts (as
- * decoded by pgoutput) into change events. No I/O: what it needs to know about a collection
- * comes from the caller's lookup callback, and rows without a revision are handed back marked
- * needs_row for the caller to read. */
+ * decoded by pgoutput) into change events. The routed tables are in the publication too: the
+ * row an Insert or Update of one leaves is the item's image, and an event's data is that image
+ * over the revision's data (the revision can lack a many-to-one key of a nested write; a hook
+ * may have changed the payload). No I/O: what it needs to know about a collection comes from
+ * the caller's lookup callback, and rows with neither revision nor image are handed back
+ * marked needs_row for the caller to read. An update with neither, of a published table, did
+ * not change the row (only an alias, such as a many-to-many's junction rows): no event. */
 #ifndef DXSYNC_CAPTURE_H
 #define DXSYNC_CAPTURE_H
 
@@ -28,6 +32,7 @@ struct capture_collection {
     size_t nfields;
     struct capture_column *columns; /* the table's columns, for typing values */
     size_t ncolumns;
+    bool published; /* the table is in the publication: its changed rows come with the events */
 };
 
 /* What a lookup can say of a collection. "Not synced" and "cannot tell now" differ: the

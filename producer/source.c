@@ -236,7 +236,7 @@ static PGresult *query(struct source *s, const char *sql, int n, const char *con
  * does not exist yet is added once it does (source_lookup); one that cannot be added (the
  * database user does not own it) is reported, and its events take their data from the
  * revision rows alone. */
-static void publish_table(struct source *s, const char *table)
+static bool publish_table(struct source *s, const char *table)
 {
     char e[512];
     const char *p[2] = {s->slot, table};
@@ -248,13 +248,13 @@ static void publish_table(struct source *s, const char *table)
     if (!r) {
         log_warn("producer", "event=publication_table_unknown table=%s reason=%s", LOG_Q(table),
                  LOG_Q(e));
-        return;
+        return false;
     }
     bool exists = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
     bool published = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
     PQclear(r);
     if (!exists || published)
-        return;
+        return published;
     char *pub = PQescapeIdentifier(s->conn, s->slot, strlen(s->slot));
     char *tab = PQescapeIdentifier(s->conn, table, strlen(table));
     char sql[1024];
@@ -265,7 +265,7 @@ static void publish_table(struct source *s, const char *table)
     if (cut) {
         log_warn("producer", "event=publication_table_failed table=%s reason=%s", LOG_Q(table),
                  LOG_Q("name too long"));
-        return;
+        return false;
     }
     if (!(r = query(s, sql, 0, NULL, e, sizeof(e)))) {
         log_warn("producer",
@@ -274,11 +274,12 @@ static void publish_table(struct source *s, const char *table)
                  LOG_Q("its events take their data from Directus's revision rows, which can lack "
                        "a many-to-one key; let the table's owner run the ALTER PUBLICATION "
                        "statement, see dxsync-producer check"));
-        return;
+        return false;
     }
     PQclear(r);
     log_info("producer", "event=publication_table_added publication=%s table=%s", LOG_Q(s->slot),
              LOG_Q(table));
+    return true;
 }
 
 int source_ensure_slot(struct source *s, char *err, size_t errlen)
@@ -327,7 +328,7 @@ int source_ensure_slot(struct source *s, char *err, size_t errlen)
         log_info("producer", "event=publication_created publication=%s", LOG_Q(s->slot));
     }
     for (size_t k = 0; k < s->ncolls; k++)
-        publish_table(s, s->colls[k].meta.name);
+        s->colls[k].meta.published = publish_table(s, s->colls[k].meta.name);
     r = query(s, "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1", 1, p, e,
               sizeof(e));
     if (!r) {
@@ -447,7 +448,8 @@ enum capture_lookup source_lookup(void *source, const char *collection,
                      LOG_Q(collection), LOG_Q(err), SOURCE_RETRY_MS);
             return CAPTURE_UNKNOWN;
         }
-        publish_table(s, sc->meta.name); /* a table made after the start: its rows from now */
+        /* a table made after the start: its rows from now on */
+        sc->meta.published = publish_table(s, sc->meta.name);
         *coll = &sc->meta;
         return CAPTURE_SYNCED;
     }

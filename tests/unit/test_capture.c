@@ -377,8 +377,8 @@ static void row_images_make_the_data(void **state)
     struct capture_config cfg = {.source = "a", .lookup = lookup_rel};
     char *ev[8];
     size_t ntxn;
-    assert_int_equal(run("row-images", &cfg, ev, 8, &ntxn), 3);
-    assert_int_equal(ntxn, 2);
+    assert_int_equal(run("row-images", &cfg, ev, 8, &ntxn), 6);
+    assert_int_equal(ntxn, 5);
     assert_non_null(strstr(ev[0], "\"collection\":\"authors\",\"action\":\"create\",\"key\":1,"
                                   "\"data\":{\"id\":1,\"name\":\"Ada\"}"));
     /* the nested create: the key the revision left out, every column typed */
@@ -409,8 +409,26 @@ static void row_images_make_the_data(void **state)
     expect_member(ev[2], "data", "published", "true");
     cJSON *pub = member(ev[2], "delta", "published");
     assert_null(pub);
-    for (size_t i = 0; i < 3; i++)
+    /* the author deleted: its own event, then the post its foreign key set to null, an update
+     * of the request's user and activity whose delta is what SET NULL wrote */
+    assert_non_null(strstr(ev[3], "\"action\":\"update\",\"key\":1,"));
+    expect_member(ev[3], "delta", "author", "1");
+    assert_non_null(strstr(ev[4], "\"collection\":\"authors\",\"action\":\"delete\",\"key\":1,"));
+    assert_non_null(strstr(ev[5], "\"collection\":\"posts\",\"action\":\"update\",\"key\":1,"));
+    assert_non_null(strstr(ev[5], "\"delta\":{\"author\":null}"));
+    expect_member(ev[5], "data", "title", "\"Hello again\"");
+    assert_non_null(strstr(ev[5], "\"user\":\"e1e260ff-3b6f-4c34-a2f8-bf8a0d4e5a21\""));
+    assert_non_null(strstr(ev[5], ":posts:1\""));
+    /* the same request's effects are not sent back when the sync user made it */
+    for (size_t i = 0; i < 6; i++)
         free(ev[i]);
+    struct capture_config mine = {
+        .source = "a", .sync_user = "e1e260ff-3b6f-4c34-a2f8-bf8a0d4e5a21", .lookup = lookup_rel};
+    assert_int_equal(run("row-images", &mine, ev, 8, &ntxn), 4);
+    for (size_t i = 0; i < 4; i++) {
+        assert_null(strstr(ev[i], "\"delta\":{\"author\":null}"));
+        free(ev[i]);
+    }
 }
 
 int main(void)

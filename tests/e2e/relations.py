@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Related collections (issue 12): authors <- posts.author (many-to-one, ON DELETE SET NULL),
+tags, and the junction posts_tags of the many-to-many posts.tags, routed a -> b.
+
+1. While b's consumer is down: 60 nested writes on a (a post with a new or an existing author
+   and new and existing tags, in one request: one transaction over three or four collections).
+   b's consumer then starts on a backlog where children come before their parents.
+2. Live: posts re-pointed to authors created just before, authors deleted (SET NULL on both
+   sides, by each side's own foreign key), existing tags attached to posts.
+3. Every row of the four collections is equal on a and b; nothing dead-lettered.
+4. A parent that never comes (an author written on a by SQL, so no event carries it): the post
+   pointing at it waits on b while the posts after it apply, and after consumer.parent_wait_s
+   it is dead-lettered as PARENT_MISSING naming the field and the key.
+
+One row goes to $DXSYNC_RUN/relations-table.txt."""
+import json, os, random, subprocess, sys, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from dx import *  # noqa: E402,F401,F403
+
+NAME = "relations"
+SEED = seed(NAME)
+A, B = inst("a"), inst("b")
+PARENT_WAIT_S = 20
+NESTED = int(ENV.get("DXSYNC_RELATIONS_WRITES", "60"))
+PREFIX = f"rel{int(time.time() * 1000) % 10**9}"
+COLLS = {"authors": ["name"], "tags": ["name"], "posts": ["title", "author"],
+         "posts_tags": ["posts_id", "tags_id"]}
+cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
+       "instances": [{"name": i["name"], "url": i["url"], "token": i["sync"], "database": i["db"]} for i in (A, B)],
+       "routes": [{"from": "a", "to": "b",
+                   "collections": [{"collection": c, "fields": f} for c, f in COLLS.items()]}],
+       "consumer": {"retry_notify_after_s": 5, "parent_wait_s": PARENT_WAIT_S}}
+CFG = os.path.join(TMP, "cfg.json")
+json.dump(cfg, open(CFG, "w"))
+P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
+
+# a clean slate on both sides (SQL: no activity, nothing published)
+for i in (A, B):
+    psql(i["db"], "TRUNCATE posts_tags, posts, tags, authors RESTART IDENTITY")
+fresh_slot(A)
+
+# check teaches what a relational route needs
+ck = subprocess.run([P, "--config", CFG, "--instance", "a", "check"], capture_output=True, text=True)
+check("posts\" points at" not in ck.stdout, "producer check: every many-to-one's parent is routed")
+bad = dict(cfg, routes=[{"from": "a", "to": "b", "collections": [
+    {"collection": "posts", "fields": ["title", "author", "tags"]}]}])
+BADCFG = os.path.join(TMP, "bad.json")
+json.dump(bad, open(BADCFG, "w"))
+ck = subprocess.run([P, "--config", BADCFG, "--instance", "a", "check"], capture_output=True, text=True)
+check("\"posts.author\" points at \"authors\", which no route carries" in ck.stdout,
+      "producer check warns about a many-to-one whose parent no route carries")
+check("route collection \"posts_tags\" (its junction)" in ck.stdout,
+      "producer check names the junction of a many-to-many alias")
+print("     " + "\n     ".join(l for l in ck.stdout.splitlines() if "posts" in l), flush=True)
+
+start("producer-a", P, "--config", CFG, "--instance", "a")
+check(wait_for(lambda: "event=streaming" in log_of("producer-a"), 30), "a's producer streams")
+check("publication_table_added" in log_of("producer-a") or "publication_table" not in log_of("producer-a"),
+      "the routed tables join the publication")
+pub = psql(A["db"], "select string_agg(tablename, ',' order by tablename) from pg_publication_tables where pubname = 'dxsync_a'").strip()
+check(all(c in pub.split(",") for c in COLLS), f"publication dxsync_a covers the routed tables ({pub})")
+
+# ---- 1. nested writes while b's consumer is down
+tags = [api(A, "POST", "/items/tags", {"name": f"tag-{n}"})["data"]["id"] for n in range(5)]
+authors = []
+for n in range(NESTED):
+    body = {"title": f"post-{n}"}
+    if not authors or random.random() < 0.6:
+        body["author"] = {"name": f"author-{n}"}
+    else:
+        body["author"] = random.choice(authors)
+    links = [{"tags_id": {"name": f"new-tag-{n}"}}] if random.random() < 0.5 else []
+    links += [{"tags_id": t} for t in random.sample(tags, random.randint(0, 2))]
+    if links:
+        body["tags"] = links
+    got = api(A, "POST", "/items/posts", body)["data"]
+    if isinstance(body["author"], dict):
+        authors.append(got["author"])
+check(wait_for(lambda: len(topic(f"{PREFIX}.a.posts")) >= NESTED, 60, 1),
+      f"{NESTED} nested writes are published")
+nested_posts = [json.loads(m["payload"]) for m in topic(f"{PREFIX}.a.posts")]
+check(all(e["data"].get("author") for e in nested_posts),
+      "every post event carries its author (the row, not the revision)")
+
+# ---- 2. b's consumer meets children before parents; then live changes
+start("consumer-b", CONS, "--config", CFG, "--remote", "b")
+posts = sorted(items(A, "posts", "id"))
+for n in range(10):  # re-point posts to authors created a moment before
+    aid = api(A, "POST", "/items/authors", {"name": f"late-{n}"})["data"]["id"]
+    api(A, "PATCH", f"/items/posts/{random.choice(posts)}", {"author": aid})
+for aid in random.sample(authors, 5):  # deletes: ON DELETE SET NULL on each side
+    api(A, "DELETE", f"/items/authors/{aid}")
+for p in random.sample(posts, 10):  # attach existing tags
+    api(A, "PATCH", f"/items/posts/{p}", {"tags": {"create": [{"tags_id": random.choice(tags)}],
+                                                 "update": [], "delete": []}})
+
+
+def rows(i):
+    return {c: {k: {f: v[f] for f in COLLS[c]} for k, v in items(i, c, "id," + ",".join(COLLS[c])).items()}
+            for c in COLLS}
+
+
+diff = []
+def equal():
+    global diff
+    ra, rb = rows(A), rows(B)
+    diff = [(c, k, ra[c].get(k), rb[c].get(k)) for c in COLLS for k in set(ra[c]) | set(rb[c])
+            if ra[c].get(k) != rb[c].get(k)]
+    return not diff
+
+
+t1 = time.time()
+ok = wait_for(equal, 180, 2)
+took = time.time() - t1
+ra = rows(A)
+counts = {c: len(ra[c]) for c in COLLS}
+check(ok, f"every row of the four collections is equal on a and b ({counts}; {len(diff)} differ, e.g. {diff[:3]})")
+check(sum(1 for v in ra["posts"].values() if v["author"] is None) >= 1,
+      "deleted authors left posts without an author on both sides")
+log = log_of("consumer-b")
+waits = log.count("event=parent_wait ")
+check(waits >= 1, f"children met before their parents waited for them ({waits} waits)")
+dl = topic(f"{PREFIX}.dlq.b")
+check(not dl, f"nothing dead-lettered ({len(dl)})")
+
+# ---- 4. a parent that never comes
+orphan_author = int(psql(A["db"], "insert into authors (name) values ('never synced') returning id").split()[0])
+orphan = api(A, "POST", "/items/posts", {"title": "orphan", "author": orphan_author})["data"]["id"]
+after = [api(A, "POST", "/items/posts", {"title": f"after-{n}", "author": authors[0] if authors[0] in ra["authors"] else None})["data"]["id"]
+         for n in range(12)]
+t_orphan = time.time()
+check(wait_for(lambda: set(map(str, after)) <= set(items(B, "posts", "id")), 60, 1),
+      "the posts written after the orphan apply while it waits")
+check(time.time() - t_orphan < PARENT_WAIT_S and not topic(f"{PREFIX}.dlq.b"),
+      "... before the orphan is dead-lettered")
+
+
+def parent_missing():
+    return [e for e in (json.loads(m["payload"]) for m in topic(f"{PREFIX}.errors"))
+            if e.get("code") == "PARENT_MISSING" and str(e.get("key")) == str(orphan)]
+
+
+check(wait_for(lambda: parent_missing(), PARENT_WAIT_S + 60, 2),
+      f"after parent_wait_s ({PARENT_WAIT_S} s) the orphan is dead-lettered as PARENT_MISSING")
+pm = parent_missing()
+msg = pm[0]["message"] if pm else ""
+check("\"author\"" in msg and str(orphan_author) in msg, f"the error names the field and the missing key ({msg})")
+check(len(topic(f"{PREFIX}.dlq.b")) == 1, "one dead letter: the orphan")
+check(str(orphan) not in items(B, "posts", "id"), "the orphan is not on b")
+
+for name in list(procs):
+    check(stop(name) == 0, f"{name} stops cleanly on SIGTERM")
+row = (f"{NAME:<12} {NESTED:>7} {counts['authors']:>8} {counts['posts']:>6} {counts['tags']:>5} "
+       f"{counts['posts_tags']:>10} {waits:>12} {len(diff):>9} {len(dl):>5} {took:>8.1f}")
+print("table row: " + row, flush=True)
+with open(os.path.join(RUN, "relations-table.txt"), "a") as f:
+    f.write(row + "\n")
+finish(NAME)
