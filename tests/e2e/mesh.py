@@ -26,6 +26,10 @@ ROUTES = {
     ("c", "a"): {"articles": ["title"], "counters": ["name", "value"]},
     ("c", "b"): {"articles": ["title", "body", "rating"], "counters": ["value"]},
 }
+# Related collections in every direction: posts.author is a many-to-one to authors (issue 12).
+RELATED = {"authors": ["name"], "posts": ["title", "author"]}
+for _cols in ROUTES.values():
+    _cols.update(RELATED)
 # A database password the logs must never show (trust authentication ignores it).
 DBPW = "e2e-db-pw-" + uid()[:8]
 def with_pw(db):
@@ -74,6 +78,10 @@ def work(i):
             api(i, "POST", "/items/articles", a)                           # single creates
         ctrs = [{"id": BASE[n] + k, "name": f"c{k}", "value": k} for k in range(12)]
         api(i, "POST", "/items/counters", ctrs)
+        # related items: authors and posts in this instance's key range
+        api(i, "POST", "/items/authors", [{"id": BASE[n] + k, "name": f"{n}-author-{k}"} for k in range(4)])
+        api(i, "POST", "/items/posts", [{"id": BASE[n] + k, "title": f"{n}-post-{k}", "author": BASE[n] + k % 4}
+                                        for k in range(6)])
         created[n]["articles"] = [a["id"] for a in arts]
         created[n]["counters"] = [str(c["id"]) for c in ctrs]
         ops[n] += 24 + 12
@@ -121,6 +129,8 @@ def diff():
     state = {(i["name"], c): items(i, c) for i in ALL for c in ("articles", "counters")}
     for (f, t), cols in ROUTES.items():
         for coll, fields in cols.items():
+            if coll in RELATED:
+                continue  # rel_diff
             src, dst = state[(f, coll)], state[(t, coll)]
             for k in created[f][coll]:
                 if k in deleted[f][coll]:
@@ -148,6 +158,33 @@ def converged():
     return not d
 ok = wait_for(converged, 120, 2)
 check(ok, "every instance holds exactly the routed fields of every item" + ("" if ok else f": {len(d)} differences, e.g. {d[:5]}"))
+
+# ---- related items across instances: posts re-pointed to authors made on another instance,
+# and new posts of another instance's new authors (which may reach the third one after them)
+POSTS = {n: [BASE[n] + k for k in range(6)] for n in BASE}
+for i in ALL:
+    n, nxt = i["name"], "abc"["abc".index(i["name"]) - 2]
+    for k in range(3):
+        api(i, "PATCH", f"/items/posts/{BASE[n] + k}", {"author": BASE[nxt] + k})
+    api(i, "POST", "/items/authors", {"id": BASE[n] + 10, "name": f"{n}-late"})
+    api(i, "POST", "/items/posts", {"id": BASE[n] + 10, "title": f"{n}-late", "author": BASE[n] + 10})
+    POSTS[n].append(BASE[n] + 10)
+rd = []
+def rel_converged():
+    global rd
+    rd = []
+    state = {i["name"]: items(i, "posts", "id,title,author") for i in ALL}
+    for n, keys in POSTS.items():
+        for k in map(str, keys):
+            want = state[n].get(k)
+            for t in "abc":
+                got = state[t].get(k)
+                if want is None or got is None or (got["title"], got["author"]) != (want["title"], want["author"]):
+                    rd.append(f"posts {k} from {n}: {got} on {t}, want {want}")
+    return not rd
+ok = wait_for(rel_converged, 120, 2)
+check(ok, "posts and their authors agree on a, b and c, also pointing across instances"
+      + ("" if ok else f": {len(rd)} differences, e.g. {rd[:3]}"))
 
 # ---- sync users' writes are never sent back: events per topic = changes people made there.
 # Their writes are done (converged); a marker change per instance and collection, made after
