@@ -128,6 +128,49 @@ static void assert_done(void)
     assert_int_equal(apply_batch_next(&batch, &req), 0);
 }
 
+/* A refused foreign key names its field and value: the items writing that value fail at once
+ * with them (the caller decides they wait for their parent), the rest is sent again without a
+ * split; a group none of whose items matches is split as before. */
+static void a_refused_foreign_key_picks_out_its_items(void **state)
+{
+    (void)state;
+    crt(1);
+    crt(2);
+    crt(3);
+    start("id", 5);
+    expect("POST", "/items/articles?fields=id", NULL);
+    struct http_response r;
+    memset(&r, 0, sizeof(r));
+    r.status = 400;
+    r.retry_after_s = -1;
+    snprintf(r.code, sizeof(r.code), "INVALID_FOREIGN_KEY");
+    snprintf(r.message, sizeof(r.message), "Invalid foreign key \"2\" for field \"rating\"");
+    snprintf(r.field, sizeof(r.field), "rating");
+    snprintf(r.value, sizeof(r.value), "2");
+    r.klass = http_classify(CURLE_OK, 400, r.code);
+    int64_t d;
+    assert_int_equal(apply_batch_answer(&batch, &r, &d), APPLY_NEXT);
+    assert_int_equal(batch.items[1].state, APPLY_FAILED);
+    assert_string_equal(batch.items[1].code, "INVALID_FOREIGN_KEY");
+    assert_string_equal(batch.items[1].field, "rating");
+    assert_string_equal(batch.items[1].value, "2");
+    expect("POST", "/items/articles?fields=id",
+           "[{\"id\":1,\"title\":\"t1\",\"rating\":1},{\"id\":3,\"title\":\"t3\",\"rating\":3}]");
+    assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":1},{\"id\":3}]}"), APPLY_DONE);
+    assert_int_equal(batch.items[0].state, APPLY_APPLIED);
+    assert_int_equal(batch.items[2].state, APPLY_APPLIED);
+    assert_done();
+    /* a value no item writes: halves, as for any refusal */
+    reset(NULL);
+    crt(1);
+    crt(2);
+    start("id", 5);
+    expect("POST", "/items/articles?fields=id", NULL);
+    snprintf(r.value, sizeof(r.value), "99");
+    assert_int_equal(apply_batch_answer(&batch, &r, &d), APPLY_NEXT);
+    expect("POST", "/items/articles?fields=id", "[{\"id\":1,\"title\":\"t1\",\"rating\":1}]");
+}
+
 static void creates_go_in_one_post(void **state)
 {
     (void)state;
@@ -729,6 +772,7 @@ int main(void)
         cmocka_unit_test_teardown(a_ping_answered_by_something_else_is_an_outage, reset),
         cmocka_unit_test_teardown(collection_and_key_names_are_escaped, reset),
         cmocka_unit_test_teardown(random_answers_always_end, reset),
+        cmocka_unit_test_teardown(a_refused_foreign_key_picks_out_its_items, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,7 +34,8 @@ static const char *const valid =
     "  {\"from\": \"b\", \"to\": \"a\", \"collections\": ["
     "    {\"collection\": \"articles\", \"fields\": [\"title\"]}]}],"
     " \"consumer\": {\"batch_max\": 50, \"linger_ms\": 0, \"request_timeout_ms\": 30000,"
-    "   \"retry_notify_after_s\": 60, \"item_attempts\": 5, \"max_in_flight\": 4},"
+    "   \"retry_notify_after_s\": 60, \"item_attempts\": 5, \"max_in_flight\": 4,"
+    "   \"parent_wait_s\": 600},"
     " \"notify\": {\"digest_window_s\": 30}}";
 
 static int setup(void **state)
@@ -103,6 +104,7 @@ static void applies_defaults(void **state)
     assert_int_equal(cfg.consumer.retry_notify_after_s, 60);
     assert_int_equal(cfg.consumer.item_attempts, 5);
     assert_int_equal(cfg.consumer.max_in_flight, 4);
+    assert_int_equal(cfg.consumer.parent_wait_s, 600);
     assert_int_equal(cfg.notify.digest_window_s, 60);
     config_free(&cfg);
 }
@@ -212,6 +214,9 @@ static const struct bad_case bad_cases[] = {
      "kafka.replication_factor: must be -1"},
     {"\"max_in_flight\": 4", "\"max_in_flight\": 0", "consumer.max_in_flight: 0 is out of range"},
     {"\"item_attempts\": 5", "\"item_attempts\": -1", "consumer.item_attempts: -1 is out of range"},
+    {"\"parent_wait_s\": 600", "\"parent_wait_s\": -5", "consumer.parent_wait_s: -5 is out of range"},
+    {"\"parent_wait_s\": 600", "\"parent_wait_s\": \"10m\"",
+     "consumer.parent_wait_s: expected an integer"},
     {"\"properties\": {", "\"properties\": {\"bootstrap.servers\": \"x\", ",
      "kafka.properties.bootstrap.servers: set kafka.brokers instead"},
     /* numbers beyond int64_t (fuzz_config found the undefined conversion) */
