@@ -208,11 +208,14 @@ static bool synced(const struct capture *c, const struct pgoutput_tuple *t, int 
 
 static int on_activity(struct capture *c, const struct pgoutput_tuple *t, char *err, size_t errlen)
 {
-    int64_t id;
-    if (val_i64(t, c->act_col[0], &id) && id > c->txn_act_id) {
+    /* The request's newest activity row: its user's, when it is not kept below (the kept
+     * rows have theirs) */
+    int64_t id = 0;
+    bool newest = val_i64(t, c->act_col[0], &id) && id > c->txn_act_id;
+    if (newest) {
         c->txn_act_id = id;
         free(c->txn_act_user);
-        c->txn_act_user = val_dup(t, c->act_col[2]);
+        c->txn_act_user = NULL;
     }
     char action[16] = "";
     int col = c->act_col[1];
@@ -221,10 +224,13 @@ static int on_activity(struct capture *c, const struct pgoutput_tuple *t, char *
         memcpy(action, t->vals[col].data, t->vals[col].len);
         action[t->vals[col].len] = '\0';
     }
-    if (strcmp(action, "create") && strcmp(action, "update") && strcmp(action, "delete"))
-        return 0; /* login, comment, version_save, run, ...: not changes of an item */
-    if (!synced(c, t, c->act_col[4]))
-        return 0; /* not synced from here */
+    if ((strcmp(action, "create") && strcmp(action, "update") && strcmp(action, "delete")) ||
+        !synced(c, t, c->act_col[4])) {
+        /* login, comment, version_save, run, ...: not changes of an item; or not synced */
+        if (newest)
+            c->txn_act_user = val_dup(t, c->act_col[2]);
+        return 0;
+    }
     if (grow((void **)&c->acts, &c->capacts, c->nacts, sizeof(*c->acts))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -686,7 +692,11 @@ static int add_effects(struct capture *c, const char *lsn, int64_t commit_us, ch
 {
     if (!c->txn_act_id)
         return 0; /* not a Directus request: a change made by SQL is not synced */
-    if (c->cfg.sync_user && c->txn_act_user && strcmp(c->txn_act_user, c->cfg.sync_user) == 0)
+    const char *user = c->txn_act_user;
+    for (size_t i = 0; i < c->nacts && !user; i++)
+        if (c->acts[i].id == c->txn_act_id)
+            user = c->acts[i].user;
+    if (c->cfg.sync_user && user && strcmp(user, c->cfg.sync_user) == 0)
         return 0; /* the effects of the sync user's writes: never sent back */
     for (size_t i = 0; i < c->nimgs; i++) {
         struct row_image *img = &c->imgs[i];
@@ -730,7 +740,7 @@ static int add_effects(struct capture *c, const char *lsn, int64_t commit_us, ch
         ev->action = EVENT_UPDATE;
         ev->key = make_key(coll, img->key);
         ev->key_text = strdup(img->key);
-        ev->user = util_strdup(c->txn_act_user);
+        ev->user = util_strdup(user);
         ev->timestamp = strdup(ts);
         ev->has_activity_id = true;
         ev->activity_id = c->txn_act_id;
