@@ -2,6 +2,7 @@
 #include "admin.h"
 #include "check.h"
 #include "cli.h"
+#include "dlqlist.h"
 #include "replay.h"
 #include "util.h"
 #include "consume.h"
@@ -10,7 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const subcommands[] = {"run", "check", "status", "replay", "audit", NULL};
+static const char *const subcommands[] = {"run", "check", "status", "replay", "audit", "dlq", NULL};
+/* They read and move offsets in Kafka only: no instance token or database is needed. */
+static const char *const kafka_only[] = {"status", "replay", "audit", "dlq", NULL};
+static const char *const dlq_actions[] = {"list", NULL};
 
 /* replay --since TIME; audit --source S --collection C --key K [--since TIME] [--json]. */
 static int replay_or_audit(struct app *app, struct cli_spec *spec, const char *remote)
@@ -52,11 +56,15 @@ int main(int argc, char **argv)
         {.name = "remote", .metavar = "NAME", .help = "the instance to write into"},
         {.name = "since",
          .metavar = "TIME",
-         .help = "replay, audit: ISO 8601 time or a duration back from now (2h, 30m, 7d)"},
+         .help = "replay, audit, dlq list: ISO 8601 time or a duration back from now (2h, 30m, "
+                 "7d)"},
         {.name = "source", .metavar = "NAME", .help = "audit: the instance the item comes from"},
         {.name = "collection", .metavar = "C", .help = "audit: the item's collection"},
         {.name = "key", .metavar = "K", .help = "audit: the item's primary key"},
-        {.name = "json", .help = "audit: print the raw event envelopes"},
+        {.name = "json",
+         .help = "audit: print the raw event envelopes; dlq list: one JSON object "
+                 "per dead letter"},
+        {.name = "code", .metavar = "CODE", .help = "dlq list: only dead letters with this code"},
     };
     struct cli_spec spec = {
         .program = "dxsync-consumer",
@@ -66,8 +74,10 @@ int main(int argc, char **argv)
                  "  dxsync-consumer --remote NAME status\n"
                  "  dxsync-consumer --remote NAME replay --since TIME\n"
                  "  dxsync-consumer audit --source NAME --collection C --key K [--since TIME] "
-                 "[--json]",
+                 "[--json]\n"
+                 "  dxsync-consumer --remote NAME dlq list [--code CODE] [--since TIME] [--json]",
         .subcommands = subcommands,
+        .kafka_only = kafka_only,
         .details =
             "Subcommands:\n"
             "  run      join group <prefix>.apply.<remote> and apply every routed event to the\n"
@@ -76,13 +86,20 @@ int main(int argc, char **argv)
             "           fields, permissions) and exit 0 when there is none\n"
             "  status   committed offset, end offset and lag per topic and partition\n"
             "  replay   move the remote's group back to TIME (its consumers must be stopped)\n"
-            "  audit    print the history of one item, oldest first\n\n"
+            "  audit    print the history of one item, oldest first\n"
+            "  dlq list print the remote's dead letters (time, source, collection, key,\n"
+            "           action, status, code, message), oldest first per partition\n\n"
+            "status, replay, audit and dlq list talk to Kafka alone: the instances' token and\n"
+            "database variables need not be set for them.\n\n"
             "Examples:\n"
             "  dxsync-consumer --remote b status\n"
             "  dxsync-consumer --remote b replay --since 2h\n"
-            "  dxsync-consumer audit --source a --collection articles --key 42",
+            "  dxsync-consumer audit --source a --collection articles --key 42\n"
+            "  dxsync-consumer --remote b dlq list --code PARENT_MISSING --since 1d",
         .opts = opts,
         .nopts = sizeof(opts) / sizeof(opts[0]),
+        .with_action = "dlq",
+        .actions = dlq_actions,
     };
     struct app app;
     int rc = app_start(&app, argc, argv, &spec);
@@ -97,7 +114,20 @@ int main(int argc, char **argv)
         }
         remote = inst->name;
     }
-    if (strcmp(app.cli.subcommand, "run") == 0) {
+    if (strcmp(app.cli.subcommand, "dlq") == 0) {
+        const char *since = cli_value(&spec, "since");
+        int64_t since_ms = -1;
+        if (since && util_parse_time(since, util_wall_ms(), &since_ms)) {
+            fprintf(stderr,
+                    "dxsync-consumer: --since: \"%s\" is neither an ISO 8601 time "
+                    "(2026-11-25T22:30:00Z) nor a duration (90s, 15m, 2h, 7d)\n",
+                    since);
+            rc = 2;
+            goto out;
+        }
+        rc = dlq_list_run(&app.cfg, remote, cli_value(&spec, "code"), since_ms,
+                          cli_option(&spec, "json")->given, stdout);
+    } else if (strcmp(app.cli.subcommand, "run") == 0) {
         rc = consume_run(&app.cfg, remote, app.metrics);
     } else if (strcmp(app.cli.subcommand, "check") == 0) {
         int problems;

@@ -91,6 +91,11 @@ int cli_parse(int argc, char **argv, struct cli_spec *spec, struct cli_common *o
     int c;
     while ((c = getopt_long(argc, argv, "-h", longopts, NULL)) != -1) {
         if (c == 1) { /* a positional argument, in order ("-" in optstring) */
+            if (out->subcommand && !out->action && spec->with_action &&
+                strcmp(out->subcommand, spec->with_action) == 0) {
+                out->action = optarg;
+                continue;
+            }
             if (out->subcommand) {
                 snprintf(err, errlen, "unexpected argument \"%s\" (subcommand already \"%s\")",
                          optarg, out->subcommand);
@@ -158,6 +163,25 @@ int cli_parse(int argc, char **argv, struct cli_spec *spec, struct cli_common *o
     for (size_t i = 0; spec->subcommands[i]; i++)
         if (strcmp(out->subcommand, spec->subcommands[i]) == 0)
             known = true;
+    if (known && spec->with_action && strcmp(out->subcommand, spec->with_action) == 0) {
+        bool action_known = false;
+        struct util_buf b = {0};
+        for (size_t i = 0; spec->actions && spec->actions[i]; i++) {
+            util_buf_printf(&b, "%s%s", i ? ", " : "", spec->actions[i]);
+            action_known |= out->action && strcmp(out->action, spec->actions[i]) == 0;
+        }
+        if (!action_known) {
+            if (out->action)
+                snprintf(err, errlen, "unknown %s action \"%s\" (expected one of: %s)",
+                         out->subcommand, out->action, b.data ? b.data : "");
+            else
+                snprintf(err, errlen, "%s needs an action: %s", out->subcommand,
+                         b.data ? b.data : "");
+            util_buf_free(&b);
+            goto out;
+        }
+        util_buf_free(&b);
+    }
     if (!known) {
         struct util_buf b = {0};
         for (size_t i = 0; spec->subcommands[i]; i++)
@@ -186,6 +210,13 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
     }
     log_set_level(app->cli.log_level);
     if (config_load_file(app->cli.config_path, &app->cfg, err, sizeof(err))) {
+        fprintf(stderr, "%s: configuration error: %s\n", spec->program, err);
+        return 2;
+    }
+    bool kafka_only = false;
+    for (size_t i = 0; spec->kafka_only && spec->kafka_only[i]; i++)
+        kafka_only |= strcmp(spec->kafka_only[i], app->cli.subcommand) == 0;
+    if (!kafka_only && config_require(&app->cfg, err, sizeof(err))) {
         fprintf(stderr, "%s: configuration error: %s\n", spec->program, err);
         return 2;
     }

@@ -27,9 +27,15 @@ struct cli_spec {
     const char *summary;            /* one line */
     const char *usage;              /* the usage lines, without "usage:" */
     const char *const *subcommands; /* NULL-terminated; the first is the default */
+    const char *const *kafka_only;  /* NULL-terminated or NULL: subcommands that use no token or
+                                       database (their variables may be unset) */
     const char *details;            /* text after the options: subcommands, examples */
     struct cli_opt *opts;
     size_t nopts;
+    /* A subcommand taking an action word after it ("dlq list"), and its actions
+     * (NULL-terminated); NULL when none does. */
+    const char *with_action;
+    const char *const *actions;
 };
 
 struct cli_common {
@@ -39,6 +45,7 @@ struct cli_common {
     char metrics_host[64];
     int metrics_port;
     const char *subcommand;
+    const char *action; /* the word after spec->with_action, else NULL */
 };
 
 /* Returns 0 to run, 1 when --help or --version was printed (exit 0), -1 on a usage error

@@ -37,6 +37,10 @@ struct parse {
     char *err;
     size_t errlen;
     bool failed;
+    /* While set, an unset environment variable is not an error yet: the value is left empty and
+     * deferred says why (the first), for config_require to report if a command needs it. */
+    bool defer;
+    char deferred[512];
 };
 
 static int fail(struct parse *p, const char *path, const char *fmt, ...)
@@ -150,6 +154,17 @@ static char *expand_env(struct parse *p, const char *path, const char *s)
                 }
             }
             const char *v = getenv(name);
+            if (!v && p->defer) {
+                if (!p->deferred[0])
+                    snprintf(p->deferred, sizeof(p->deferred),
+                             "%s: environment variable %s is not set", path, name);
+                util_wipe(b.data, b.len);
+                util_buf_free(&b);
+                char *empty = strdup("");
+                if (!empty)
+                    fail(p, path, "out of memory");
+                return empty;
+            }
             if (!v) {
                 fail(p, path, "environment variable %s is not set", name);
                 goto err;
@@ -188,11 +203,28 @@ static int get_string(struct parse *p, const cJSON *obj, const char *path, const
     char *s = expand_env(p, sub, v->valuestring);
     if (!s)
         return -1;
-    if (!*s) {
+    if (!*s && !(p->defer && p->deferred[0])) {
         free(s);
         return fail(p, sub, "must not be empty");
     }
     *out = s;
+    return 0;
+}
+
+/* A secret of an instance (token, database): a variable it names that is unset is reported only
+ * when a command needs the instance's secrets (config_require), so that commands talking to
+ * Kafka alone run without them. */
+static int get_secret(struct parse *p, const cJSON *obj, const char *path, const char *key,
+                      bool required, char **out, char **why)
+{
+    p->defer = true;
+    p->deferred[0] = '\0';
+    int rc = get_string(p, obj, path, key, required, out);
+    p->defer = false;
+    if (rc || !p->deferred[0])
+        return rc;
+    if (!*why && !(*why = strdup(p->deferred)))
+        return fail(p, path, "out of memory");
     return 0;
 }
 
@@ -400,6 +432,17 @@ static int parse_kafka(struct parse *p, const cJSON *k, struct config_kafka *out
     return 0;
 }
 
+/* A database naming an unset variable is "none" until config_require asks for it. */
+static int defer_database(struct config_instance *in)
+{
+    if (in->database && !in->database[0]) {
+        free(in->database);
+        in->database = NULL;
+        in->database_unset = true;
+    }
+    return 0;
+}
+
 static int parse_instance(struct parse *p, const cJSON *v, const char *path,
                           struct config_instance *out)
 {
@@ -409,9 +452,9 @@ static int parse_instance(struct parse *p, const cJSON *v, const char *path,
     if (check_keys(p, v, path, keys, DX_ARRAY_LEN(keys)) ||
         get_string(p, v, path, "name", true, &out->name) ||
         get_string(p, v, path, "url", true, &out->url) ||
-        get_string(p, v, path, "token", true, &out->token) ||
-        get_string(p, v, path, "database", false, &out->database) ||
-        get_string(p, v, path, "sync_user", false, &out->sync_user))
+        get_secret(p, v, path, "token", true, &out->token, &out->unset) ||
+        get_secret(p, v, path, "database", false, &out->database, &out->unset) ||
+        defer_database(out) || get_string(p, v, path, "sync_user", false, &out->sync_user))
         return -1;
     char sub[PATH_MAX_LEN];
     join(sub, path, "name");
@@ -466,7 +509,7 @@ static int parse_route(struct parse *p, const cJSON *v, const char *path, const 
         return fail(p, sub, "unknown instance \"%s\"", out->to);
     if (strcmp(out->from, out->to) == 0)
         return fail(p, sub, "a route from \"%s\" to itself", out->to);
-    if (!from->database) {
+    if (!from->database && !from->database_unset) {
         join(sub, path, "from");
         return fail(p, sub, "instance \"%s\" is a route source but has no \"database\"", out->from);
     }
@@ -732,6 +775,7 @@ void config_free(struct config *cfg)
         util_free_secret(in->token);
         util_free_secret(in->database);
         free(in->sync_user);
+        free(in->unset);
     }
     free(cfg->instances);
     for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -775,11 +819,22 @@ const struct config_collection *config_route_collection(const struct config_rout
     return NULL;
 }
 
+int config_require(const struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->ninstances; i++)
+        if (cfg->instances[i].unset) {
+            snprintf(err, errlen, "%s", cfg->instances[i].unset);
+            return -1;
+        }
+    return 0;
+}
+
 void config_register_secrets(const struct config *cfg)
 {
     for (size_t i = 0; i < cfg->ninstances; i++) {
         const struct config_instance *in = &cfg->instances[i];
-        log_add_secret(in->token);
+        if (in->token && in->token[0])
+            log_add_secret(in->token);
         if (!in->database)
             continue;
         PQconninfoOption *opts = PQconninfoParse(in->database, NULL);

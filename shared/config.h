@@ -18,6 +18,9 @@ struct config_instance {
     char *token;     /* secret: the sync user's static token */
     char *database;  /* secret-bearing libpq URL or conninfo; NULL when not given */
     char *sync_user; /* uuid or NULL (then learnt with GET /users/me) */
+    char *unset;     /* "instances[0].token: environment variable X is not set", or NULL: the
+                        token (then "") or database (then NULL) names an unset variable */
+    bool database_unset;
 };
 
 struct config_collection {
@@ -72,6 +75,10 @@ struct config {
 /* Loads and validates. On failure returns -1 with "<key path>: <reason>" in err and leaves
  * *cfg empty; on success the caller owns *cfg and releases it with config_free. */
 int config_load_file(const char *path, struct config *cfg, char *err, size_t errlen);
+/* An instance's token and database may name environment variables that are not set: loading
+ * succeeds, and commands that talk to Kafka alone (status, replay, audit, dlq list) run. Every
+ * other command calls this first: -1 with the first such error (naming the key path). */
+int config_require(const struct config *cfg, char *err, size_t errlen);
 int config_load_buffer(const char *buf, size_t len, struct config *cfg, char *err, size_t errlen);
 void config_free(struct config *cfg);
 

@@ -149,6 +149,22 @@ check("\"author\"" in msg and str(orphan_author) in msg, f"the error names the f
 check(len(topic(f"{PREFIX}.dlq.b")) == 1, "one dead letter: the orphan")
 check(str(orphan) not in items(B, "posts", "id"), "the orphan is not on b")
 
+# dlq list shows it
+env = dict(os.environ)
+dlr = subprocess.run([CONS, "--config", CFG, "--remote", "b", "dlq", "list"], capture_output=True, text=True, env=env)
+rows_ = [l for l in dlr.stdout.splitlines() if not l.startswith("#") and not l.startswith("TIME")]
+check(dlr.returncode == 0 and len(rows_) == 1 and "PARENT_MISSING" in rows_[0] and " posts " in rows_[0]
+      and f" {orphan} " in rows_[0], f"dlq list shows the orphan's dead letter ({rows_})")
+js = subprocess.run([CONS, "--config", CFG, "--remote", "b", "dlq", "list", "--json", "--code", "PARENT_MISSING"],
+                    capture_output=True, text=True)
+jl = [json.loads(l) for l in js.stdout.splitlines()]
+check(js.returncode == 0 and len(jl) == 1 and jl[0]["key"] == str(orphan) and jl[0]["action"] == "create"
+      and jl[0]["status"] == 400 and jl[0]["topic"] == f"{PREFIX}.a.posts" and "author" in jl[0]["message"],
+      f"dlq list --json --code PARENT_MISSING prints it as JSON ({jl})")
+none = subprocess.run([CONS, "--config", CFG, "--remote", "b", "dlq", "list", "--code", "VALUE_TOO_LONG"],
+                      capture_output=True, text=True)
+check(none.returncode == 0 and "# 0 dead letters shown of 1" in none.stdout, "--code filters the list")
+
 for name in list(procs):
     check(stop(name) == 0, f"{name} stops cleanly on SIGTERM")
 row = (f"{NAME:<12} {NESTED:>7} {counts['authors']:>8} {counts['posts']:>6} {counts['tags']:>5} "

@@ -44,6 +44,26 @@ check "the consumer says when max.poll.interval.ms is shorter than a rebalance c
 timeout -s TERM 5 "$C" --config "$T_TMP/good.json" --remote b >"$T_TMP/default_poll.log" 2>&1 || true
 check "and says nothing with the default" bash -c "! grep -q max_poll_interval_short \"\$1\"" _ "$T_TMP/default_poll.log"
 
+# status, replay, audit and dlq list talk to Kafka alone: unset token and database variables
+# do not stop them; every other command names the first unset one.
+sed -e 's/"token": "[^"]*"/"token": "${CLI_UNSET_TOKEN}"/g' \
+  -e "s|\"database\": \"$DXSYNC_A_DB_URL\"|\"database\": \"\${CLI_UNSET_DB}\"|" \
+  "$T_TMP/good.json" >"$T_TMP/unset.json"
+unset CLI_UNSET_TOKEN CLI_UNSET_DB
+expect_exit 0 "consumer status with the token variables unset" "$C" --config "$T_TMP/unset.json" --remote b status
+expect_output "^TOTAL" "status prints its table"
+expect_exit 0 "consumer dlq list with the token variables unset" "$C" --config "$T_TMP/unset.json" --remote b dlq list
+expect_output "dead letters" "dlq list answers"
+"$C" --config "$T_TMP/unset.json" audit --source a --collection articles --key 1 >"$T_TMP/audit.out" 2>&1 || true
+check "consumer audit with the token variables unset does not ask for them" \
+  bash -c '! grep -q "not set" "$1"' _ "$T_TMP/audit.out"
+expect_exit 2 "consumer run with the token variables unset" "$C" --config "$T_TMP/unset.json" --remote b
+expect_output "instances\[0\]\.token: environment variable CLI_UNSET_TOKEN is not set" "run names the first unset one"
+expect_exit 2 "producer with its database variable unset" "$P" --config "$T_TMP/unset.json" --instance a
+expect_output "environment variable CLI_UNSET_TOKEN is not set" "the producer names it"
+expect_exit 2 "dlq without an action" "$C" --config "$T_TMP/good.json" --remote b dlq
+expect_output "dlq needs an action: list" "dlq names its actions"
+
 DXSYNC_CONFIG=$T_TMP/none.json expect_exit 2 "DXSYNC_CONFIG is the default config path" "$P" --instance a
 expect_output "none.json" "DXSYNC_CONFIG path named"
 expect_exit 2 "producer without --instance" "$P" --config "$T_TMP/good.json"
