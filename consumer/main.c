@@ -3,6 +3,7 @@
 #include "check.h"
 #include "cli.h"
 #include "dlqlist.h"
+#include "redrive.h"
 #include "replay.h"
 #include "util.h"
 #include "consume.h"
@@ -14,7 +15,7 @@
 static const char *const subcommands[] = {"run", "check", "status", "replay", "audit", "dlq", NULL};
 /* They read and move offsets in Kafka only: no instance token or database is needed. */
 static const char *const kafka_only[] = {"status", "replay", "audit", "dlq", NULL};
-static const char *const dlq_actions[] = {"list", NULL};
+static const char *const dlq_actions[] = {"list", "redrive", NULL};
 
 /* replay --since TIME; audit --source S --collection C --key K [--since TIME] [--json]. */
 static int replay_or_audit(struct app *app, struct cli_spec *spec, const char *remote)
@@ -60,11 +61,15 @@ int main(int argc, char **argv)
                  "7d)"},
         {.name = "source", .metavar = "NAME", .help = "audit: the instance the item comes from"},
         {.name = "collection", .metavar = "C", .help = "audit: the item's collection"},
-        {.name = "key", .metavar = "K", .help = "audit: the item's primary key"},
+        {.name = "key",
+         .metavar = "K",
+         .help = "audit: the item's primary key; dlq redrive: only its dead letters"},
         {.name = "json",
          .help = "audit: print the raw event envelopes; dlq list: one JSON object "
                  "per dead letter"},
-        {.name = "code", .metavar = "CODE", .help = "dlq list: only dead letters with this code"},
+        {.name = "code",
+         .metavar = "CODE",
+         .help = "dlq list, dlq redrive: only dead letters with this code"},
     };
     struct cli_spec spec = {
         .program = "dxsync-consumer",
@@ -75,7 +80,9 @@ int main(int argc, char **argv)
                  "  dxsync-consumer --remote NAME replay --since TIME\n"
                  "  dxsync-consumer audit --source NAME --collection C --key K [--since TIME] "
                  "[--json]\n"
-                 "  dxsync-consumer --remote NAME dlq list [--code CODE] [--since TIME] [--json]",
+                 "  dxsync-consumer --remote NAME dlq list [--code CODE] [--since TIME] [--json]\n"
+                 "  dxsync-consumer --remote NAME dlq redrive [--code CODE] [--key K] [--since "
+                 "TIME]",
         .subcommands = subcommands,
         .kafka_only = kafka_only,
         .details =
@@ -88,14 +95,19 @@ int main(int argc, char **argv)
             "  replay   move the remote's group back to TIME (its consumers must be stopped)\n"
             "  audit    print the history of one item, oldest first\n"
             "  dlq list print the remote's dead letters (time, source, collection, key,\n"
-            "           action, status, code, message), oldest first per partition\n\n"
+            "           action, status, code, message), oldest first per partition\n"
+            "  dlq redrive\n"
+            "           apply the remote's dead letters again, once each (group\n"
+            "           <prefix>.redrive.<remote> remembers them), never over newer writes;\n"
+            "           what fails again is dead-lettered anew; exit 1 when something did\n\n"
             "status, replay, audit and dlq list talk to Kafka alone: the instances' token and\n"
             "database variables need not be set for them.\n\n"
             "Examples:\n"
             "  dxsync-consumer --remote b status\n"
             "  dxsync-consumer --remote b replay --since 2h\n"
             "  dxsync-consumer audit --source a --collection articles --key 42\n"
-            "  dxsync-consumer --remote b dlq list --code PARENT_MISSING --since 1d",
+            "  dxsync-consumer --remote b dlq list --code PARENT_MISSING --since 1d\n"
+            "  dxsync-consumer --remote b dlq redrive --code PARENT_MISSING",
         .opts = opts,
         .nopts = sizeof(opts) / sizeof(opts[0]),
         .with_action = "dlq",
@@ -125,8 +137,19 @@ int main(int argc, char **argv)
             rc = 2;
             goto out;
         }
-        rc = dlq_list_run(&app.cfg, remote, cli_value(&spec, "code"), since_ms,
-                          cli_option(&spec, "json")->given, stdout);
+        char err[512];
+        if (strcmp(app.cli.action, "list") == 0) {
+            rc = dlq_list_run(&app.cfg, remote, cli_value(&spec, "code"), since_ms,
+                              cli_option(&spec, "json")->given, stdout);
+        } else if (config_require(&app.cfg, err, sizeof(err))) {
+            fprintf(stderr, "dxsync-consumer: configuration error: %s\n", err);
+            rc = 2;
+        } else {
+            struct redrive_filter f = {.code = cli_value(&spec, "code"),
+                                       .key = cli_value(&spec, "key"),
+                                       .since_ms = since_ms};
+            rc = redrive_run(&app.cfg, remote, &f, stdout);
+        }
     } else if (strcmp(app.cli.subcommand, "run") == 0) {
         rc = consume_run(&app.cfg, remote, app.metrics);
     } else if (strcmp(app.cli.subcommand, "check") == 0) {

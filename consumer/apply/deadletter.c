@@ -7,15 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-rd_kafka_headers_t *deadletter_headers(const rd_kafka_message_t *orig,
-                                       const struct deadletter_failure *f)
+rd_kafka_headers_t *deadletter_headers_over(const rd_kafka_headers_t *src,
+                                            const struct deadletter_failure *f)
 {
-    rd_kafka_headers_t *src = NULL;
-    rd_kafka_headers_t *h = NULL;
-    if (orig && rd_kafka_message_headers(orig, &src) == RD_KAFKA_RESP_ERR_NO_ERROR && src)
-        h = rd_kafka_headers_copy(src);
-    else
-        h = rd_kafka_headers_new(8);
+    rd_kafka_headers_t *h = src ? rd_kafka_headers_copy(src) : rd_kafka_headers_new(8);
     if (!h)
         return NULL;
     char status[16], partition[16], offset[32];
@@ -31,11 +26,22 @@ rd_kafka_headers_t *deadletter_headers(const rd_kafka_message_t *orig,
         {"dxsync-original-offset", offset},
     };
     for (size_t i = 0; i < DX_ARRAY_LEN(pairs); i++)
+        rd_kafka_header_remove(h, pairs[i][0]); /* a dead letter's own, when src is one */
+    for (size_t i = 0; i < DX_ARRAY_LEN(pairs); i++)
         if (rd_kafka_header_add(h, pairs[i][0], -1, pairs[i][1], -1)) {
             rd_kafka_headers_destroy(h);
             return NULL;
         }
     return h;
+}
+
+rd_kafka_headers_t *deadletter_headers(const rd_kafka_message_t *orig,
+                                       const struct deadletter_failure *f)
+{
+    rd_kafka_headers_t *src = NULL;
+    if (!orig || rd_kafka_message_headers(orig, &src) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        src = NULL;
+    return deadletter_headers_over(src, f);
 }
 
 char *deadletter_error_event(const struct deadletter_failure *f, int64_t now_ms)

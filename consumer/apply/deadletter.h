@@ -34,6 +34,10 @@ struct deadletter_failure {
  * rd_kafka_producev which takes it on success). NULL when out of memory. */
 rd_kafka_headers_t *deadletter_headers(const rd_kafka_message_t *orig,
                                        const struct deadletter_failure *f);
+/* The same over a copy of src (NULL: none), whose own error and original-place headers (a dead
+ * letter's, dead-lettered anew by a redrive) are replaced. */
+rd_kafka_headers_t *deadletter_headers_over(const rd_kafka_headers_t *src,
+                                            const struct deadletter_failure *f);
 
 /* The apply_failed error event (JSON, malloc'd; free()). NULL when out of memory. */
 char *deadletter_error_event(const struct deadletter_failure *f, int64_t now_ms);

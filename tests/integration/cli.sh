@@ -62,7 +62,7 @@ expect_output "instances\[0\]\.token: environment variable CLI_UNSET_TOKEN is no
 expect_exit 2 "producer with its database variable unset" "$P" --config "$T_TMP/unset.json" --instance a
 expect_output "environment variable CLI_UNSET_TOKEN is not set" "the producer names it"
 expect_exit 2 "dlq without an action" "$C" --config "$T_TMP/good.json" --remote b dlq
-expect_output "dlq needs an action: list" "dlq names its actions"
+expect_output "dlq needs an action: list, redrive" "dlq names its actions"
 
 DXSYNC_CONFIG=$T_TMP/none.json expect_exit 2 "DXSYNC_CONFIG is the default config path" "$P" --instance a
 expect_output "none.json" "DXSYNC_CONFIG path named"

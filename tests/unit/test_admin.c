@@ -8,9 +8,11 @@
 #include <cmocka.h>
 
 #include "admin.h"
+#include "redrive.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void unknown_end_offset_is_unknown_lag(void **state)
 {
@@ -47,11 +49,32 @@ static void all_known_counts_no_unknown(void **state)
     fclose(f);
 }
 
+/* A redrive remembers the letters it handled beyond its position in the commit's metadata. */
+static void redrive_metadata_round_trip(void **state)
+{
+    (void)state;
+    int64_t offs[8] = {45, 41, 60}, got[8];
+    char buf[128];
+    /* sorted; the ones at or below the position are not kept */
+    assert_int_equal(redrive_meta_format(offs, 3, 41, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "redriven:45,60");
+    assert_int_equal(redrive_meta_parse(buf, strlen(buf), got, 8), 2);
+    assert_true(got[0] == 45 && got[1] == 60);
+    assert_int_equal(redrive_meta_format(offs, 3, 60, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "");
+    assert_int_equal(redrive_meta_parse("", 0, got, 8), 0);
+    assert_int_equal(redrive_meta_parse("something else", 14, got, 8), 0);
+    assert_int_equal(redrive_meta_parse("redriven:7,x,3", 14, got, 8), 2);
+    assert_true(got[0] == 3 && got[1] == 7);
+    assert_int_equal(redrive_meta_format(offs, 3, 0, buf, 8), -1); /* too long for buf */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(unknown_end_offset_is_unknown_lag),
         cmocka_unit_test(all_known_counts_no_unknown),
+        cmocka_unit_test(redrive_metadata_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
