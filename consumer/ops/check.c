@@ -4,6 +4,7 @@
 #include "http.h"
 #include "log.h"
 #include "routes.h"
+#include "util.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -103,6 +104,105 @@ static const cJSON *permissions_fetch(struct http_client *h, cJSON **root)
     return data;
 }
 
+static const cJSON *relation_of(const cJSON *rels, const char *field)
+{
+    const cJSON *rel;
+    cJSON_ArrayForEach(rel, rels)
+    {
+        const cJSON *f = get(rel, "field");
+        if (cJSON_IsString(f) && strcmp(f->valuestring, field) == 0)
+            return rel;
+    }
+    return NULL;
+}
+
+static const char *text_of(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *v = get(b ? get(o, a) : o, b ? b : a);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static bool carried(const struct config *cfg, const char *from, const char *to, const char *coll)
+{
+    for (size_t i = 0; cfg && i < cfg->nroutes; i++) {
+        const struct config_route *rt = &cfg->routes[i];
+        if (strcmp(rt->from, from) != 0 || strcmp(rt->to, to) != 0)
+            continue;
+        for (size_t j = 0; j < rt->ncollections; j++)
+            if (strcmp(rt->collections[j].collection, coll) == 0)
+                return true;
+    }
+    return false;
+}
+
+int check_relations(const cJSON *src, const cJSON *dst, const struct config *cfg,
+                    const struct config_route *route, const struct config_collection *coll,
+                    struct report *r)
+{
+    int n = 0;
+    for (size_t i = 0; i < coll->nfields; i++) {
+        const char *field = coll->fields[i];
+        const cJSON *s = relation_of(src, field);
+        const char *parent = s ? text_of(s, "related_collection", NULL) : "";
+        if (!s || !*parent)
+            continue; /* not a many-to-one on the source */
+        const cJSON *d = relation_of(dst, field);
+        const char *sdel = text_of(s, "schema", "on_delete");
+        if (!d || strcmp(text_of(d, "related_collection", NULL), parent) != 0) {
+            report_problem(r,
+                           "route %s -> %s: \"%s.%s\" is a many-to-one to \"%s\" on %s but not on "
+                           "%s: create the same relation on %s (Data Model > %s > %s)",
+                           route->from, route->to, coll->collection, field, parent, route->from,
+                           route->to, route->to, coll->collection, field);
+            n++;
+            continue;
+        }
+        const char *ddel = text_of(d, "schema", "on_delete");
+        if (strcmp(sdel, ddel) != 0) {
+            report_problem(r,
+                           "route %s -> %s: \"%s.%s\" deletes children's link with \"%s\" on %s "
+                           "and \"%s\" on %s: when a %s item is deleted, the two would differ; "
+                           "configure the relation alike on both",
+                           route->from, route->to, coll->collection, field,
+                           *sdel ? sdel : "no foreign key", route->from,
+                           *ddel ? ddel : "no foreign key", route->to, parent);
+            n++;
+        } else {
+            report_ok(r, "\"%s.%s\" is a many-to-one to \"%s\" on %s and %s alike (on delete %s)",
+                      coll->collection, field, parent, route->from, route->to, *sdel ? sdel : "-");
+        }
+        if (cfg && !carried(cfg, route->from, route->to, parent))
+            report_warn(r,
+                        "route %s -> %s: \"%s.%s\" points at \"%s\", which no route carries from "
+                        "%s to %s: an item pointing at one %s lacks waits for it and is "
+                        "dead-lettered (PARENT_MISSING) after consumer.parent_wait_s",
+                        route->from, route->to, coll->collection, field, parent, route->from,
+                        route->to, route->to);
+    }
+    return n;
+}
+
+/* GET /relations/<collection>: its data array (owned by *root), or NULL. */
+static const cJSON *relations_fetch(struct http_client *h, const char *collection, cJSON **root)
+{
+    char path[300], esc[256];
+    *root = NULL;
+    if (http_escape(collection, esc, sizeof(esc)) ||
+        util_format(path, sizeof(path), "/relations/%s", esc))
+        return NULL;
+    struct http_response res;
+    http_request(h, "GET", path, NULL, &res);
+    const cJSON *data = NULL;
+    if (res.klass == HTTP_OK && res.body) {
+        *root = cJSON_ParseWithLength(res.body, res.len);
+        data = get(*root, "data");
+        if (!cJSON_IsArray(data))
+            data = NULL;
+    }
+    http_response_free(&res);
+    return data;
+}
+
 /* The routed collection of sub on the remote: its fields, then (when readable) permissions. */
 static void check_collection(struct report *r, struct http_client *h, const struct routes_sub *sub,
                              const cJSON *perms)
@@ -162,6 +262,26 @@ int check_remote(const struct config *cfg, const char *remote, FILE *out, int *p
     const cJSON *perms = permissions_fetch(h, &perms_root);
     for (size_t i = 0; i < nsubs; i++)
         check_collection(&r, h, &subs[i], perms);
+    /* relations: the same on the source and here */
+    for (size_t i = 0; i < nsubs; i++) {
+        const struct config_instance *src = config_instance_find(cfg, subs[i].route->from);
+        char e[512];
+        struct http_client *sh =
+            src ? http_client_new(src->url, src->token, timeout, e, sizeof(e)) : NULL;
+        cJSON *sroot = NULL, *droot = NULL;
+        const cJSON *srels = sh ? relations_fetch(sh, subs[i].coll->collection, &sroot) : NULL;
+        const cJSON *drels = relations_fetch(h, subs[i].coll->collection, &droot);
+        if (!srels || !drels)
+            report_warn(&r,
+                        "relations of \"%s\" cannot be compared: the sync users need read on "
+                        "directus_relations on %s and %s",
+                        subs[i].coll->collection, subs[i].route->from, remote);
+        else
+            check_relations(srels, drels, cfg, subs[i].route, subs[i].coll, &r);
+        cJSON_Delete(sroot);
+        cJSON_Delete(droot);
+        http_client_free(sh);
+    }
 out:
     *problems = r.problems;
     cJSON_Delete(perms_root);

@@ -25,6 +25,16 @@ int check_fields(const struct directus_fields *fields, const struct config_route
 int check_permissions(const cJSON *perms, const struct config_route *route,
                       const struct config_collection *coll, struct report *r);
 
+/* From GET /relations/<collection> answers' data arrays of the source and the remote: each
+ * routed field that is a many-to-one on the source must be one on the remote too, to the same
+ * collection, with the same "on delete" (the remote's foreign key does what the source's did
+ * to children when a parent is deleted: README, related collections), one problem each; and a
+ * warning when no route from the source to the remote carries the collection it points at
+ * (cfg given). Returns the problems. Pure. */
+int check_relations(const cJSON *src, const cJSON *dst, const struct config *cfg,
+                    const struct config_route *route, const struct config_collection *coll,
+                    struct report *r);
+
 /* Runs every check against the remote, lines to out; *problems gets their count. Returns 0, or
  * -1 with err when the check could not run (out of memory, a topic name too long). */
 int check_remote(const struct config *cfg, const char *remote, FILE *out, int *problems, char *err,

@@ -160,6 +160,57 @@ static void status_table_and_lag(void **state)
     cap_close(&c);
 }
 
+/* Relations as GET /relations/posts answers them (Directus 12.4): each routed many-to-one the
+ * same on both sides, with the same on delete; a parent no route carries is a warning. */
+static void relations_are_compared(void **state)
+{
+    (void)state;
+    static char *pf[] = {"title", "author", "editor"};
+    const struct config_collection posts = {.collection = "posts", .fields = pf, .nfields = 3};
+    static char *af[] = {"name"};
+    struct config_collection carried_colls[] = {
+        posts, {.collection = "authors", .fields = af, .nfields = 1}};
+    struct config_route routes[] = {
+        {.from = "a", .to = "b", .collections = carried_colls, .ncollections = 2}};
+    struct config cfg = {.routes = routes, .nroutes = 1};
+    cJSON *src = cJSON_Parse(
+        "[{\"collection\":\"posts\",\"field\":\"author\",\"related_collection\":\"authors\","
+        "\"schema\":{\"on_delete\":\"SET NULL\"}},"
+        "{\"collection\":\"posts\",\"field\":\"editor\",\"related_collection\":\"directus_users\","
+        "\"schema\":{\"on_delete\":\"SET NULL\"}}]");
+    cJSON *same = cJSON_Parse(
+        "[{\"collection\":\"posts\",\"field\":\"author\",\"related_collection\":\"authors\","
+        "\"schema\":{\"on_delete\":\"SET NULL\"}},"
+        "{\"collection\":\"posts\",\"field\":\"editor\",\"related_collection\":\"directus_users\","
+        "\"schema\":{\"on_delete\":\"SET NULL\"}}]");
+    cJSON *other = cJSON_Parse(
+        "[{\"collection\":\"posts\",\"field\":\"author\",\"related_collection\":\"authors\","
+        "\"schema\":{\"on_delete\":\"CASCADE\"}}]");
+    struct capture c;
+    cap_open(&c);
+    struct report r = {.out = c.f};
+    assert_int_equal(check_relations(src, same, &cfg, &routes[0], &posts, &r), 0);
+    const char *t = cap_text(&c);
+    assert_non_null(strstr(t, "ok: \"posts.author\" is a many-to-one to \"authors\" on a and b "
+                              "alike (on delete SET NULL)"));
+    assert_non_null(strstr(t, "warning: route a -> b: \"posts.editor\" points at "
+                              "\"directus_users\", which no route carries"));
+    assert_null(strstr(t, "\"posts.author\" points at"));
+    cap_close(&c);
+    cap_open(&c);
+    r = (struct report){.out = c.f};
+    assert_int_equal(check_relations(src, other, &cfg, &routes[0], &posts, &r), 2);
+    t = cap_text(&c);
+    assert_non_null(strstr(t, "problem: route a -> b: \"posts.author\" deletes children's link "
+                              "with \"SET NULL\" on a and \"CASCADE\" on b"));
+    assert_non_null(strstr(t, "problem: route a -> b: \"posts.editor\" is a many-to-one to "
+                              "\"directus_users\" on a but not on b"));
+    cap_close(&c);
+    cJSON_Delete(src);
+    cJSON_Delete(same);
+    cJSON_Delete(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +219,7 @@ int main(void)
         cmocka_unit_test(permissions_missing_actions_and_fields_are_found),
         cmocka_unit_test(a_collection_absent_from_permissions_lacks_everything),
         cmocka_unit_test(status_table_and_lag),
+        cmocka_unit_test(relations_are_compared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
