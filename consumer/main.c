@@ -38,10 +38,14 @@ static int replay_or_audit(struct app *app, struct cli_spec *spec, const char *r
     }
     const char *source = cli_value(spec, "source"), *coll = cli_value(spec, "collection"),
                *key = cli_value(spec, "key");
-    if (!source || !coll || !key) {
-        fprintf(stderr, "dxsync-consumer: audit needs --source, --collection and --key\n");
+    if (!coll || !key) {
+        fprintf(stderr, "dxsync-consumer: audit needs --collection and --key (and --source to "
+                        "read one source only)\n");
         return 2;
     }
+    if (!source)
+        return audit_all_run(&app->cfg, coll, key, since_ms, cli_option(spec, "json")->given,
+                             stdout);
     if (!config_instance_find(&app->cfg, source)) {
         fprintf(stderr, "dxsync-consumer: --source: \"%s\" is not in %s\n", source,
                 app->cli.config_path);
@@ -59,7 +63,9 @@ int main(int argc, char **argv)
          .metavar = "TIME",
          .help = "replay, audit, dlq list: ISO 8601 time or a duration back from now (2h, 30m, "
                  "7d)"},
-        {.name = "source", .metavar = "NAME", .help = "audit: the instance the item comes from"},
+        {.name = "source",
+         .metavar = "NAME",
+         .help = "audit: only the events from this instance (default: every source)"},
         {.name = "collection", .metavar = "C", .help = "audit: the item's collection"},
         {.name = "key",
          .metavar = "K",
@@ -78,7 +84,7 @@ int main(int argc, char **argv)
                  "  dxsync-consumer --remote NAME check\n"
                  "  dxsync-consumer --remote NAME status\n"
                  "  dxsync-consumer --remote NAME replay --since TIME\n"
-                 "  dxsync-consumer audit --source NAME --collection C --key K [--since TIME] "
+                 "  dxsync-consumer audit [--source NAME] --collection C --key K [--since TIME] "
                  "[--json]\n"
                  "  dxsync-consumer --remote NAME dlq list [--code CODE] [--since TIME] [--json]\n"
                  "  dxsync-consumer --remote NAME dlq redrive [--code CODE] [--key K] [--since "
@@ -93,7 +99,9 @@ int main(int argc, char **argv)
             "           fields, permissions) and exit 0 when there is none\n"
             "  status   committed offset, end offset and lag per topic and partition\n"
             "  replay   move the remote's group back to TIME (its consumers must be stopped)\n"
-            "  audit    print the history of one item, oldest first\n"
+            "  audit    print the history of one item, oldest first: from one source, or\n"
+            "           without --source from every source, with its state on each remote\n"
+            "           (applied, pending, dead-lettered)\n"
             "  dlq list print the remote's dead letters (time, source, collection, key,\n"
             "           action, status, code, message), oldest first per partition\n"
             "  dlq redrive\n"
@@ -106,6 +114,7 @@ int main(int argc, char **argv)
             "  dxsync-consumer --remote b status\n"
             "  dxsync-consumer --remote b replay --since 2h\n"
             "  dxsync-consumer audit --source a --collection articles --key 42\n"
+            "  dxsync-consumer audit --collection articles --key 42\n"
             "  dxsync-consumer --remote b dlq list --code PARENT_MISSING --since 1d\n"
             "  dxsync-consumer --remote b dlq redrive --code PARENT_MISSING",
         .opts = opts,

@@ -21,4 +21,13 @@ int replay_run(const struct config *cfg, const char *remote, int64_t since_ms, F
 int audit_run(const struct config *cfg, const char *source, const char *collection, const char *key,
               int64_t since_ms, bool json, FILE *out);
 
+/* audit without --source: the item's events from every source that publishes the collection
+ * (the key's partition of each topic), merged oldest first by the convergence order (commit
+ * time, then source), each with its state on every remote it is routed to: applied (that
+ * remote's group committed past it), pending, or dead-lettered (with the code, from the
+ * remote's DLQ). json: one {"event": envelope, "topic", "partition", "offset", "remotes": {..}}
+ * per line. Kafka alone. Returns 0, or 1 with the reason on stderr. */
+int audit_all_run(const struct config *cfg, const char *collection, const char *key,
+                  int64_t since_ms, bool json, FILE *out);
+
 #endif

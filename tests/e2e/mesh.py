@@ -38,7 +38,7 @@ cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
        "instances": [{"name": i["name"], "url": i["url"], "token": i["sync"], "database": with_pw(i["db"])} for i in ALL],
        "routes": [{"from": f, "to": t, "collections": [{"collection": c, "fields": fl} for c, fl in cols.items()]}
                   for (f, t), cols in ROUTES.items()],
-       "consumer": {"retry_notify_after_s": 5}}
+       "consumer": {"retry_notify_after_s": 5, "parent_wait_s": 15}}
 CFG = os.path.join(TMP, "cfg.json")
 json.dump(cfg, open(CFG, "w"))
 P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
@@ -238,6 +238,38 @@ ok = wait_for(converged, 120, 2)
 check(ok, "after the replay, b holds the wiped items again and everything else as before" + ("" if ok else f": {d[:5]}"))
 busy = subprocess.run([CONS, "--config", CFG, "--remote", "b", "replay", "--since", "1h"], capture_output=True, text=True)
 check(busy.returncode == 1 and "active member" in busy.stderr, "replay refuses while b's consumer runs")
+
+# ---- audit across sources: a post made on a, edited on b; its author exists on a and b only
+# (written there by SQL: never published), so c dead-letters both events (PARENT_MISSING)
+aid = BASE["a"] + 50
+for i in (A, B):
+    psql(i["db"], f"insert into authors (id, name) values ({aid}, 'local only')")
+pk = BASE["a"] + 50
+api(A, "POST", "/items/posts", {"id": pk, "title": "audited", "author": aid})
+check(wait_for(lambda: str(pk) in items(B, "posts", "id"), 60, 1), "the audited post reaches b")
+api(B, "PATCH", f"/items/posts/{pk}", {"title": "audited, edited on b"})
+check(wait_for(lambda: items(A, "posts", "id,title").get(str(pk), {}).get("title") == "audited, edited on b", 60, 1),
+      "b's edit reaches a")
+def both_dead():
+    errs = [json.loads(m["payload"]) for m in topic(f"{PREFIX}.errors")]
+    return len([e for e in errs if e.get("code") == "PARENT_MISSING" and str(e.get("key")) == str(pk)
+                and e.get("remote") == "c"]) >= 2
+check(wait_for(both_dead, 90, 2), "c dead-letters both events of the post (its author never reaches c)")
+au = subprocess.run([CONS, "--config", CFG, "audit", "--collection", "posts", "--key", str(pk)],
+                    capture_output=True, text=True)
+lines = [l for l in au.stdout.splitlines() if not l.startswith("#")]
+print("     " + "\n     ".join(au.stdout.splitlines()), flush=True)
+check(au.returncode == 0 and len(lines) == 2 and " a " in lines[0] and " create " in lines[0]
+      and " b " in lines[1] and " update " in lines[1],
+      "audit without --source lists the events of both sources, oldest first")
+check("b=applied" in lines[0] and "c=dead-lettered(PARENT_MISSING)" in lines[0]
+      and "a=applied" in lines[1] and "c=dead-lettered(PARENT_MISSING)" in lines[1],
+      "... each applied on one remote and dead-lettered on the other")
+aj = subprocess.run([CONS, "--config", CFG, "audit", "--collection", "posts", "--key", str(pk), "--json"],
+                    capture_output=True, text=True)
+js = [json.loads(l) for l in aj.stdout.splitlines()]
+check(len(js) == 2 and js[0]["event"]["source"] == "a" and js[0]["remotes"] == {"b": "applied", "c": "dead-lettered(PARENT_MISSING)"},
+      "audit --json gives each event with its state per remote")
 
 # ---- secrets: tokens and the database password appear in no log, metric or event
 metrics = "".join(urllib.request.urlopen(f"http://127.0.0.1:{29470 + k}/metrics").read().decode() for k in range(3))
