@@ -54,6 +54,15 @@ check("route collection \"posts_tags\" (its junction)" in ck.stdout,
       "producer check names the junction of a many-to-many alias")
 print("     " + "\n     ".join(l for l in ck.stdout.splitlines() if "posts" in l), flush=True)
 
+ck = subprocess.run([CONS, "--config", CFG, "--remote", "b", "check"], capture_output=True, text=True)
+check(ck.returncode == 0 and "\"posts.author\" is a many-to-one to \"authors\" on a and b alike (on delete SET NULL)" in ck.stdout,
+      "consumer check: the relations are the same on a and b")
+api(B, "PATCH", "/relations/posts/author", {"schema": {"on_delete": "CASCADE"}})
+ck = subprocess.run([CONS, "--config", CFG, "--remote", "b", "check"], capture_output=True, text=True)
+check(ck.returncode == 1 and "\"posts.author\" deletes children's link with \"SET NULL\" on a and \"CASCADE\" on b" in ck.stdout,
+      "consumer check: a relation deleting differently on b is a problem")
+api(B, "PATCH", "/relations/posts/author", {"schema": {"on_delete": "SET NULL"}})
+
 start("producer-a", P, "--config", CFG, "--instance", "a")
 check(wait_for(lambda: "event=streaming" in log_of("producer-a"), 30), "a's producer streams")
 check("publication_table_added" in log_of("producer-a") or "publication_table" not in log_of("producer-a"),
