@@ -159,14 +159,18 @@ bool apply_batch_done(const struct apply_batch *b)
 
 /* ---- requests ---- */
 
-static int set_path(struct apply_batch *b, const char *fmt_prefix, bool with_fields)
+/* with_fields: "?fields=<pk>", the key only; all_fields: "?fields=*", the stored items. */
+static int set_path(struct apply_batch *b, const char *fmt_prefix, bool with_fields,
+                    bool all_fields)
 {
     char coll[512], pk[384];
     if (http_escape(b->p.collection, coll, sizeof(coll)) || http_escape(b->pk, pk, sizeof(pk)))
         return -1;
     struct util_buf u = {0};
     util_buf_printf(&u, "%s%s", fmt_prefix, coll);
-    if (with_fields)
+    if (all_fields)
+        util_buf_puts(&u, "?fields=*");
+    else if (with_fields)
         util_buf_printf(&u, "?fields=%s", pk);
     if (u.failed) {
         util_buf_free(&u);
@@ -270,22 +274,22 @@ int apply_batch_next(struct apply_batch *b, struct apply_request *req)
     const struct apply_group *g = &b->groups[0];
     switch (g->step) {
     case APPLY_STEP_POST:
-        if (set_path(b, "/items/", true) || set_body(b, bodies_array(b, g)))
+        if (set_path(b, "/items/", true, true) || set_body(b, bodies_array(b, g)))
             return -1;
         req->method = "POST";
         break;
     case APPLY_STEP_PATCH:
-        if (set_path(b, "/items/", true) || set_body(b, bodies_array(b, g)))
+        if (set_path(b, "/items/", true, false) || set_body(b, bodies_array(b, g)))
             return -1;
         req->method = "PATCH";
         break;
     case APPLY_STEP_DELETE:
-        if (set_path(b, "/items/", false) || set_body(b, keys_array(b, g)))
+        if (set_path(b, "/items/", false, false) || set_body(b, keys_array(b, g)))
             return -1;
         req->method = "DELETE";
         break;
     case APPLY_STEP_RESOLVE:
-        if (set_path(b, "/items/", false) || set_body(b, resolve_query(b, g)))
+        if (set_path(b, "/items/", false, false) || set_body(b, resolve_query(b, g)))
             return -1;
         req->method = "SEARCH";
         break;
@@ -347,6 +351,40 @@ out:
     plan_keyset_free(&set);
     cJSON_Delete(root);
     return rc;
+}
+
+/* The items a POST stored, as its answer lists them (fields=*): a routed field an item wrote
+ * with a value but its stored item lacks goes to the item's `dropped`. An answer that lists
+ * nothing readable (204, another shape) tells nothing. */
+static void find_dropped(struct apply_batch *b, const struct apply_group *g,
+                         const struct http_response *r)
+{
+    cJSON *root = r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data"), *obj;
+    if (!cJSON_IsArray(data))
+        data = NULL;
+    cJSON_ArrayForEach(obj, data)
+    {
+        char key[256];
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(obj, b->pk);
+        if (!cJSON_IsObject(obj) || !k || event_key_text(k, key, sizeof(key)))
+            continue;
+        for (size_t i = 0; i < g->n; i++) {
+            struct apply_item *it = &b->items[g->idx[i]];
+            char mine[256];
+            if (event_key_text(it->ev->key, mine, sizeof(mine)) || strcmp(mine, key) != 0)
+                continue;
+            for (size_t f = 0; f < b->p.coll->nfields && !it->dropped; f++) {
+                const char *name = b->p.coll->fields[f];
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(it->ev->data, name);
+                if (v && !cJSON_IsNull(v) && strcmp(name, b->pk) != 0 &&
+                    !cJSON_GetObjectItemCaseSensitive(obj, name))
+                    it->dropped = name;
+            }
+            break;
+        }
+    }
+    cJSON_Delete(root);
 }
 
 static void remember_failure(struct apply_batch *b, const struct http_response *r)
@@ -642,6 +680,8 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
     case DIRECTUS_OK:
         if (b->sent == APPLY_STEP_PATCH)
             return patched(b, r, delay_ms);
+        if (b->sent == APPLY_STEP_POST)
+            find_dropped(b, g, r);
         group_settle(b, APPLY_APPLIED);
         return progress(b);
     case DIRECTUS_NOT_DIRECTUS:

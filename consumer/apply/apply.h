@@ -3,12 +3,14 @@
  * waits the delays it is told).
  *
  * The common case is one request per batch: POST the creates (and snapshots), PATCH the
- * updates, DELETE the deletes, each as one array. When Directus answers 403 (a missing item,
- * for a non-admin), 400 RECORD_NOT_UNIQUE (an existing item) or a batch PATCH lists fewer items
- * than it was sent (an admin), the batch asks which keys exist (SEARCH with an _in filter) and
- * re-plans: missing → POST with every routed field, existing → PATCH, deletes only of existing
- * keys. A group that still fails is split in halves until the failing item is isolated; the
- * rest is applied.
+ * updates, DELETE the deletes, each as one array. A POST asks for the stored items back
+ * (fields=*): a routed field written with a value that an answered item lacks is named in the
+ * item's `dropped` (the remote's collection may have lost the field since its list was read). When
+ * Directus answers 403 (a missing item, for a non-admin), 400 RECORD_NOT_UNIQUE (an existing item)
+ * or a batch PATCH lists fewer items than it was sent (an admin), the batch asks which keys exist
+ * (SEARCH with an _in filter) and re-plans: missing → POST with every routed field, existing →
+ * PATCH, deletes only of existing keys. A group that still fails is split in halves until the
+ * failing item is isolated; the rest is applied.
  *
  * Answers are read by directus.h: an outage (directus_is_outage) retries the same request
  * forever with backoff; a 5xx is an outage when GET /server/ping fails too, else the item's
@@ -51,6 +53,10 @@ struct apply_item {
     char message[512];
     char field[64];  /* the field the refusal names (INVALID_FOREIGN_KEY), or "" */
     char value[128]; /* and the key it points at, or "" */
+    /* APPLY_APPLIED by a POST: a routed field it wrote with a value (not null) that the answer
+     * does not hold (a name of the config's field list), or NULL. Directus stores an item without
+     * a field its collection lacks, without a word: the caller asks the field list again. */
+    const char *dropped;
 };
 
 enum apply_step {

@@ -210,10 +210,30 @@ static void dead_letter(struct consume *c, struct part *p, struct partq_ev *e, c
 
 /* Asks the remote's field list whether e writes a field the remote lacks: applies, waits for the
  * list, or is dead-lettered with FIELD_NOT_ON_REMOTE. */
-static void check_fields(struct consume *c, struct part *p, struct partq_ev *e, int64_t now)
+static void check_fields(struct consume *c, struct part *p, struct partq_ev *e)
 {
+    if (e->dropped) { /* written; its stored item lacked a field: did the remote lose it? */
+        enum remote_check dc =
+            remote_check_dropped(&c->remote, e->ev.collection, e->dropped, false);
+        if (dc == REMOTE_CHECK_WAIT)
+            return;
+        partq_hold(&p->q, e, false);
+        if (dc == REMOTE_CHECK_OK) {
+            partq_set(&p->q, e, PARTQ_DONE);
+            return;
+        }
+        char why[512];
+        snprintf(why, sizeof(why),
+                 "field %.100s.%.100s does not exist on %.40s (deleted since the consumer read "
+                 "its fields?): Directus stored the item without its value; add the field and "
+                 "redrive this letter",
+                 e->ev.collection, e->dropped, c->remote_name);
+        e->dropped = NULL;
+        dead_letter(c, p, e, "FIELD_NOT_ON_REMOTE", why);
+        return;
+    }
     const char *field;
-    enum remote_check rc = remote_check_event(&c->remote, &e->ev, now, &field);
+    enum remote_check rc = remote_check_event(&c->remote, &e->ev, e->arrived_ms, &field);
     partq_hold(&p->q, e, rc == REMOTE_CHECK_WAIT);
     if (rc != REMOTE_CHECK_MISSING)
         return;
@@ -227,12 +247,12 @@ static void check_fields(struct consume *c, struct part *p, struct partq_ev *e, 
 }
 
 /* Events that waited for a field list: check them again now that it may be there. */
-static void recheck_held(struct consume *c, struct part *p, int64_t now)
+static void recheck_held(struct consume *c, struct part *p)
 {
     for (size_t i = 0; p->q.held && i < partq_len(&p->q); i++) {
         struct partq_ev *e = partq_at(&p->q, i);
         if (e->fields_check)
-            check_fields(c, p, e, now);
+            check_fields(c, p, e);
     }
 }
 
@@ -307,7 +327,7 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         if (lww_observe(c->lww, &e->ev, &at))
             log_error(COMP, "event=out_of_memory what=clock key=%s", LOG_Q(e->ev.key_text));
         if (!p->sub->local) /* the remote's own edits are not applied (only repaired) */
-            check_fields(c, p, e, now);
+            check_fields(c, p, e);
     }
 }
 
@@ -895,7 +915,7 @@ static int64_t turn(struct consume *c)
     int64_t now = util_mono_ms();
     for (size_t i = 0; i < c->nparts; i++)
         if (c->parts[i]->q.held)
-            recheck_held(c, c->parts[i], now);
+            recheck_held(c, c->parts[i]);
     int64_t wake = dispatch_schedule(c->dispatch, c->lanes, c->nparts, drained);
     dispatch_transfers(c->dispatch);
     for (size_t i = 0; i < c->nparts; i++)

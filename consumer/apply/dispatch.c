@@ -411,6 +411,21 @@ static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
         lww_release(d->lww, &pe->ev, l, it->state == APPLY_APPLIED, now);
         switch (it->state) {
         case APPLY_APPLIED:
+            if (it->dropped && !l->sub->local) {
+                /* stored without a field it wrote: settled once the field list is read again
+                 * (consume.c: FIELD_NOT_ON_REMOTE when the remote lost the field) */
+                log_warn(COMP,
+                         "event=field_not_stored topic=%s partition=%" PRId32 " offset=%" PRId64
+                         " key=%s field=%s",
+                         l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text),
+                         LOG_Q(it->dropped));
+                pe->dropped = it->dropped;
+                remote_check_dropped(d->remote, l->sub->coll->collection, it->dropped, true);
+                partq_set(l->q, pe, PARTQ_WAITING);
+                partq_hold(l->q, pe, true);
+                applied = true;
+                break;
+            }
             if (pe->parked) {
                 d->parked_total--;
                 metrics_set(d->m_parked, (double)d->parked_total);

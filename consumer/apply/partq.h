@@ -28,6 +28,9 @@ struct partq_ev {
     struct event ev; /* owned when decoded */
     bool decoded;
     bool fields_check; /* waits for the remote's field list before it may be planned */
+    /* written, but the stored item lacked this routed field (apply.h): settled once the field
+     * list read again says whether the remote lost it (FIELD_NOT_ON_REMOTE) */
+    const char *dropped;
     enum partq_state state;
     int64_t arrived_ms;
     struct dlq_letter *letter; /* PARTQ_DEAD: its dead letter (dlq.h), cancelled on free */

@@ -90,7 +90,7 @@ static const char *first_missing(const struct remote_coll *c, const struct event
     return NULL;
 }
 
-enum remote_check remote_check_event(struct remote *r, const struct event *ev, int64_t now_ms,
+enum remote_check remote_check_event(struct remote *r, const struct event *ev, int64_t seen_ms,
                                      const char **field)
 {
     *field = NULL;
@@ -106,13 +106,30 @@ enum remote_check remote_check_event(struct remote *r, const struct event *ev, i
         return REMOTE_CHECK_OK;
     /* Directus drops unknown fields without a word when the sync user may write every field
      * ("*"): the value would be lost silently. Read the list again before saying so, unless it
-     * is fresh. */
-    if (now_ms - c->fields_at_ms >= REMOTE_FIELDS_FRESH_MS) {
+     * was read after the event arrived (a field added on the remote meanwhile is then seen). */
+    if (c->fields_at_ms < seen_ms) {
         c->want = true;
         return REMOTE_CHECK_WAIT;
     }
     *field = missing;
     return REMOTE_CHECK_MISSING;
+}
+
+enum remote_check remote_check_dropped(struct remote *r, const char *collection, const char *field,
+                                       bool first)
+{
+    struct remote_coll *c = remote_coll(r, collection);
+    if (!c || c->state == REMOTE_FIELDS_UNAVAILABLE)
+        return REMOTE_CHECK_OK;
+    if (first && c->state == REMOTE_FIELDS_KNOWN && !directus_fields_find(&c->fields, field))
+        return REMOTE_CHECK_MISSING; /* read since, and lacking it: no need to ask again */
+    if (first) {
+        c->want = true; /* the list says it has the field, but may be stale: read it again */
+        c->ask_after_ms = 0;
+    }
+    if (c->want || c->asking || c->state != REMOTE_FIELDS_KNOWN)
+        return REMOTE_CHECK_WAIT;
+    return directus_fields_find(&c->fields, field) ? REMOTE_CHECK_OK : REMOTE_CHECK_MISSING;
 }
 
 const char *remote_refresh_due(struct remote *r, int64_t now_ms, int64_t *next_ms)

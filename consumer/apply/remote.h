@@ -15,9 +15,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A field list older than this is read again before a field is called missing, so a field added
- * on the remote is seen without a restart. */
-#define REMOTE_FIELDS_FRESH_MS 30000
 /* Retry schedule of a field list request that got no usable answer (an outage). */
 #define REMOTE_FIELDS_RETRY_MIN_MS 500
 #define REMOTE_FIELDS_RETRY_MAX_MS 10000
@@ -75,10 +72,19 @@ enum remote_check {
 };
 
 /* Whether ev (routed fields only, pruned) writes a non-null value into a field the remote's
- * collection does not have; pk is not checked. A field list older than REMOTE_FIELDS_FRESH_MS is
- * read again first (WAIT). An update counts only the fields its delta names. */
-enum remote_check remote_check_event(struct remote *r, const struct event *ev, int64_t now_ms,
+ * collection does not have; pk is not checked. seen_ms: when the event arrived (the caller's
+ * clock, as remote_fields_answer's now_ms): a list read before then is read again first (WAIT),
+ * so a field added on the remote since is seen. An update counts only the fields its delta
+ * names. */
+enum remote_check remote_check_event(struct remote *r, const struct event *ev, int64_t seen_ms,
                                      const char **field);
+
+/* After a write whose stored item lacks `field` (written with a value): asks the collection's
+ * field list again. WAIT until it is read, then MISSING when the remote lacks the field (its
+ * value was dropped), OK when it has it (the sync user just may not read it back). A remote whose
+ * list cannot be read answers OK. */
+enum remote_check remote_check_dropped(struct remote *r, const char *collection, const char *field,
+                                       bool first);
 
 /* The collection whose field list should be requested now (marked as asked), or NULL. Sets
  * *next_ms to the earliest time a deferred request becomes due (unchanged when none). */

@@ -172,7 +172,7 @@ static void fill(struct fixture *f)
                 fail_msg("%s", err);
             e->decoded = true;
             const char *field;
-            enum remote_check rc = remote_check_event(&f->remote, &e->ev, util_mono_ms(), &field);
+            enum remote_check rc = remote_check_event(&f->remote, &e->ev, e->arrived_ms, &field);
             assert_int_equal(rc, REMOTE_CHECK_WAIT); /* no field list yet */
             partq_hold(&f->q[l], e, true);
         }
@@ -189,7 +189,7 @@ static bool run_until_applied(struct fixture *f, int ms, size_t *max_in_flight)
             for (size_t i = 0; f->q[l].held && i < partq_len(&f->q[l]); i++) {
                 struct partq_ev *e = partq_at(&f->q[l], i);
                 const char *field;
-                if (e->fields_check && remote_check_event(&f->remote, &e->ev, util_mono_ms(),
+                if (e->fields_check && remote_check_event(&f->remote, &e->ev, e->arrived_ms,
                                                           &field) == REMOTE_CHECK_OK)
                     partq_hold(&f->q[l], e, false);
             }
