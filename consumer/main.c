@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "dlqlist.h"
 #include "redrive.h"
+#include "verify.h"
 #include "replay.h"
 #include "util.h"
 #include "consume.h"
@@ -66,7 +67,12 @@ int main(int argc, char **argv)
         {.name = "source",
          .metavar = "NAME",
          .help = "audit: only the events from this instance (default: every source)"},
-        {.name = "collection", .metavar = "C", .help = "audit: the item's collection"},
+        {.name = "collection",
+         .metavar = "C",
+         .help = "audit: the item's collection; verify: only this collection"},
+        {.name = "repair",
+         .help = "verify: publish the source's row of each differing key (a delete for an extra "
+                 "one) as a new event"},
         {.name = "key",
          .metavar = "K",
          .help = "audit: the item's primary key; dlq redrive: only its dead letters"},
@@ -88,7 +94,8 @@ int main(int argc, char **argv)
                  "[--json]\n"
                  "  dxsync-consumer --remote NAME dlq list [--code CODE] [--since TIME] [--json]\n"
                  "  dxsync-consumer --remote NAME dlq redrive [--code CODE] [--key K] [--since "
-                 "TIME]",
+                 "TIME]\n"
+                 "  dxsync-consumer --remote NAME verify [--collection C] [--repair] [--json]",
         .subcommands = subcommands,
         .kafka_only = kafka_only,
         .details =
@@ -107,7 +114,10 @@ int main(int argc, char **argv)
             "  dlq redrive\n"
             "           apply the remote's dead letters again, once each (group\n"
             "           <prefix>.redrive.<remote> remembers them), never over newer writes;\n"
-            "           what fails again is dead-lettered anew; exit 1 when something did\n\n"
+            "           what fails again is dead-lettered anew; exit 1 when something did\n"
+            "  verify   compare every item of each source with the remote on the routed fields\n"
+            "           (paged, bounded memory): exit 0 when they agree, 3 when they differ;\n"
+            "           --repair publishes the source's row of each differing key\n\n"
             "status, replay, audit and dlq list talk to Kafka alone: the instances' token and\n"
             "database variables need not be set for them.\n\n"
             "Examples:\n"
@@ -116,7 +126,8 @@ int main(int argc, char **argv)
             "  dxsync-consumer audit --source a --collection articles --key 42\n"
             "  dxsync-consumer audit --collection articles --key 42\n"
             "  dxsync-consumer --remote b dlq list --code PARENT_MISSING --since 1d\n"
-            "  dxsync-consumer --remote b dlq redrive --code PARENT_MISSING",
+            "  dxsync-consumer --remote b dlq redrive --code PARENT_MISSING\n"
+            "  dxsync-consumer --remote b verify --collection articles --repair",
         .opts = opts,
         .nopts = sizeof(opts) / sizeof(opts[0]),
         .with_action = "dlq",
@@ -135,7 +146,11 @@ int main(int argc, char **argv)
         }
         remote = inst->name;
     }
-    if (strcmp(app.cli.subcommand, "dlq") == 0) {
+    if (strcmp(app.cli.subcommand, "verify") == 0) {
+        rc = verify_run(&app.cfg, remote, cli_value(&spec, "collection"),
+                        cli_option(&spec, "repair")->given, cli_option(&spec, "json")->given,
+                        stdout);
+    } else if (strcmp(app.cli.subcommand, "dlq") == 0) {
         const char *since = cli_value(&spec, "since");
         int64_t since_ms = -1;
         if (since && util_parse_time(since, util_wall_ms(), &since_ms)) {
