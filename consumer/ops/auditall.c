@@ -281,7 +281,7 @@ int audit_all_run(const struct config *cfg, const char *collection, const char *
                     rd_kafka_topic_partition_list_add(l, a.evs[k].topic, a.evs[k].partition);
         if (l->cnt) {
             struct kafka_state gst = {.component = "audit"};
-            char e2[512];
+            char e2[1024];
             rd_kafka_t *grk = reader(cfg, &gst, g, e2, sizeof(e2));
             if (grk && !rd_kafka_committed(grk, l, TIMEOUT_MS)) {
                 for (size_t k = 0; k < a.n; k++) {
