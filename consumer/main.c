@@ -13,7 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const subcommands[] = {"run", "check", "status", "replay", "audit", "dlq", NULL};
+static const char *const subcommands[] = {"run",   "check", "status", "replay",
+                                          "audit", "dlq",   "verify", NULL};
 /* They read and move offsets in Kafka only: no instance token or database is needed. */
 static const char *const kafka_only[] = {"status", "replay", "audit", "dlq", NULL};
 static const char *const dlq_actions[] = {"list", "redrive", NULL};

@@ -194,6 +194,9 @@ static int publish_repair(struct coll_run *r, const cJSON *key, const cJSON *row
     ev.timestamp = ts;
     ev.has_commit_us = true;
     ev.commit_us = now * 1000;
+    /* a delete must name an activity (the event format): 0, none, for a repair */
+    ev.has_activity_id = !row;
+    ev.activity_id = 0;
     char *json = event_encode(&ev);
     const char *action = row ? "snapshot" : "delete";
     struct kafka_header h[] = {{"dxsync-event-id", ev.event_id, strlen(ev.event_id)},
