@@ -101,20 +101,6 @@ static void check_database(struct report *r, PGconn *c, const char *slot)
     }
 }
 
-/* Whether some route from `from` to `to` carries collection coll. */
-static bool carried(const struct config *cfg, const char *from, const char *to, const char *coll)
-{
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        const struct config_route *rt = &cfg->routes[i];
-        if (strcmp(rt->from, from) != 0 || strcmp(rt->to, to) != 0)
-            continue;
-        for (size_t j = 0; j < rt->ncollections; j++)
-            if (strcmp(rt->collections[j].collection, coll) == 0)
-                return true;
-    }
-    return false;
-}
-
 /* The routed table's rows come through the publication (capture.h): it is in it, or the
  * producer can add it, and the user can read it (rows of events without a revision). */
 static void check_table_published(struct report *r, PGconn *c, const char *slot, const char *coll)
@@ -172,7 +158,7 @@ static void check_relations(struct report *r, PGconn *c, const struct config *cf
                                      2, NULL, p, NULL, NULL, 0);
         if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
             const char *parent = PQgetvalue(res, 0, 0);
-            if (!carried(cfg, route->from, route->to, parent))
+            if (!config_route_carries(cfg, route->from, route->to, parent))
                 report_warn(
                     r,
                     "route %s -> %s: \"%s.%s\" points at \"%s\", which no route carries "

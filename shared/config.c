@@ -876,3 +876,22 @@ void config_database_display(const char *database, char *buf, size_t len)
         mark_cut(buf, len); /* a display only, never connected to */
     conninfo_free(opts);
 }
+
+bool config_route_carries(const struct config *cfg, const char *from, const char *to,
+                          const char *coll)
+{
+    for (size_t i = 0; cfg && i < cfg->nroutes; i++) {
+        const struct config_route *rt = &cfg->routes[i];
+        if (strcmp(rt->from, from) != 0 || (to && strcmp(rt->to, to) != 0))
+            continue;
+        for (size_t j = 0; j < rt->ncollections; j++)
+            if (strcmp(rt->collections[j].collection, coll) == 0)
+                return true;
+    }
+    return false;
+}
+
+bool config_publishes(const struct config *cfg, const char *instance, const char *coll)
+{
+    return config_route_carries(cfg, instance, NULL, coll);
+}

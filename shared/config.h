@@ -95,4 +95,10 @@ void config_register_secrets(const struct config *cfg);
  * with "..."). */
 void config_database_display(const char *database, char *buf, size_t len);
 
+/* Whether a route from `from` to `to` carries collection coll. */
+bool config_route_carries(const struct config *cfg, const char *from, const char *to,
+                          const char *coll);
+/* Whether instance publishes coll (some route from it carries it). */
+bool config_publishes(const struct config *cfg, const char *instance, const char *coll);
+
 #endif

@@ -1,6 +1,8 @@
 /* audit across sources: `audit --collection C --key K` without --source (replay.h). */
 #include "replay.h"
 
+#include "kread.h"
+
 #include "event.h"
 #include "kafka.h"
 #include "log.h"
@@ -10,8 +12,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define TIMEOUT_MS 10000
 
 enum where_state { W_PENDING = 0, W_APPLIED, W_DEAD };
 
@@ -40,84 +40,15 @@ struct audit {
     size_t n, cap;
 };
 
-static rd_kafka_t *reader(const struct config *cfg, struct kafka_state *st, const char *group,
-                          char *err, size_t errlen)
-{
-    static const char *const forced[] = {"enable.auto.commit", "false", "enable.auto.offset.store",
-                                         "false", NULL};
-    rd_kafka_conf_t *conf = kafka_conf_new(cfg, st, NULL, forced, err, errlen);
-    if (!conf)
-        return NULL;
-    char e[512];
-    if (rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "group.id: %s", e);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    return kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka", err, errlen);
-}
+struct take {
+    struct audit *a;
+    const char *name; /* the source of the topic read, or the remote of the DLQ read */
+};
 
-static int partition_count(rd_kafka_t *rk, const char *topic)
+static int take_event(void *arg, const rd_kafka_message_t *m)
 {
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, TIMEOUT_MS);
-    rd_kafka_topic_destroy(rkt);
-    if (e)
-        return -1;
-    int n = md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : 0;
-    rd_kafka_metadata_destroy(md);
-    return n;
-}
-
-/* Reads topic partition p from `from` to its end; fn gets each message. 0 or -1. */
-static int read_all(rd_kafka_t *rk, const char *topic, int32_t p, int64_t from,
-                    int (*fn)(struct audit *, const char *, const rd_kafka_message_t *),
-                    struct audit *a, const char *arg, char *err, size_t errlen)
-{
-    int64_t lo, hi;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, TIMEOUT_MS);
-    if (e) {
-        snprintf(err, errlen, "%s [%d]: %s", topic, (int)p, rd_kafka_err2str(e));
-        return -1;
-    }
-    int64_t next = from > lo ? from : lo;
-    if (next >= hi)
-        return 0;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, p)->offset = next;
-    e = rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    int64_t idle = util_mono_ms();
-    int rc = 0;
-    while (!e && !rc && next < hi && util_mono_ms() - idle < TIMEOUT_MS) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
-        if (!m)
-            continue;
-        idle = util_mono_ms();
-        if (!m->err && m->offset >= next) {
-            next = m->offset + 1;
-            rc = fn(a, arg, m);
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_assign(rk, NULL);
-    if (rc) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (next < hi) {
-        snprintf(err, errlen,
-                 "%s [%d]: stopped at offset %" PRId64 " of %" PRId64 ": Kafka did "
-                 "not answer",
-                 topic, (int)p, next, hi);
-        return -1;
-    }
-    return 0;
-}
-
-static int take_event(struct audit *a, const char *source, const rd_kafka_message_t *m)
-{
+    struct audit *a = ((struct take *)arg)->a;
+    const char *source = ((struct take *)arg)->name;
     size_t kl = strlen(a->key);
     if (m->key_len != kl || memcmp(m->key, a->key, kl) != 0)
         return 0;
@@ -150,8 +81,10 @@ static int take_event(struct audit *a, const char *source, const rd_kafka_messag
 }
 
 /* A letter of the DLQ of remote (arg): marks the event it is the copy of. */
-static int take_letter(struct audit *a, const char *remote, const rd_kafka_message_t *m)
+static int take_letter(void *arg, const rd_kafka_message_t *m)
 {
+    struct audit *a = ((struct take *)arg)->a;
+    const char *remote = ((struct take *)arg)->name;
     char topic[256], part[16], off[24], code[64];
     kafka_header_get(m, "dxsync-original-topic", topic, sizeof(topic));
     kafka_header_get(m, "dxsync-original-partition", part, sizeof(part));
@@ -208,19 +141,12 @@ int audit_all_run(const struct config *cfg, const char *collection, const char *
         goto out;
     }
     snprintf(group, sizeof(group), "%s.audit", cfg->kafka.topic_prefix);
-    if (!(rk = reader(cfg, &st, group, err, sizeof(err))))
+    if (!(rk = kread_client(cfg, &st, group, err, sizeof(err))))
         goto out;
     /* every source that publishes the collection: the key's partition of its topic */
     for (size_t i = 0; i < cfg->ninstances; i++) {
         const char *src = cfg->instances[i].name;
-        bool publishes = false;
-        for (size_t r = 0; r < cfg->nroutes && !publishes; r++) {
-            if (strcmp(cfg->routes[r].from, src) != 0)
-                continue;
-            for (size_t c = 0; c < cfg->routes[r].ncollections; c++)
-                publishes |= strcmp(cfg->routes[r].collections[c].collection, collection) == 0;
-        }
-        if (!publishes)
+        if (!config_publishes(cfg, src, collection))
             continue;
         nsources++;
         char topic[256];
@@ -228,7 +154,7 @@ int audit_all_run(const struct config *cfg, const char *collection, const char *
             snprintf(err, sizeof(err), "topic name too long");
             goto out;
         }
-        int n = partition_count(rk, topic);
+        int n = kread_partitions(rk, topic);
         if (n < 0) {
             snprintf(err, sizeof(err), "Kafka does not answer about %s", topic);
             goto out;
@@ -242,12 +168,13 @@ int audit_all_run(const struct config *cfg, const char *collection, const char *
         if (since_ms >= 0) {
             rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
             rd_kafka_topic_partition_list_add(t, topic, p)->offset = since_ms;
-            if (rd_kafka_offsets_for_times(rk, t, TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            if (rd_kafka_offsets_for_times(rk, t, KREAD_TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR)
                 from = t->elems[0].offset >= 0 ? t->elems[0].offset : INT64_MAX;
             rd_kafka_topic_partition_list_destroy(t);
         }
+        struct take t = {&a, src};
         if (from != INT64_MAX &&
-            read_all(rk, topic, p, from, take_event, &a, src, err, sizeof(err)))
+            kread_partition(rk, topic, p, from, take_event, &t, err, sizeof(err)))
             goto out;
     }
     if (nsources == 0) {
@@ -282,8 +209,8 @@ int audit_all_run(const struct config *cfg, const char *collection, const char *
         if (l->cnt) {
             struct kafka_state gst = {.component = "audit"};
             char e2[1024];
-            rd_kafka_t *grk = reader(cfg, &gst, g, e2, sizeof(e2));
-            if (grk && !rd_kafka_committed(grk, l, TIMEOUT_MS)) {
+            rd_kafka_t *grk = kread_client(cfg, &gst, g, e2, sizeof(e2));
+            if (grk && !rd_kafka_committed(grk, l, KREAD_TIMEOUT_MS)) {
                 for (size_t k = 0; k < a.n; k++) {
                     rd_kafka_topic_partition_t *tp =
                         rd_kafka_topic_partition_list_find(l, a.evs[k].topic, a.evs[k].partition);
@@ -297,9 +224,10 @@ int audit_all_run(const struct config *cfg, const char *collection, const char *
                 rd_kafka_consumer_close(grk);
                 rd_kafka_destroy(grk);
             }
-            int n = partition_count(rk, dlq);
+            int n = kread_partitions(rk, dlq);
+            struct take t = {&a, remote};
             for (int p = 0; p < n; p++)
-                if (read_all(rk, dlq, p, 0, take_letter, &a, remote, err, sizeof(err))) {
+                if (kread_partition(rk, dlq, p, 0, take_letter, &t, err, sizeof(err))) {
                     rd_kafka_topic_partition_list_destroy(l);
                     goto out;
                 }

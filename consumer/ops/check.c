@@ -122,19 +122,6 @@ static const char *text_of(const cJSON *o, const char *a, const char *b)
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static bool carried(const struct config *cfg, const char *from, const char *to, const char *coll)
-{
-    for (size_t i = 0; cfg && i < cfg->nroutes; i++) {
-        const struct config_route *rt = &cfg->routes[i];
-        if (strcmp(rt->from, from) != 0 || strcmp(rt->to, to) != 0)
-            continue;
-        for (size_t j = 0; j < rt->ncollections; j++)
-            if (strcmp(rt->collections[j].collection, coll) == 0)
-                return true;
-    }
-    return false;
-}
-
 int check_relations(const cJSON *src, const cJSON *dst, const struct config *cfg,
                     const struct config_route *route, const struct config_collection *coll,
                     struct report *r)
@@ -171,7 +158,7 @@ int check_relations(const cJSON *src, const cJSON *dst, const struct config *cfg
             report_ok(r, "\"%s.%s\" is a many-to-one to \"%s\" on %s and %s alike (on delete %s)",
                       coll->collection, field, parent, route->from, route->to, *sdel ? sdel : "-");
         }
-        if (cfg && !carried(cfg, route->from, route->to, parent))
+        if (cfg && !config_route_carries(cfg, route->from, route->to, parent))
             report_warn(r,
                         "route %s -> %s: \"%s.%s\" points at \"%s\", which no route carries from "
                         "%s to %s: an item pointing at one %s lacks waits for it and is "

@@ -1,5 +1,7 @@
 #include "dlqlist.h"
 
+#include "kread.h"
+
 #include "event.h"
 #include "kafka.h"
 #include "log.h"
@@ -9,8 +11,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define TIMEOUT_MS 10000
 
 /* <prefix>.<source>.<collection> → source and collection. */
 static void from_topic(const char *prefix, const char *topic, struct dlq_entry *e)
@@ -94,43 +94,49 @@ void dlq_entry_print(const struct dlq_entry *e, bool json, FILE *out)
             or_dash(e->code), msg);
 }
 
+struct listing {
+    const struct config *cfg;
+    const char *code;
+    int64_t since_ms;
+    bool json;
+    FILE *out;
+    int64_t seen, shown;
+};
+
+static int list_one(void *arg, const rd_kafka_message_t *m)
+{
+    struct listing *ls = arg;
+    struct dlq_entry de;
+    dlq_entry_from(m, ls->cfg->kafka.topic_prefix, &de);
+    ls->seen++;
+    if ((!ls->code || strcmp(ls->code, de.code) == 0) &&
+        (ls->since_ms < 0 || de.time_ms >= ls->since_ms)) {
+        dlq_entry_print(&de, ls->json, ls->out);
+        ls->shown++;
+    }
+    return 0;
+}
+
 int dlq_list_run(const struct config *cfg, const char *remote, const char *code, int64_t since_ms,
                  bool json, FILE *out)
 {
     char err[1024] = "", topic[256], group[300];
     struct kafka_state st = {.component = "dlq"};
     rd_kafka_t *rk = NULL;
-    rd_kafka_topic_partition_list_t *assign = NULL;
-    const struct rd_kafka_metadata *md = NULL;
-    int64_t *hi = NULL, *next = NULL;
     int rc = 1;
     if (util_format(topic, sizeof(topic), "%s.dlq.%s", cfg->kafka.topic_prefix, remote) ||
         util_format(group, sizeof(group), "%s.dlq-list", cfg->kafka.topic_prefix)) {
         snprintf(err, sizeof(err), "topic prefix too long");
         goto out;
     }
-    static const char *const forced[] = {"enable.auto.commit", "false", "enable.auto.offset.store",
-                                         "false", NULL};
-    rd_kafka_conf_t *conf = kafka_conf_new(cfg, &st, NULL, forced, err, sizeof(err));
-    char e[512];
-    if (!conf)
+    if (!(rk = kread_client(cfg, &st, group, err, sizeof(err))))
         goto out;
-    if (rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-        snprintf(err, sizeof(err), "group.id: %s", e);
-        rd_kafka_conf_destroy(conf);
+    int n = kread_partitions(rk, topic);
+    if (n < 0) {
+        snprintf(err, sizeof(err), "Kafka does not answer about %s", topic);
         goto out;
     }
-    if (!(rk = kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka", err, sizeof(err))))
-        goto out;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t ke = rd_kafka_metadata(rk, 0, rkt, &md, TIMEOUT_MS);
-    rd_kafka_topic_destroy(rkt);
-    if (ke) {
-        snprintf(err, sizeof(err), "metadata of %s: %s", topic, rd_kafka_err2str(ke));
-        goto out;
-    }
-    int n = md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : 0;
-    if (n <= 0) {
+    if (n == 0) {
         if (!json)
             fprintf(out,
                     "# %s does not exist: nothing was ever dead-lettered for %s\n# 0 dead "
@@ -139,74 +145,20 @@ int dlq_list_run(const struct config *cfg, const char *remote, const char *code,
         rc = 0;
         goto out;
     }
-    hi = calloc((size_t)n, sizeof(*hi));
-    next = calloc((size_t)n, sizeof(*next));
-    assign = rd_kafka_topic_partition_list_new(n);
-    if (!hi || !next || !assign) {
-        snprintf(err, sizeof(err), "out of memory");
-        goto out;
-    }
-    int64_t total = 0;
-    for (int p = 0; p < n; p++) {
-        int64_t lo;
-        if ((ke = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi[p], TIMEOUT_MS))) {
-            snprintf(err, sizeof(err), "%s [%d]: %s", topic, p, rd_kafka_err2str(ke));
-            goto out;
-        }
-        next[p] = lo;
-        total += hi[p] - lo;
-        if (lo < hi[p])
-            rd_kafka_topic_partition_list_add(assign, topic, p)->offset = lo;
-    }
     if (!json)
         fprintf(out, "%-24s %-8s %-20s %-36s %-8s %-6s %-22s %s\n", "TIME", "SOURCE", "COLLECTION",
                 "KEY", "ACTION", "STATUS", "CODE", "MESSAGE");
-    if (assign->cnt && (ke = rd_kafka_assign(rk, assign))) {
-        snprintf(err, sizeof(err), "assign: %s", rd_kafka_err2str(ke));
-        goto out;
-    }
-    int64_t seen = 0, shown = 0, idle_since = util_mono_ms();
-    while (seen < total && util_mono_ms() - idle_since < TIMEOUT_MS) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
-        if (!m)
-            continue;
-        idle_since = util_mono_ms();
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                log_warn("dlq", "event=read_error error=%s", LOG_Q(rd_kafka_message_errstr(m)));
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (m->partition >= 0 && m->partition < n && m->offset >= next[m->partition]) {
-            seen += m->offset + 1 - next[m->partition];
-            next[m->partition] = m->offset + 1;
-            struct dlq_entry de;
-            dlq_entry_from(m, cfg->kafka.topic_prefix, &de);
-            if ((!code || strcmp(code, de.code) == 0) && (since_ms < 0 || de.time_ms >= since_ms)) {
-                dlq_entry_print(&de, json, out);
-                shown++;
-            }
-        }
-        rd_kafka_message_destroy(m);
-    }
-    if (seen < total) {
-        snprintf(err, sizeof(err),
-                 "read %" PRId64 " of %" PRId64 " dead letters: Kafka did not answer", seen, total);
-        goto out;
-    }
+    struct listing ls = {cfg, code, since_ms, json, out, 0, 0};
+    for (int p = 0; p < n; p++)
+        if (kread_partition(rk, topic, p, 0, list_one, &ls, err, sizeof(err)))
+            goto out;
     if (!json)
-        fprintf(out, "# %" PRId64 " dead letter%s shown of %" PRId64 " in %s\n", shown,
-                shown == 1 ? "" : "s", total, topic);
+        fprintf(out, "# %" PRId64 " dead letter%s shown of %" PRId64 " in %s\n", ls.shown,
+                ls.shown == 1 ? "" : "s", ls.seen, topic);
     rc = 0;
 out:
     if (rc && err[0])
         fprintf(stderr, "dxsync-consumer: dlq list: %s\n", err);
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    if (assign)
-        rd_kafka_topic_partition_list_destroy(assign);
-    free(hi);
-    free(next);
     if (rk) {
         rd_kafka_consumer_close(rk);
         rd_kafka_destroy(rk);

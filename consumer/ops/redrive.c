@@ -1,5 +1,7 @@
 #include "redrive.h"
 
+#include "kread.h"
+
 #include "apply.h"
 #include "deadletter.h"
 #include "event.h"
@@ -17,7 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-#define TIMEOUT_MS        10000
 #define OUTAGE_GIVE_UP_MS 60000
 #define META_PREFIX       "redriven:"
 #define META_MAX          3500 /* Kafka's default offset.metadata.max.bytes is 4096 */
@@ -117,88 +118,20 @@ static bool in_list(const int64_t *offs, size_t n, int64_t off)
 
 /* ---------------------------------------------------------------------------- Kafka */
 
-static rd_kafka_t *consumer(const struct config *cfg, struct kafka_state *st, const char *group,
-                            char *err, size_t errlen)
-{
-    static const char *const forced[] = {"enable.auto.commit", "false", "enable.auto.offset.store",
-                                         "false", NULL};
-    rd_kafka_conf_t *conf = kafka_conf_new(cfg, st, NULL, forced, err, errlen);
-    if (!conf)
-        return NULL;
-    char e[512];
-    if (rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "group.id: %s", e);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    return kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka", err, errlen);
-}
-
-/* Partition count of topic; 0 when it does not exist, -1 when Kafka did not say. */
-static int partitions(rd_kafka_t *rk, const char *topic)
-{
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, TIMEOUT_MS);
-    rd_kafka_topic_destroy(rkt);
-    if (e)
-        return -1;
-    int n = md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : 0;
-    rd_kafka_metadata_destroy(md);
-    return n;
-}
-
-/* Reads partition p of topic from first to end, calling fn for every message. 0, or -1. */
-static int read_partition(rd_kafka_t *rk, const char *topic, int32_t p, int64_t from,
-                          void (*fn)(struct run *, const rd_kafka_message_t *, void *),
-                          struct run *r, void *arg, char *err, size_t errlen)
-{
-    int64_t lo, hi;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, TIMEOUT_MS);
-    if (e) {
-        snprintf(err, errlen, "%s [%d]: %s", topic, (int)p, rd_kafka_err2str(e));
-        return -1;
-    }
-    int64_t next = from > lo ? from : lo;
-    if (next >= hi)
-        return 0;
-    rd_kafka_topic_partition_list_t *a = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(a, topic, p)->offset = next;
-    e = rd_kafka_assign(rk, a);
-    rd_kafka_topic_partition_list_destroy(a);
-    if (e) {
-        snprintf(err, errlen, "assign %s [%d]: %s", topic, (int)p, rd_kafka_err2str(e));
-        return -1;
-    }
-    int64_t idle_since = util_mono_ms();
-    while (next < hi && util_mono_ms() - idle_since < TIMEOUT_MS && !signals_stop) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
-        if (!m)
-            continue;
-        idle_since = util_mono_ms();
-        if (!m->err && m->offset >= next) {
-            next = m->offset + 1;
-            fn(r, m, arg);
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_assign(rk, NULL);
-    if (next < hi) {
-        snprintf(err, errlen, "%s [%d]: stopped at offset %" PRId64 " of %" PRId64, topic, (int)p,
-                 next, hi);
-        return -1;
-    }
-    return 0;
-}
+struct observing {
+    struct run *r;
+    const struct routes_sub *sub;
+};
 
 /* A source event: into the clocks (as the consumer's restore does). */
-static void observe(struct run *r, const rd_kafka_message_t *m, void *arg)
+static int observe(void *arg, const rd_kafka_message_t *m)
 {
-    const struct routes_sub *sub = arg;
+    struct run *r = ((struct observing *)arg)->r;
+    const struct routes_sub *sub = ((struct observing *)arg)->sub;
     struct event ev;
     char why[256];
     if (event_decode(m->payload, m->len, &ev, why, sizeof(why)))
-        return;
+        return 0;
     if (strcmp(ev.collection, sub->coll->collection) == 0 && plan_touches(&ev, sub->coll)) {
         plan_prune(&ev, sub->coll);
         struct lww_where at = {.partition = m->partition,
@@ -209,6 +142,7 @@ static void observe(struct run *r, const rd_kafka_message_t *m, void *arg)
         lww_observe(r->lww, &ev, &at);
     }
     event_free(&ev);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------- applying */
@@ -423,11 +357,11 @@ int redrive_run(const struct config *cfg, const char *remote, const struct redri
         snprintf(err, sizeof(err), "topic prefix too long");
         goto out;
     }
-    if (!(r.dlq_rk = consumer(cfg, &st1, group, err, sizeof(err))))
+    if (!(r.dlq_rk = kread_client(cfg, &st1, group, err, sizeof(err))))
         goto out;
     char rgroup[320];
     snprintf(rgroup, sizeof(rgroup), "%s.redrive-read", cfg->kafka.topic_prefix);
-    if (!(r.read_rk = consumer(cfg, &st2, rgroup, err, sizeof(err))))
+    if (!(r.read_rk = kread_client(cfg, &st2, rgroup, err, sizeof(err))))
         goto out;
     static const char *const pforced[] = {"enable.idempotence", "true", "acks", "all", NULL};
     rd_kafka_conf_t *pconf = kafka_conf_new(cfg, &st3, NULL, pforced, err, sizeof(err));
@@ -437,7 +371,7 @@ int redrive_run(const struct config *cfg, const char *remote, const struct redri
                                    sizeof(err))))
         goto out;
 
-    np = partitions(r.dlq_rk, r.dlq_topic);
+    np = kread_partitions(r.dlq_rk, r.dlq_topic);
     if (np < 0) {
         snprintf(err, sizeof(err), "Kafka does not answer about %s", r.dlq_topic);
         goto out;
@@ -452,7 +386,7 @@ int redrive_run(const struct config *cfg, const char *remote, const struct redri
     committed = rd_kafka_topic_partition_list_new(np);
     for (int p = 0; p < np; p++)
         rd_kafka_topic_partition_list_add(committed, r.dlq_topic, p);
-    rd_kafka_resp_err_t ke = rd_kafka_committed(r.dlq_rk, committed, TIMEOUT_MS);
+    rd_kafka_resp_err_t ke = rd_kafka_committed(r.dlq_rk, committed, KREAD_TIMEOUT_MS);
     hi = calloc((size_t)np, sizeof(*hi));
     handled = calloc((size_t)np, sizeof(*handled));
     nhandled = calloc((size_t)np, sizeof(*nhandled));
@@ -465,7 +399,7 @@ int redrive_run(const struct config *cfg, const char *remote, const struct redri
         rd_kafka_topic_partition_t *tp = &committed->elems[p];
         int64_t lo;
         if ((ke = rd_kafka_query_watermark_offsets(r.dlq_rk, r.dlq_topic, p, &lo, &hi[p],
-                                                   TIMEOUT_MS))) {
+                                                   KREAD_TIMEOUT_MS))) {
             snprintf(err, sizeof(err), "%s [%d]: %s", r.dlq_topic, p, rd_kafka_err2str(ke));
             goto out;
         }
@@ -488,7 +422,7 @@ int redrive_run(const struct config *cfg, const char *remote, const struct redri
         ke = rd_kafka_assign(r.dlq_rk, a);
         rd_kafka_topic_partition_list_destroy(a);
         int64_t idle_since = util_mono_ms();
-        while (!ke && next < hi[p] && util_mono_ms() - idle_since < TIMEOUT_MS) {
+        while (!ke && next < hi[p] && util_mono_ms() - idle_since < KREAD_TIMEOUT_MS) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(r.dlq_rk, 500);
             if (!m)
                 continue;
@@ -544,11 +478,12 @@ int redrive_run(const struct config *cfg, const char *remote, const struct redri
             const struct routes_sub *sub = &r.subs[s];
             if (strcmp(sub->coll->collection, l->ev.collection) != 0)
                 continue;
-            int n = partitions(r.read_rk, sub->topic);
+            int n = kread_partitions(r.read_rk, sub->topic);
             if (n <= l->orig_partition)
                 continue; /* not there (yet): nothing of it to know */
-            if (read_partition(r.read_rk, sub->topic, l->orig_partition, 0, observe, &r,
-                               (void *)sub, err, sizeof(err)))
+            struct observing o = {&r, sub};
+            if (kread_partition(r.read_rk, sub->topic, l->orig_partition, 0, observe, &o, err,
+                                sizeof(err)))
                 goto out;
         }
     }
@@ -596,7 +531,7 @@ int redrive_run(const struct config *cfg, const char *remote, const struct redri
             r.ls[i].st = L_LEFT;
             r.left++;
         }
-    if (rd_kafka_flush(r.prod, TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (rd_kafka_flush(r.prod, KREAD_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         snprintf(err, sizeof(err), "new dead letters not acknowledged by Kafka: nothing committed");
         goto out;
     }

@@ -1,5 +1,7 @@
 #include "replay.h"
 
+#include "kread.h"
+
 #include "event.h"
 #include "kafka.h"
 #include "log.h"
@@ -10,38 +12,6 @@
 #include <string.h>
 
 #define TIMEOUT_MS 15000
-
-static rd_kafka_t *client(const struct config *cfg, struct kafka_state *st, const char *group,
-                          char *err, size_t errlen)
-{
-    static const char *const forced[] = {"enable.auto.commit", "false", "enable.auto.offset.store",
-                                         "false", NULL};
-    rd_kafka_conf_t *conf = kafka_conf_new(cfg, st, NULL, forced, err, errlen);
-    if (!conf)
-        return NULL;
-    char e[512];
-    if (rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "group.id: %s", e);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    return kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka", err, errlen);
-}
-
-/* Number of partitions of topic, or -1. */
-static int partitions_of(rd_kafka_t *rk, const char *topic)
-{
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    int n = -1;
-    if (rd_kafka_metadata(rk, 0, rkt, &md, TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        n = md->topics[0].partition_cnt;
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-    return n;
-}
 
 /* Members of the group now (-1 when Kafka cannot tell). */
 static int group_members(rd_kafka_t *rk, const char *group, char *err, size_t errlen)
@@ -92,7 +62,7 @@ int replay_run(const struct config *cfg, const char *remote, int64_t since_ms, F
         snprintf(err, sizeof(err), "no route leads to %s", remote);
         goto out;
     }
-    if (!(rk = client(cfg, &st, group, err, sizeof(err))))
+    if (!(rk = kread_client(cfg, &st, group, err, sizeof(err))))
         goto out;
     int members = group_members(rk, group, err, sizeof(err));
     if (members < 0)
@@ -105,8 +75,8 @@ int replay_run(const struct config *cfg, const char *remote, int64_t since_ms, F
     }
     parts = rd_kafka_topic_partition_list_new(16);
     for (size_t i = 0; i < nsubs; i++) {
-        int n = partitions_of(rk, subs[i].topic);
-        if (n < 0) {
+        int n = kread_partitions(rk, subs[i].topic);
+        if (n <= 0) {
             fprintf(out, "%s: no such topic yet; nothing to move\n", subs[i].topic);
             continue;
         }
@@ -229,9 +199,9 @@ int audit_run(const struct config *cfg, const char *source, const char *collecti
         snprintf(err, sizeof(err), "group name %s.audit too long", cfg->kafka.topic_prefix);
         goto out;
     }
-    if (!(rk = client(cfg, &st, group, err, sizeof(err))))
+    if (!(rk = kread_client(cfg, &st, group, err, sizeof(err))))
         goto out;
-    int n = partitions_of(rk, topic);
+    int n = kread_partitions(rk, topic);
     if (n <= 0) {
         snprintf(err, sizeof(err), "topic %s does not exist: nothing was ever published for %s.%s",
                  topic, source, collection);

@@ -225,164 +225,92 @@ static void progress(struct coll_run *r, const char *phase)
                 r->sub->route->from, phase, r->compared);
 }
 
-/* Pass 1: every source item against the remote's. */
-static int pass_source(struct coll_run *r)
+/* Pass 1: a source item against the remote's (NULL when it has none). */
+static int source_item(struct coll_run *r, const cJSON *it, const cJSON *there)
 {
-    cJSON *after = NULL;
-    for (;;) {
-        if (signals_stop) {
-            snprintf(r->err, sizeof(r->err), "stopped by a signal");
-            cJSON_Delete(after);
-            return -1;
-        }
-        cJSON *sroot, *droot;
-        const cJSON *src = page(r, r->src, r->sub->route->from, after, &sroot);
-        if (!src) {
-            cJSON_Delete(after);
-            cJSON_Delete(sroot);
-            return -1;
-        }
-        if (!cJSON_GetArraySize(src)) {
-            cJSON_Delete(sroot);
-            break;
-        }
-        const cJSON *dst = those(r, r->dst, r->remote, src, &droot);
-        if (!dst) {
-            cJSON_Delete(after);
-            cJSON_Delete(sroot);
-            cJSON_Delete(droot);
-            return -1;
-        }
-        const cJSON *it;
-        cJSON_ArrayForEach(it, src)
-        {
-            const cJSON *key = cJSON_GetObjectItemCaseSensitive(it, r->pk);
-            const cJSON *there = find_key(r, dst, key);
-            r->compared++;
-            if (!there) {
-                r->missing++;
-                show(r, "missing", key, NULL);
-                if (r->repair && publish_repair(r, key, it))
-                    goto fail;
-                continue;
-            }
-            struct util_buf diff = {0};
-            for (size_t f = 0; f < r->sub->coll->nfields; f++) {
-                const char *name = r->sub->coll->fields[f];
-                const cJSON *a = cJSON_GetObjectItemCaseSensitive(it, name);
-                const cJSON *b = cJSON_GetObjectItemCaseSensitive(there, name);
-                bool differs = (!a) != (!b) || (a && b && !verify_same(a, b));
-                if (differs) {
-                    char *av = a ? cJSON_PrintUnformatted(a) : NULL;
-                    char *bv = b ? cJSON_PrintUnformatted(b) : NULL;
-                    util_buf_printf(&diff, "%s%s: %s=%.60s %s=%.60s", diff.len ? "; " : "", name,
-                                    r->sub->route->from, av ? av : "(absent)", r->remote,
-                                    bv ? bv : "(absent)");
-                    free(av);
-                    free(bv);
-                }
-            }
-            if (diff.len) {
-                r->different++;
-                show(r, "different", key, diff.data);
-                if (r->repair && publish_repair(r, key, it)) {
-                    util_buf_free(&diff);
-                    goto fail;
-                }
-            }
-            util_buf_free(&diff);
-        }
-        const cJSON *last = cJSON_GetArrayItem(src, cJSON_GetArraySize(src) - 1);
-        cJSON_Delete(after);
-        after = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(last, r->pk), true);
-        size_t n = (size_t)cJSON_GetArraySize(src);
-        cJSON_Delete(sroot);
-        cJSON_Delete(droot);
-        progress(r, "compared");
-        if (n < PAGE)
-            break;
-        continue;
-    fail:
-        cJSON_Delete(after);
-        cJSON_Delete(sroot);
-        cJSON_Delete(droot);
-        return -1;
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(it, r->pk);
+    r->compared++;
+    if (!there) {
+        r->missing++;
+        show(r, "missing", key, NULL);
+        return r->repair ? publish_repair(r, key, it) : 0;
     }
-    cJSON_Delete(after);
-    return 0;
-}
-
-/* Pass 2: the remote's items the source does not have. */
-static int pass_remote(struct coll_run *r)
-{
-    cJSON *after = NULL;
-    for (;;) {
-        if (signals_stop) {
-            snprintf(r->err, sizeof(r->err), "stopped by a signal");
-            cJSON_Delete(after);
-            return -1;
-        }
-        cJSON *droot, *sroot;
-        const cJSON *dst = page(r, r->dst, r->remote, after, &droot);
-        if (!dst) {
-            cJSON_Delete(after);
-            cJSON_Delete(droot);
-            return -1;
-        }
-        if (!cJSON_GetArraySize(dst)) {
-            cJSON_Delete(droot);
-            break;
-        }
-        const cJSON *src = those(r, r->src, r->sub->route->from, dst, &sroot);
-        if (!src) {
-            cJSON_Delete(after);
-            cJSON_Delete(droot);
-            cJSON_Delete(sroot);
-            return -1;
-        }
-        const cJSON *it;
-        int rc = 0;
-        cJSON_ArrayForEach(it, dst)
-        {
-            const cJSON *key = cJSON_GetObjectItemCaseSensitive(it, r->pk);
-            if (find_key(r, src, key))
-                continue;
-            r->extra++;
-            show(r, "extra", key,
-                 r->replica ? NULL : "(the remote publishes this collection too: not repaired)");
-            if (r->repair && r->replica && publish_repair(r, key, NULL)) {
-                rc = -1;
-                break;
-            }
-        }
-        const cJSON *last = cJSON_GetArrayItem(dst, cJSON_GetArraySize(dst) - 1);
-        cJSON_Delete(after);
-        after = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(last, r->pk), true);
-        size_t n = (size_t)cJSON_GetArraySize(dst);
-        cJSON_Delete(droot);
-        cJSON_Delete(sroot);
-        if (rc) {
-            cJSON_Delete(after);
-            return -1;
-        }
-        progress(r, "checked for extras after");
-        if (n < PAGE)
-            break;
-    }
-    cJSON_Delete(after);
-    return 0;
-}
-
-static bool publishes(const struct config *cfg, const char *inst, const char *coll)
-{
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        if (strcmp(cfg->routes[i].from, inst) != 0)
+    struct util_buf diff = {0};
+    for (size_t f = 0; f < r->sub->coll->nfields; f++) {
+        const char *name = r->sub->coll->fields[f];
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(it, name);
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(there, name);
+        if ((!a) == (!b) && (!a || verify_same(a, b)))
             continue;
-        for (size_t j = 0; j < cfg->routes[i].ncollections; j++)
-            if (strcmp(cfg->routes[i].collections[j].collection, coll) == 0)
-                return true;
+        char *av = a ? cJSON_PrintUnformatted(a) : NULL;
+        char *bv = b ? cJSON_PrintUnformatted(b) : NULL;
+        util_buf_printf(&diff, "%s%s: %s=%.60s %s=%.60s", diff.len ? "; " : "", name,
+                        r->sub->route->from, av ? av : "(absent)", r->remote, bv ? bv : "(absent)");
+        free(av);
+        free(bv);
     }
-    return false;
+    int rc = 0;
+    if (diff.len) {
+        r->different++;
+        show(r, "different", key, diff.data);
+        if (r->repair)
+            rc = publish_repair(r, key, it);
+    }
+    util_buf_free(&diff);
+    return rc;
+}
+
+/* Pass 2: a remote item the source lacks (there NULL) is extra. */
+static int remote_item(struct coll_run *r, const cJSON *it, const cJSON *there)
+{
+    if (there)
+        return 0;
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(it, r->pk);
+    r->extra++;
+    show(r, "extra", key,
+         r->replica ? NULL : "(the remote publishes this collection too: not repaired)");
+    return r->repair && r->replica ? publish_repair(r, key, NULL) : 0;
+}
+
+/* Pages through `from` (sorted by key) and, for each page, the other side's items of its keys;
+ * fn gets each item of the page and its counterpart (or NULL). 0, or -1 with r->err. */
+static int pass(struct coll_run *r, struct http_client *from, const char *from_name,
+                struct http_client *other, const char *other_name, const char *phase,
+                int (*fn)(struct coll_run *, const cJSON *, const cJSON *))
+{
+    cJSON *after = NULL;
+    int rc = 0;
+    for (size_t n = PAGE; n == PAGE && !rc;) {
+        if (signals_stop) {
+            snprintf(r->err, sizeof(r->err), "stopped by a signal");
+            rc = -1;
+            break;
+        }
+        cJSON *proot = NULL, *oroot = NULL;
+        const cJSON *items = page(r, from, from_name, after, &proot);
+        n = items ? (size_t)cJSON_GetArraySize(items) : 0;
+        const cJSON *theirs = n ? those(r, other, other_name, items, &oroot) : NULL;
+        if (!items || (n && !theirs)) {
+            rc = -1;
+        } else if (n) {
+            const cJSON *it;
+            cJSON_ArrayForEach(it, items)
+            {
+                if (fn(r, it, find_key(r, theirs, cJSON_GetObjectItemCaseSensitive(it, r->pk)))) {
+                    rc = -1;
+                    break;
+                }
+            }
+            const cJSON *last = cJSON_GetArrayItem(items, (int)n - 1);
+            cJSON_Delete(after);
+            after = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(last, r->pk), true);
+            progress(r, phase);
+        }
+        cJSON_Delete(proot);
+        cJSON_Delete(oroot);
+    }
+    cJSON_Delete(after);
+    return rc;
 }
 
 int verify_run(const struct config *cfg, const char *remote, const char *collection, bool repair,
@@ -423,7 +351,7 @@ int verify_run(const struct config *cfg, const char *remote, const char *collect
                              .repair = repair,
                              .json = json,
                              .tty = tty,
-                             .replica = !publishes(cfg, remote, sub->coll->collection),
+                             .replica = !config_publishes(cfg, remote, sub->coll->collection),
                              .out = out,
                              .prod = prod,
                              .t0 = util_mono_ms()};
@@ -439,9 +367,10 @@ int verify_run(const struct config *cfg, const char *remote, const char *collect
         }
         util_strlcpy(r.pk, f.pk ? f.pk : "id", sizeof(r.pk));
         directus_fields_free(&f);
-        int prc = pass_source(&r);
+        int prc = pass(&r, r.src, sub->route->from, dst, remote, "compared", source_item);
         if (!prc)
-            prc = pass_remote(&r);
+            prc = pass(&r, dst, remote, r.src, sub->route->from, "checked for extras after",
+                       remote_item);
         http_client_free(r.src);
         if (tty)
             fprintf(stderr, "\r%60s\r", "");
