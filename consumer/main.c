@@ -19,18 +19,28 @@ static const char *const subcommands[] = {"run",   "check", "status", "replay",
 static const char *const kafka_only[] = {"status", "replay", "audit", "dlq", NULL};
 static const char *const dlq_actions[] = {"list", "redrive", NULL};
 
-/* replay --since TIME; audit --source S --collection C --key K [--since TIME] [--json]. */
-static int replay_or_audit(struct app *app, struct cli_spec *spec, const char *remote)
+/* --since TIME into *ms (-1 when not given). 0, or 2 (usage) after saying why. */
+static int since_option(struct cli_spec *spec, int64_t *ms)
 {
     const char *since = cli_value(spec, "since");
-    int64_t since_ms = -1;
-    if (since && util_parse_time(since, util_wall_ms(), &since_ms)) {
+    *ms = -1;
+    if (since && util_parse_time(since, util_wall_ms(), ms)) {
         fprintf(stderr,
                 "dxsync-consumer: --since: \"%s\" is neither an ISO 8601 time "
                 "(2026-11-25T22:30:00Z) nor a duration (90s, 15m, 2h, 7d)\n",
                 since);
         return 2;
     }
+    return 0;
+}
+
+/* replay --since TIME; audit --source S --collection C --key K [--since TIME] [--json]. */
+static int replay_or_audit(struct app *app, struct cli_spec *spec, const char *remote)
+{
+    const char *since = cli_value(spec, "since");
+    int64_t since_ms;
+    if (since_option(spec, &since_ms))
+        return 2;
     if (strcmp(app->cli.subcommand, "replay") == 0) {
         if (!since) {
             fprintf(stderr, "dxsync-consumer: replay needs --since TIME\n");
@@ -152,13 +162,8 @@ int main(int argc, char **argv)
                         cli_option(&spec, "repair")->given, cli_option(&spec, "json")->given,
                         stdout);
     } else if (strcmp(app.cli.subcommand, "dlq") == 0) {
-        const char *since = cli_value(&spec, "since");
-        int64_t since_ms = -1;
-        if (since && util_parse_time(since, util_wall_ms(), &since_ms)) {
-            fprintf(stderr,
-                    "dxsync-consumer: --since: \"%s\" is neither an ISO 8601 time "
-                    "(2026-11-25T22:30:00Z) nor a duration (90s, 15m, 2h, 7d)\n",
-                    since);
+        int64_t since_ms;
+        if (since_option(&spec, &since_ms)) {
             rc = 2;
             goto out;
         }

@@ -445,22 +445,6 @@ static struct row_image *find_image(struct capture *c, const char *collection, c
     return strcmp(img->collection, collection) == 0 && strcmp(img->key, key) == 0 ? img : NULL;
 }
 
-/* Whether two values hold the same: equal JSON, or a number and its text (a bigint or decimal
- * Directus gave as text). */
-static bool same_value(const cJSON *a, const cJSON *b)
-{
-    if (cJSON_Compare(a, b, true))
-        return true;
-    const cJSON *n = cJSON_IsNumber(a) ? a : cJSON_IsNumber(b) ? b : NULL;
-    const cJSON *t = cJSON_IsString(a) ? a : cJSON_IsString(b) ? b : NULL;
-    if (!n || !t)
-        return false;
-    char *end;
-    errno = 0;
-    double d = strtod(t->valuestring, &end);
-    return *t->valuestring && !*end && !errno && d == n->valuedouble;
-}
-
 static int set_member(cJSON *obj, const char *name, const cJSON *v)
 {
     cJSON *dup = cJSON_Duplicate(v, true);
@@ -482,7 +466,7 @@ static int merge_image(const struct row_image *img, cJSON *data, cJSON *delta, b
     cJSON_ArrayForEach(m, img->row)
     {
         const cJSON *cur = cJSON_GetObjectItemCaseSensitive(data, m->string);
-        if (cur && same_value(cur, m))
+        if (cur && util_json_same(cur, m))
             continue;
         bool changed = create || cur;
         if (set_member(data, m->string, m) || (changed && set_member(delta, m->string, m)))

@@ -347,3 +347,17 @@ struct cJSON *util_json_parse(const char *buf, size_t len, size_t *err_at)
     }
     return root;
 }
+
+bool util_json_same(const cJSON *a, const cJSON *b)
+{
+    if (cJSON_Compare(a, b, true))
+        return true;
+    const cJSON *n = cJSON_IsNumber(a) ? a : cJSON_IsNumber(b) ? b : NULL;
+    const cJSON *t = cJSON_IsString(a) ? a : cJSON_IsString(b) ? b : NULL;
+    if (!n || !t || !*t->valuestring)
+        return false;
+    char *end;
+    errno = 0;
+    double d = strtod(t->valuestring, &end);
+    return !*end && !errno && d == n->valuedouble;
+}

@@ -75,4 +75,8 @@ struct cJSON *util_json_parse(const char *buf, size_t len, size_t *err_at);
 /* Sleeps up to ms milliseconds, returning early when *stop becomes non-zero. */
 void util_sleep_ms(int64_t ms, const volatile sig_atomic_t *stop);
 
+/* Whether two JSON values hold the same value as Directus gives them: equal JSON, or a number
+ * and its decimal text (a bigint or decimal read back as text). */
+bool util_json_same(const struct cJSON *a, const struct cJSON *b);
+
 #endif

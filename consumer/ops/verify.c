@@ -19,20 +19,6 @@
 #define SHOW_MAX   50
 #define TIMEOUT_MS 10000
 
-bool verify_same(const cJSON *a, const cJSON *b)
-{
-    if (cJSON_Compare(a, b, true))
-        return true;
-    const cJSON *n = cJSON_IsNumber(a) ? a : cJSON_IsNumber(b) ? b : NULL;
-    const cJSON *t = cJSON_IsString(a) ? a : cJSON_IsString(b) ? b : NULL;
-    if (!n || !t || !*t->valuestring)
-        return false;
-    char *end;
-    errno = 0;
-    double d = strtod(t->valuestring, &end);
-    return !*end && !errno && d == n->valuedouble;
-}
-
 struct coll_run {
     const struct config *cfg;
     const char *remote;
@@ -138,7 +124,7 @@ static const cJSON *find_key(const struct coll_run *r, const cJSON *items, const
     cJSON_ArrayForEach(it, items)
     {
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(it, r->pk);
-        if (k && verify_same(k, key))
+        if (k && util_json_same(k, key))
             return it;
     }
     return NULL;
@@ -240,7 +226,7 @@ static int source_item(struct coll_run *r, const cJSON *it, const cJSON *there)
         const char *name = r->sub->coll->fields[f];
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(it, name);
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(there, name);
-        if ((!a) == (!b) && (!a || verify_same(a, b)))
+        if ((!a) == (!b) && (!a || util_json_same(a, b)))
             continue;
         char *av = a ? cJSON_PrintUnformatted(a) : NULL;
         char *bv = b ? cJSON_PrintUnformatted(b) : NULL;

@@ -22,9 +22,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-/* Whether two routed values are the same: equal JSON, or a number and its decimal text. */
-bool verify_same(const cJSON *a, const cJSON *b);
-
 /* Exit status: 0 when every collection agrees, 3 when some differ (after --repair: the
  * differences found, repairs published), 1 on errors (the reason on stderr). */
 int verify_run(const struct config *cfg, const char *remote, const char *collection, bool repair,
