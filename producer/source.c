@@ -1,5 +1,6 @@
 #include "source.h"
 
+#include "directus.h"
 #include "log.h"
 #include "util.h"
 
@@ -76,6 +77,12 @@ struct source *source_new(const struct config *cfg, const struct config_instance
             }
             for (size_t f = 0; f < cc->nfields; f++)
                 if (add_field(&sc->meta, cc->fields[f]))
+                    goto oom;
+            /* a file's events say when its bytes change, whatever the route lists */
+            for (size_t f = 0;
+                 strcmp(cc->collection, DIRECTUS_FILES) == 0 && f < DIRECTUS_FILE_CONTENT_FIELDS;
+                 f++)
+                if (add_field(&sc->meta, directus_file_content_fields[f]))
                     goto oom;
         }
     }

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include "directus.h"
 #include "log.h"
 #include "util.h"
 
@@ -540,9 +541,22 @@ static int parse_route(struct parse *p, const cJSON *v, const char *path, const 
             return -1;
         char cp[PATH_MAX_LEN];
         join(cp, el, "collection");
-        if (strncmp(c->collection, "directus_", 9) == 0)
-            return fail(p, cp, "\"%s\" is a Directus system collection and cannot be synced",
+        if (!directus_syncable(c->collection))
+            return fail(p, cp,
+                        "\"%s\" is a Directus system collection and cannot be synced (of those, "
+                        "only " DIRECTUS_FILES " and " DIRECTUS_FOLDERS " can)",
                         c->collection);
+        for (size_t f = 0; strcmp(c->collection, DIRECTUS_FILES) == 0 && f < c->nfields; f++) {
+            if (!directus_file_computed(c->fields[f]))
+                continue;
+            char fp[PATH_MAX_LEN], el2[PATH_MAX_LEN];
+            join(fp, el, "fields");
+            join_index(el2, fp, f);
+            return fail(p, el2,
+                        "\"%s\" is set by Directus from the file's bytes or by itself; the bytes "
+                        "travel with the file and the remote sets its own: remove it",
+                        c->fields[f]);
+        }
         for (const char *ch = c->collection; *ch; ch++)
             if (!((*ch >= 'a' && *ch <= 'z') || (*ch >= 'A' && *ch <= 'Z') ||
                   (*ch >= '0' && *ch <= '9') || *ch == '_' || *ch == '-'))

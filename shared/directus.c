@@ -230,6 +230,41 @@ int directus_fields_path(const char *collection, char *buf, size_t len)
     return http_escape(collection, buf + sizeof(prefix) - 1, len - (sizeof(prefix) - 1));
 }
 
+bool directus_syncable(const char *collection)
+{
+    return strncmp(collection, "directus_", 9) != 0 || strcmp(collection, DIRECTUS_FILES) == 0 ||
+           strcmp(collection, DIRECTUS_FOLDERS) == 0;
+}
+
+int directus_items_path(const char *collection, char *buf, size_t len)
+{
+    const char *fixed = strcmp(collection, DIRECTUS_FILES) == 0     ? "/files"
+                        : strcmp(collection, DIRECTUS_FOLDERS) == 0 ? "/folders"
+                                                                    : NULL;
+    if (fixed)
+        return util_strlcpy(buf, fixed, len) >= len ? -1 : 0;
+    static const char prefix[] = "/items/";
+    if (len < sizeof(prefix))
+        return -1;
+    memcpy(buf, prefix, sizeof(prefix));
+    return http_escape(collection, buf + sizeof(prefix) - 1, len - (sizeof(prefix) - 1));
+}
+
+bool directus_file_computed(const char *field)
+{
+    static const char *const computed[] = {
+        "storage",    "filename_disk", "filesize",    "width",       "height",
+        "duration",   "metadata",      "charset",     "uploaded_on", "uploaded_by",
+        "created_on", "modified_on",   "modified_by", "tus_id",      "tus_data"};
+    for (size_t i = 0; i < DX_ARRAY_LEN(computed); i++)
+        if (strcmp(field, computed[i]) == 0)
+            return true;
+    return false;
+}
+
+const char *const directus_file_content_fields[DIRECTUS_FILE_CONTENT_FIELDS] = {
+    "filename_disk", "filesize", "uploaded_on"};
+
 void directus_fields_free(struct directus_fields *f)
 {
     for (size_t i = 0; i < f->n; i++) {

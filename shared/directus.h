@@ -134,6 +134,33 @@ struct directus_fields {
 /* "/fields/<collection percent-encoded>" into buf. Returns 0, or -1 when buf is too small. */
 int directus_fields_path(const char *collection, char *buf, size_t len);
 
+/* ---- collections and their endpoints ---- */
+
+/* The system collections a route may carry: files (their bytes travel with them) and folders. */
+#define DIRECTUS_FILES   "directus_files"
+#define DIRECTUS_FOLDERS "directus_folders"
+
+/* Whether a route may carry collection: any but Directus's system collections (directus_*),
+ * except DIRECTUS_FILES and DIRECTUS_FOLDERS. */
+bool directus_syncable(const char *collection);
+
+/* The items endpoint of collection into buf: "/files", "/folders", or "/items/<collection
+ * percent-encoded>" (Directus refuses /items/ for its system collections). Returns 0, or -1
+ * when buf is too small. */
+int directus_items_path(const char *collection, char *buf, size_t len);
+
+/* Fields of DIRECTUS_FILES that Directus computes from the file's bytes or sets itself
+ * (storage, filename_disk, filesize, width, height, duration, metadata, charset, uploaded_on,
+ * uploaded_by, created_on, modified_on, modified_by, tus_id, tus_data): a route never writes
+ * them; the remote computes its own when the bytes arrive. */
+bool directus_file_computed(const char *field);
+
+/* Fields of DIRECTUS_FILES whose change in an event means new bytes (a create, or an upload
+ * replacing the file's content): filename_disk, filesize, uploaded_on. The producer sends them
+ * with every file event whatever the route lists; the consumer reads them, never writes them. */
+extern const char *const directus_file_content_fields[];
+#define DIRECTUS_FILE_CONTENT_FIELDS 3
+
 /* From a GET /fields/<collection> answer (a 2xx {"data":[{"field":...,"type":...,"meta":{...},
  * "schema":{"is_primary_key":...}}, ...]}): *f, which the caller then owns (free it with
  * directus_fields_free). Entries without a "field" string are skipped. Returns 0; -1 when r is

@@ -13,6 +13,7 @@
 struct http_client {
     char *base_url;
     struct curl_slist *headers;
+    struct curl_slist *stream_headers; /* the same without the JSON content type (files) */
     long timeout_ms;
     CURL *easy; /* kept for keep-alive across blocking requests */
 };
@@ -161,6 +162,20 @@ struct http_client *http_client_new(const char *base_url, const char *token, lon
     if (!h)
         goto oom;
     c->headers = h;
+    /* A file's transfer: libcurl sets the multipart content type; no 100-continue round trip. */
+    struct curl_slist *sh = curl_slist_append(NULL, "Expect:");
+    for (struct curl_slist *it = h->next; sh && it; it = it->next) {
+        struct curl_slist *sh2 = curl_slist_append(sh, it->data);
+        if (!sh2) {
+            for (struct curl_slist *w = sh; w; w = w->next)
+                util_wipe(w->data, strlen(w->data));
+            curl_slist_free_all(sh);
+        }
+        sh = sh2;
+    }
+    if (!sh)
+        goto oom;
+    c->stream_headers = sh;
     return c;
 oom:
     snprintf(err, errlen, "out of memory");
@@ -176,7 +191,10 @@ void http_client_free(struct http_client *c)
         curl_easy_cleanup(c->easy);
     for (struct curl_slist *h = c->headers; h; h = h->next)
         util_wipe(h->data, strlen(h->data)); /* the Authorization header holds the token */
+    for (struct curl_slist *h = c->stream_headers; h; h = h->next)
+        util_wipe(h->data, strlen(h->data));
     curl_slist_free_all(c->headers);
+    curl_slist_free_all(c->stream_headers);
     free(c->base_url);
     free(c);
 }
@@ -230,6 +248,8 @@ static void response_none(struct http_response *resp, CURLcode why)
         util_strlcpy(resp->message, curl_easy_strerror(why), sizeof(resp->message));
 }
 
+static void reset_stream(CURL *easy);
+
 int http_prepare(struct http_client *c, CURL *easy, const char *method, const char *path,
                  const char *body, struct http_response *resp)
 {
@@ -243,6 +263,7 @@ int http_prepare(struct http_client *c, CURL *easy, const char *method, const ch
     snprintf(url, ulen, "%s%s", c->base_url, path);
     curl_easy_setopt(easy, CURLOPT_URL, url);
     free(url); /* libcurl copies the URL */
+    reset_stream(easy);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(easy, CURLOPT_NOBODY, strcmp(method, "HEAD") == 0 ? 1L : 0L);
@@ -272,6 +293,65 @@ int http_prepare(struct http_client *c, CURL *easy, const char *method, const ch
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, resp);
     return 0;
+}
+
+static size_t on_sink(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct http_sink *k = userdata;
+    long status = 0;
+    curl_easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status >= 200 && status < 300)
+        return k->write(ptr, size * nmemb, k->arg);
+    return on_body(ptr, size, nmemb, k->resp); /* an error answer: read as any other */
+}
+
+/* The common part of a file's transfer: http_prepare without a JSON body, the client's headers
+ * without the JSON content type, and timeout_ms (0: none) instead of the client's, since a
+ * file's transfer time grows with its size; a transfer that moves less than
+ * HTTP_STREAM_LOW_SPEED bytes/s for the client's timeout is stalled and ends. */
+static int prepare_stream(struct http_client *c, CURL *easy, const char *method, const char *path,
+                          long timeout_ms, struct http_response *resp)
+{
+    if (http_prepare(c, easy, method, path, NULL, resp))
+        return -1;
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->stream_headers);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, (long)HTTP_STREAM_LOW_SPEED);
+    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME,
+                     c->timeout_ms / 1000 > 0 ? c->timeout_ms / 1000 : 1);
+    return 0;
+}
+
+int http_prepare_download(struct http_client *c, CURL *easy, const char *path, long timeout_ms,
+                          struct http_sink *sink)
+{
+    if (prepare_stream(c, easy, "GET", path, timeout_ms, sink->resp))
+        return -1;
+    sink->easy = easy;
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_sink);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, (long)HTTP_STREAM_BUFFER);
+    return 0;
+}
+
+int http_prepare_upload(struct http_client *c, CURL *easy, const char *method, const char *path,
+                        curl_mime *mime, long timeout_ms, struct http_response *resp)
+{
+    if (prepare_stream(c, easy, method, path, timeout_ms, resp))
+        return -1;
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(easy, CURLOPT_MIMEPOST, mime);
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, (long)HTTP_STREAM_BUFFER);
+    return 0;
+}
+
+/* What a file's transfer set that an ordinary request of the same handle must not keep. */
+static void reset_stream(CURL *easy)
+{
+    curl_easy_setopt(easy, CURLOPT_MIMEPOST, NULL);
+    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 0L);
+    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, 0L);
 }
 
 void http_finish(CURL *easy, CURLcode result, struct http_response *resp)

@@ -72,6 +72,34 @@ const char *http_client_base_url(const struct http_client *c);
  * -1 when out of memory (resp->curl CURLE_OUT_OF_MEMORY, resp->message says so). */
 int http_prepare(struct http_client *c, CURL *easy, const char *method, const char *path,
                  const char *body, struct http_response *resp);
+/* ---- a file's bytes (streamed, never buffered whole) ---- */
+
+/* libcurl's receive and send buffer of a file's transfer, and the speed under which a transfer
+ * counts as stalled (for the client's timeout). */
+#define HTTP_STREAM_BUFFER    (256 * 1024)
+#define HTTP_STREAM_LOW_SPEED 1024
+
+/* Where a download's bytes go: write(ptr, n, arg) returns n, or CURL_WRITEFUNC_PAUSE to be
+ * called again with the same bytes once the transfer is unpaused, or anything else to stop it.
+ * Only a 2xx answer's bytes go there; an error answer's body lands in *resp as usual. easy is
+ * set by http_prepare_download. The sink must outlive the transfer. */
+struct http_sink {
+    size_t (*write)(const char *ptr, size_t n, void *arg);
+    void *arg;
+    struct http_response *resp;
+    CURL *easy;
+};
+
+/* Prepares easy for GET base_url+path whose body goes to sink. timeout_ms replaces the
+ * client's (0: none), as a file's transfer time grows with its size; a transfer that moves
+ * less than HTTP_STREAM_LOW_SPEED bytes/s for the client's timeout ends as stalled. */
+int http_prepare_download(struct http_client *c, CURL *easy, const char *path, long timeout_ms,
+                          struct http_sink *sink);
+/* Prepares easy for METHOD base_url+path sending mime (multipart/form-data, which must outlive
+ * the transfer); the answer lands in *resp. Timeouts as http_prepare_download. */
+int http_prepare_upload(struct http_client *c, CURL *easy, const char *method, const char *path,
+                        curl_mime *mime, long timeout_ms, struct http_response *resp);
+
 /* Completes *resp after the transfer of easy ended with result: status, error fields, class. */
 void http_finish(CURL *easy, CURLcode result, struct http_response *resp);
 

@@ -159,15 +159,16 @@ bool apply_batch_done(const struct apply_batch *b)
 
 /* ---- requests ---- */
 
-/* with_fields: "?fields=<pk>", the key only; all_fields: "?fields=*", the stored items. */
-static int set_path(struct apply_batch *b, const char *fmt_prefix, bool with_fields,
-                    bool all_fields)
+/* The collection's items endpoint (directus_items_path); with_fields: "?fields=<pk>", the key
+ * only; all_fields: "?fields=*", the stored items. */
+static int set_path(struct apply_batch *b, bool with_fields, bool all_fields)
 {
-    char coll[512], pk[384];
-    if (http_escape(b->p.collection, coll, sizeof(coll)) || http_escape(b->pk, pk, sizeof(pk)))
+    char base[600], pk[384];
+    if (directus_items_path(b->p.collection, base, sizeof(base)) ||
+        http_escape(b->pk, pk, sizeof(pk)))
         return -1;
     struct util_buf u = {0};
-    util_buf_printf(&u, "%s%s", fmt_prefix, coll);
+    util_buf_puts(&u, base);
     if (all_fields)
         util_buf_puts(&u, "?fields=*");
     else if (with_fields)
@@ -274,22 +275,22 @@ int apply_batch_next(struct apply_batch *b, struct apply_request *req)
     const struct apply_group *g = &b->groups[0];
     switch (g->step) {
     case APPLY_STEP_POST:
-        if (set_path(b, "/items/", true, true) || set_body(b, bodies_array(b, g)))
+        if (set_path(b, true, true) || set_body(b, bodies_array(b, g)))
             return -1;
         req->method = "POST";
         break;
     case APPLY_STEP_PATCH:
-        if (set_path(b, "/items/", true, false) || set_body(b, bodies_array(b, g)))
+        if (set_path(b, true, false) || set_body(b, bodies_array(b, g)))
             return -1;
         req->method = "PATCH";
         break;
     case APPLY_STEP_DELETE:
-        if (set_path(b, "/items/", false, false) || set_body(b, keys_array(b, g)))
+        if (set_path(b, false, false) || set_body(b, keys_array(b, g)))
             return -1;
         req->method = "DELETE";
         break;
     case APPLY_STEP_RESOLVE:
-        if (set_path(b, "/items/", false, false) || set_body(b, resolve_query(b, g)))
+        if (set_path(b, false, false) || set_body(b, resolve_query(b, g)))
             return -1;
         req->method = "SEARCH";
         break;

@@ -54,6 +54,11 @@ struct dispatch {
     struct metric *m_refills;
     struct metric *m_parent_waits;
     struct metric *m_parked;
+    struct metric *m_file_bytes;
+    struct metric *m_files;
+    struct metric *m_file_seconds;
+    struct http_client **src_http; /* per configured instance, made when a file needs it */
+    struct dispatch_lane **xlanes; /* the lanes whose file is being transferred (nslots) */
     dispatch_fetch_fn fetch;
     void *fetch_opaque;
     uint64_t applied_gen; /* counts batches that applied something: parked events try again */
@@ -138,15 +143,22 @@ static struct dispatch_slot *slot_free(struct dispatch *d)
     return NULL;
 }
 
-static int slot_start(struct dispatch *d, struct dispatch_slot *s, const char *method,
-                      const char *path, const char *body, struct http_response *resp)
+static int slot_start_to(struct dispatch *d, struct http_client *c, struct dispatch_slot *s,
+                         const char *method, const char *path, const char *body,
+                         struct http_response *resp)
 {
-    if (http_prepare(d->http, s->easy, method, path, body, resp) ||
+    if (http_prepare(c, s->easy, method, path, body, resp) ||
         curl_multi_add_handle(d->multi, s->easy) != CURLM_OK)
         return -1;
     d->in_flight++;
     metrics_set(d->m_in_flight, (double)d->in_flight);
     return 0;
+}
+
+static int slot_start(struct dispatch *d, struct dispatch_slot *s, const char *method,
+                      const char *path, const char *body, struct http_response *resp)
+{
+    return slot_start_to(d, d->http, s, method, path, body, resp);
 }
 
 static void slot_end(struct dispatch *d, struct dispatch_slot *s)
@@ -158,11 +170,11 @@ static void slot_end(struct dispatch *d, struct dispatch_slot *s)
     metrics_set(d->m_in_flight, (double)d->in_flight);
 }
 
-static void count_request(struct dispatch *d, enum apply_step step, const struct http_response *r)
+static void count_request(struct dispatch *d, const char *step, const struct http_response *r)
 {
     char labels[160];
-    snprintf(labels, sizeof(labels), "remote=\"%s\",step=\"%s\",class=\"%s\"", d->remote_name,
-             apply_step_name(step), http_class_name(r->klass));
+    snprintf(labels, sizeof(labels), "remote=\"%s\",step=\"%s\",class=\"%s\"", d->remote_name, step,
+             http_class_name(r->klass));
     metrics_add(metrics_counter(d->m, "dxsync_consumer_requests_total",
                                 "Requests sent to the remote Directus, by step and outcome",
                                 labels),
@@ -208,7 +220,7 @@ static void fields_done(struct dispatch *d, struct dispatch_slot *s)
     const char *coll = s->fields_coll;
     struct http_response *r = &s->resp;
     slot_end(d, s);
-    count_request(d, APPLY_STEP_FIELDS, r);
+    count_request(d, apply_step_name(APPLY_STEP_FIELDS), r);
     int64_t now = util_mono_ms();
     enum directus_answer a = directus_classify(r, true);
     if (a == DIRECTUS_OK)
@@ -328,8 +340,26 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
         .item_attempts = d->cfg->consumer.item_attempts,
         .seed = d->seed++,
     };
+    /* a file's create or update is a file operation of its own (deletes go the usual way) */
+    bool file =
+        strcmp(l->sub->coll->collection, DIRECTUS_FILES) == 0 && bev[0]->ev.action != EVENT_DELETE;
+    if (file)
+        k = 1;
     if (apply_batch_init(&l->batch, &params, d->scratch_evs, k))
         return -1;
+    if (file) {
+        struct fileop *op = malloc(sizeof(*op));
+        bool content = plan_file_content(&bev[0]->ev, l->sub->coll) && !bev[0]->file_sent;
+        if (!op || fileop_init(op, &bev[0]->ev, l->sub->coll, &l->batch.items[0], content,
+                               l->sub->local, d->cfg->consumer.item_attempts, d->seed++)) {
+            if (op)
+                fileop_free(op);
+            free(op);
+            apply_batch_free(&l->batch);
+            return -1;
+        }
+        l->fop = op;
+    }
     for (size_t i = 0; i < k; i++) {
         partq_set(q, bev[i], PARTQ_IN_BATCH);
         lww_claim(d->lww, &bev[i]->ev, l);
@@ -341,10 +371,12 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
 }
 
 /* Whether the remote refused the item because an item it points at is missing there (a parent
- * that may still be on its way from another topic). */
+ * that may still be on its way from another topic), or the item is a file whose bytes the
+ * source is still storing: either waits. */
 static bool parent_missing(const struct apply_item *it)
 {
-    return it->status == 400 && strcmp(it->code, "INVALID_FOREIGN_KEY") == 0;
+    return (it->status == 400 && strcmp(it->code, "INVALID_FOREIGN_KEY") == 0) ||
+           strcmp(it->code, FILEOP_NOT_READY) == 0;
 }
 
 /* it was refused for a missing parent: it waits (partq_park) and returns true, or, after
@@ -360,6 +392,7 @@ static bool park(struct dispatch *d, struct dispatch_lane *l, struct partq_ev *p
         metrics_set(d->m_parked, (double)d->parked_total);
     }
     pe->parent_tries++;
+    bool file = strcmp(it->code, FILEOP_NOT_READY) == 0;
     const char *field = it->field[0] ? it->field : "?", *value = it->value[0] ? it->value : "?";
     if (now - pe->parked_since >= wait_ms) {
         log_warn(COMP,
@@ -367,11 +400,19 @@ static bool park(struct dispatch *d, struct dispatch_lane *l, struct partq_ev *p
                  " key=%s field=%s value=%s waited_s=%" PRId64,
                  l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text), LOG_Q(field),
                  LOG_Q(value), (now - pe->parked_since) / 1000);
-        snprintf(it->message, sizeof(it->message),
-                 "field \"%s\" points at %s, which %s still does not have after %d s of "
-                 "waiting (Directus: %s)",
-                 field, value, d->remote_name, d->cfg->consumer.parent_wait_s, it->code);
-        util_strlcpy(it->code, "PARENT_MISSING", sizeof(it->code));
+        if (strcmp(it->code, FILEOP_NOT_READY) == 0) {
+            char was[sizeof(it->message) - 64];
+            util_strlcpy(was, it->message, sizeof(was));
+            snprintf(it->message, sizeof(it->message), "after %d s of waiting, %.400s",
+                     d->cfg->consumer.parent_wait_s, was);
+            util_strlcpy(it->code, "FILE_INCOMPLETE", sizeof(it->code));
+        } else {
+            snprintf(it->message, sizeof(it->message),
+                     "field \"%s\" points at %s, which %s still does not have after %d s of "
+                     "waiting (Directus: %s)",
+                     field, value, d->remote_name, d->cfg->consumer.parent_wait_s, it->code);
+            util_strlcpy(it->code, "PARENT_MISSING", sizeof(it->code));
+        }
         if (pe->parked) {
             d->parked_total--;
             metrics_set(d->m_parked, (double)d->parked_total);
@@ -389,11 +430,18 @@ static bool park(struct dispatch *d, struct dispatch_lane *l, struct partq_ev *p
     pe->parked_gen = d->applied_gen;
     if (pe->parent_tries == 1) {
         metrics_add(d->m_parent_waits, 1);
-        log_info(COMP,
-                 "event=parent_wait topic=%s partition=%" PRId32 " offset=%" PRId64
-                 " key=%s field=%s value=%s wait_s=%d",
-                 l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text), LOG_Q(field),
-                 LOG_Q(value), d->cfg->consumer.parent_wait_s);
+        if (file)
+            log_info(COMP,
+                     "event=file_wait topic=%s partition=%" PRId32 " offset=%" PRId64
+                     " key=%s why=%s wait_s=%d",
+                     l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text),
+                     LOG_Q(it->message), d->cfg->consumer.parent_wait_s);
+        else
+            log_info(COMP,
+                     "event=parent_wait topic=%s partition=%" PRId32 " offset=%" PRId64
+                     " key=%s field=%s value=%s wait_s=%d",
+                     l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text), LOG_Q(field),
+                     LOG_Q(value), d->cfg->consumer.parent_wait_s);
     }
     partq_park(l->q, pe);
     return true;
@@ -405,6 +453,21 @@ static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
 {
     int64_t now = util_wall_ms();
     bool applied = false;
+    if (l->fop) {
+        struct partq_ev *pe = l->bev[0];
+        if (l->fop->transferred) {
+            pe->file_sent = true; /* a retry of its fields (a folder still missing) skips them */
+            metrics_add(d->m_files, 1);
+        }
+        if (l->fop->gone)
+            log_info(COMP,
+                     "event=file_gone topic=%s partition=%" PRId32 " offset=%" PRId64
+                     " key=%s (deleted on the source since; its delete follows)",
+                     l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text));
+        fileop_free(l->fop);
+        free(l->fop);
+        l->fop = NULL;
+    }
     for (size_t i = 0; i < l->batch.nitems; i++) {
         struct apply_item *it = &l->batch.items[i];
         struct partq_ev *pe = l->bev[i];
@@ -469,8 +532,188 @@ static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
     l->st = LANE_IDLE;
 }
 
+/* ------------------------------------------------------------------------------------ files */
+
+static void xlane_set(struct dispatch *d, struct dispatch_lane *l, bool on)
+{
+    for (size_t i = 0; i < d->nslots; i++) {
+        if (on && !d->xlanes[i]) {
+            d->xlanes[i] = l;
+            return;
+        }
+        if (!on && d->xlanes[i] == l) {
+            d->xlanes[i] = NULL;
+            return;
+        }
+    }
+}
+
+/* Stops l's transfer, if one runs (its upload slot is ended by the caller). */
+static void xfer_stop(struct dispatch *d, struct dispatch_lane *l)
+{
+    if (!l->xfer)
+        return;
+    metrics_add(d->m_file_bytes, (double)xfer_sent(l->xfer));
+    xfer_abort(l->xfer);
+    l->xfer = NULL;
+    xlane_set(d, l, false);
+}
+
+/* The source instance's client (its sync token), made on first use; NULL when out of memory. */
+static struct http_client *source_http(struct dispatch *d, const char *name)
+{
+    for (size_t i = 0; i < d->cfg->ninstances; i++) {
+        const struct config_instance *in = &d->cfg->instances[i];
+        if (strcmp(in->name, name) != 0)
+            continue;
+        if (!d->src_http[i]) {
+            char err[256];
+            d->src_http[i] = http_client_new(in->url, in->token,
+                                             d->cfg->consumer.request_timeout_ms, err, sizeof(err));
+        }
+        return d->src_http[i];
+    }
+    return NULL;
+}
+
+static void file_send_next(struct dispatch *d, struct dispatch_lane *l);
+
+static void file_wait(struct dispatch_lane *l, int64_t delay_ms, bool outage)
+{
+    l->st = LANE_WAITING;
+    l->outage_wait = outage;
+    l->wake_ms = util_mono_ms() + delay_ms;
+}
+
+static void file_send_next(struct dispatch *d, struct dispatch_lane *l)
+{
+    struct fileop_request req;
+    int rc = fileop_next(l->fop, &req);
+    if (rc == 0) {
+        settle_batch(d, l);
+        return;
+    }
+    struct dispatch_slot *s = rc > 0 ? slot_free(d) : NULL;
+    struct http_client *src = source_http(d, l->sub->route->from);
+    struct http_client *c = req.to_source ? src : d->http;
+    bool started = false;
+    if (s && c) {
+        s->lane = l;
+        if (req.step == FILEOP_TRANSFER) {
+            long timeout =
+                (long)fileop_timeout_ms(req.spec.size, d->cfg->consumer.request_timeout_ms);
+            l->xfer = xfer_start(d->multi, src, req.src_path, d->http, req.method, req.path,
+                                 s->easy, &l->resp, &req.spec, timeout);
+            if ((started = l->xfer != NULL)) {
+                d->in_flight++;
+                metrics_set(d->m_in_flight, (double)d->in_flight);
+                xlane_set(d, l, true);
+                log_info(COMP,
+                         "event=file_transfer topic=%s partition=%" PRId32 " key=%s bytes=%" PRId64
+                         " to=%s",
+                         l->sub->topic, l->partition, LOG_Q(l->fop->id), req.spec.size,
+                         req.spec.create ? "create" : "replace");
+            }
+        } else {
+            started = slot_start_to(d, c, s, req.method, req.path, req.body, &l->resp) == 0;
+        }
+        if (!started)
+            s->lane = NULL;
+    }
+    if (!started) {
+        if (rc > 0 && s && c)
+            log_error(COMP, "event=request_not_started topic=%s partition=%" PRId32, l->sub->topic,
+                      l->partition);
+        http_response_free(&l->resp);
+        file_wait(l, rc > 0 && !s ? 0 : 1000, false);
+        if (rc > 0 && !s)
+            l->st = LANE_READY; /* a slot frees up soon */
+        return;
+    }
+    l->slot = s;
+    l->st = LANE_IN_FLIGHT;
+    l->sent_ms = util_mono_ms();
+    l->fop_step = req.step;
+    log_debug(COMP, "event=request topic=%s partition=%" PRId32 " step=%s method=%s path=%s%s",
+              l->sub->topic, l->partition, fileop_step_name(req.step), req.method, LOG_Q(req.path),
+              req.to_source ? " to=source" : "");
+}
+
+/* A file operation's request (or its transfer) ended. */
+static void file_done(struct dispatch *d, struct dispatch_slot *s)
+{
+    struct dispatch_lane *l = s->lane;
+    slot_end(d, s);
+    l->slot = NULL;
+    struct http_response *r = &l->resp;
+    enum fileop_step step = l->fop_step;
+    int64_t delay = 0;
+    enum fileop_verdict v;
+    count_request(d, fileop_step_name(step), r);
+    if (step == FILEOP_TRANSFER) {
+        struct xfer_result xr;
+        metrics_add(d->m_file_bytes, (double)xfer_sent(l->xfer));
+        xfer_end(l->xfer, &xr);
+        l->xfer = NULL;
+        xlane_set(d, l, false);
+        double secs = (double)(util_mono_ms() - l->sent_ms) / 1000.0;
+        v = fileop_transferred(l->fop, r, &xr, &delay);
+        if (l->fop->transferred) {
+            metrics_observe(d->m_file_seconds, secs);
+            log_info(COMP,
+                     "event=file_transferred topic=%s partition=%" PRId32 " key=%s bytes=%" PRId64
+                     " seconds=%.3f mb_per_s=%.1f",
+                     l->sub->topic, l->partition, LOG_Q(l->fop->id), xr.received, secs,
+                     secs > 0 ? (double)xr.received / 1048576.0 / secs : 0.0);
+        } else {
+            char up[600], dl[600];
+            directus_describe(r, up, sizeof(up));
+            directus_describe(&xr.dl, dl, sizeof(dl));
+            log_warn(COMP,
+                     "event=file_transfer_failed topic=%s partition=%" PRId32 " key=%s "
+                     "received=%" PRId64 " expected=%" PRId64 " upload=%s download=%s "
+                     "retry_ms=%" PRId64,
+                     l->sub->topic, l->partition, LOG_Q(l->fop->id), xr.received, xr.expected,
+                     LOG_Q(up), LOG_Q(dl), delay);
+        }
+        http_response_free(&xr.dl);
+    } else {
+        v = fileop_answer(l->fop, r, &delay);
+    }
+    bool to_source = step == FILEOP_SOURCE || step == FILEOP_PROBE;
+    if (v == FILEOP_RETRY_REMOTE) {
+        remote_failed(d->remote, r, util_mono_ms());
+        metrics_add(d->m_retry_outage, 1);
+    } else if (!to_source && r->klass == HTTP_OK) {
+        remote_ok(d);
+    }
+    if (v == FILEOP_RETRY_SOURCE)
+        log_warn(COMP,
+                 "event=source_unavailable topic=%s partition=%" PRId32 " key=%s step=%s "
+                 "status=%ld message=%s retry_ms=%" PRId64,
+                 l->sub->topic, l->partition, LOG_Q(l->fop->id), fileop_step_name(step), r->status,
+                 LOG_Q(r->message), delay);
+    http_response_free(r);
+    switch (v) {
+    case FILEOP_NEXT:
+    case FILEOP_DONE:
+        l->st = LANE_READY;
+        break;
+    case FILEOP_RETRY_REMOTE:
+        file_wait(l, delay, true);
+        break;
+    case FILEOP_RETRY_SOURCE:
+    case FILEOP_RETRY_ITEM:
+        if (v == FILEOP_RETRY_ITEM)
+            metrics_add(d->m_retry_item, 1);
+        file_wait(l, delay, false);
+        break;
+    }
+}
+
 void dispatch_lane_drop(struct dispatch *d, struct dispatch_lane *l)
 {
+    xfer_stop(d, l);
     if (l->q && l->q->parked) {
         d->parked_total -= (int64_t)l->q->parked; /* the caller frees the queue */
         metrics_set(d->m_parked, (double)d->parked_total);
@@ -485,6 +728,11 @@ void dispatch_lane_drop(struct dispatch *d, struct dispatch_lane *l)
             lww_release(d->lww, &l->bev[i]->ev, l, true, util_wall_ms());
         apply_batch_free(&l->batch);
     }
+    if (l->fop) {
+        fileop_free(l->fop);
+        free(l->fop);
+        l->fop = NULL;
+    }
     l->has_batch = false;
     free(l->bev);
     l->bev = NULL;
@@ -494,6 +742,10 @@ void dispatch_lane_drop(struct dispatch *d, struct dispatch_lane *l)
 /* Sends the batch's next request, or settles it when it has none left. */
 static void send_next(struct dispatch *d, struct dispatch_lane *l)
 {
+    if (l->fop) {
+        file_send_next(d, l);
+        return;
+    }
     struct apply_request req;
     int rc = apply_batch_next(&l->batch, &req);
     if (rc == 0) {
@@ -524,11 +776,15 @@ static void send_next(struct dispatch *d, struct dispatch_lane *l)
 /* A batch request ended: feed its answer to the batch. */
 static void batch_done(struct dispatch *d, struct dispatch_slot *s)
 {
+    if (s->lane->fop) {
+        file_done(d, s);
+        return;
+    }
     struct dispatch_lane *l = s->lane;
     slot_end(d, s);
     l->slot = NULL;
     struct http_response *r = &l->resp;
-    count_request(d, l->sent_step, r);
+    count_request(d, apply_step_name(l->sent_step), r);
     if (r->klass != HTTP_OK)
         log_debug(COMP,
                   "event=answer topic=%s partition=%" PRId32 " step=%s status=%ld class=%s "
@@ -575,14 +831,41 @@ static void batch_done(struct dispatch *d, struct dispatch_slot *s)
     }
 }
 
+/* A download of a file's transfer ended (it is none of the slots). */
+static bool download_done(struct dispatch *d, CURL *easy, CURLcode result)
+{
+    for (size_t i = 0; i < d->nslots; i++) {
+        struct dispatch_lane *l = d->xlanes[i];
+        if (l && xfer_owns(l->xfer, easy)) {
+            xfer_download_done(l->xfer, result);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Resumes the transfers whose sides wait for each other; true when one was. */
+static bool kick_transfers(struct dispatch *d)
+{
+    bool kicked = false;
+    for (size_t i = 0; i < d->nslots; i++)
+        if (d->xlanes[i] && d->xlanes[i]->xfer && xfer_kick(d->xlanes[i]->xfer))
+            kicked = true;
+    return kicked;
+}
+
 void dispatch_transfers(struct dispatch *d)
 {
     int running;
     curl_multi_perform(d->multi, &running);
+    for (int round = 0; round < 64 && kick_transfers(d); round++)
+        curl_multi_perform(d->multi, &running);
     CURLMsg *m;
     int left;
     while ((m = curl_multi_info_read(d->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
+            continue;
+        if (download_done(d, m->easy_handle, m->data.result))
             continue;
         for (size_t i = 0; i < d->nslots; i++) {
             struct dispatch_slot *s = &d->slots[i];
@@ -705,6 +988,16 @@ void dispatch_wait(struct dispatch *d, int wake_fd, int timeout_ms)
 
 void dispatch_finish_leaving(struct dispatch *d, struct dispatch_lane *const *lanes, size_t n)
 {
+    /* a file's transfer may take long: it stops, and starts again where the partition goes */
+    for (size_t i = 0; i < n; i++) {
+        struct dispatch_lane *l = lanes[i];
+        if (l->leaving && l->xfer) {
+            xfer_stop(d, l);
+            slot_end(d, l->slot);
+            l->slot = NULL;
+            http_response_free(&l->resp);
+        }
+    }
     int64_t deadline = util_mono_ms() + d->cfg->consumer.request_timeout_ms + 2000;
     for (;;) {
         bool busy = false;
@@ -765,6 +1058,14 @@ static void register_metrics(struct dispatch *d)
         "Events refused for a missing referenced item that started waiting for it", l);
     d->m_parked = metrics_gauge(d->m, "dxsync_consumer_events_waiting_for_parent",
                                 "Events waiting for the item they point at", l);
+    d->m_file_bytes = metrics_counter(d->m, "dxsync_consumer_file_bytes_total",
+                                      "Bytes of files moved from their source into the remote", l);
+    d->m_files = metrics_counter(d->m, "dxsync_consumer_files_applied_total",
+                                 "Files whose bytes the remote received", l);
+    static const double secs[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800};
+    d->m_file_seconds =
+        metrics_histogram(d->m, "dxsync_consumer_file_transfer_seconds",
+                          "Time of a file's transfer from its source", l, secs, DX_ARRAY_LEN(secs));
     snprintf(l, sizeof(l), "remote=\"%s\",reason=\"outage\"", d->remote_name);
     d->m_retry_outage = metrics_counter(d->m, "dxsync_consumer_retries_total",
                                         "Requests retried after a backoff", l);
@@ -802,7 +1103,9 @@ struct dispatch *dispatch_new(const struct config *cfg, const struct config_inst
     d->multi = curl_multi_init();
     d->nslots = (size_t)cfg->consumer.max_in_flight;
     d->slots = calloc(d->nslots, sizeof(*d->slots));
-    if (!d->multi || !d->slots)
+    d->xlanes = calloc(d->nslots, sizeof(*d->xlanes));
+    d->src_http = calloc(cfg->ninstances ? cfg->ninstances : 1, sizeof(*d->src_http));
+    if (!d->multi || !d->slots || !d->xlanes || !d->src_http)
         goto oom;
     curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)d->nslots + 2);
     for (size_t i = 0; i < d->nslots; i++)
@@ -829,6 +1132,15 @@ void dispatch_free(struct dispatch *d)
             http_response_free(&s->resp);
         curl_easy_cleanup(s->easy);
     }
+    for (size_t i = 0; d->xlanes && i < d->nslots; i++)
+        if (d->xlanes[i] && d->xlanes[i]->xfer) {
+            xfer_abort(d->xlanes[i]->xfer);
+            d->xlanes[i]->xfer = NULL;
+        }
+    free(d->xlanes);
+    for (size_t i = 0; d->src_http && i < d->cfg->ninstances; i++)
+        http_client_free(d->src_http[i]);
+    free(d->src_http);
     free(d->slots);
     if (d->multi)
         curl_multi_cleanup(d->multi);

@@ -1,15 +1,18 @@
 /* dispatch: the batches of the assigned partitions onto libcurl's multi interface. Each
  * partition has a lane: its next batch is planned (plan) from its queue (partq), driven
- * request by request (apply) on a free slot, and settled: applied events are done, failed ones
- * dead-lettered (dlq). At most max_in_flight requests are out, one per lane (per-key order
- * holds). The remote's field list requests (remote) take a slot too, so no blocking request
- * ever runs inside the loop. Answers tell the remote's availability (remote). */
+ * request by request (apply, or fileop for a file's create or update) on a free slot, and
+ * settled: applied events are done, failed ones dead-lettered (dlq). At most max_in_flight
+ * requests are out, one per lane (per-key order holds); a file's transfer counts as one
+ * (its download from the source runs beside it, xfer.h). The remote's field list requests
+ * (remote) take a slot too, so no blocking request ever runs inside the loop. Answers tell the
+ * remote's availability (remote). */
 #ifndef DXSYNC_DISPATCH_H
 #define DXSYNC_DISPATCH_H
 
 #include "apply.h"
 #include "config.h"
 #include "dlq.h"
+#include "fileop.h"
 #include "http.h"
 #include "lww.h"
 #include "metrics.h"
@@ -51,6 +54,12 @@ struct dispatch_lane {
     struct http_response resp;
     int64_t sent_ms;
     enum apply_step sent_step;
+    /* A batch of DIRECTUS_FILES holding one create or update is a file operation (fileop.h):
+     * its requests go to the source and the remote, and its bytes through xfer while the
+     * transfer runs. */
+    struct fileop *fop;
+    enum fileop_step fop_step;
+    struct xfer *xfer;
 };
 
 struct dispatch;

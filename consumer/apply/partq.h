@@ -37,6 +37,9 @@ struct partq_ev {
     /* Waiting for the item it points at (dispatch.h): set by partq_park, cleared when it
      * settles. The times are the caller's monotonic clock. */
     bool parked;
+    /* a file's bytes reached the remote in an earlier try (fileop.h): a retry of its routed
+     * fields does not move them again */
+    bool file_sent;
     int parent_tries;     /* refusals for a missing referenced item so far */
     int64_t parked_since; /* the first refusal */
     int64_t parked_until; /* not planned before this (the backoff) */

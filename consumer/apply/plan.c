@@ -1,5 +1,7 @@
 #include "plan.h"
 
+#include "directus.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +130,28 @@ static bool routed(const struct config_collection *coll, const char *field)
     return false;
 }
 
+static bool file_content_field(const struct config_collection *coll, const char *field)
+{
+    if (strcmp(coll->collection, DIRECTUS_FILES) != 0)
+        return false;
+    for (size_t i = 0; i < DIRECTUS_FILE_CONTENT_FIELDS; i++)
+        if (strcmp(directus_file_content_fields[i], field) == 0)
+            return true;
+    return false;
+}
+
+bool plan_file_content(const struct event *ev, const struct config_collection *coll)
+{
+    if (strcmp(coll->collection, DIRECTUS_FILES) != 0 || ev->action == EVENT_DELETE)
+        return false;
+    if (ev->action != EVENT_UPDATE)
+        return true;
+    for (const cJSON *f = ev->delta ? ev->delta->child : NULL; f; f = f->next)
+        if (f->string && file_content_field(coll, f->string))
+            return true;
+    return false;
+}
+
 bool plan_touches(const struct event *ev, const struct config_collection *coll)
 {
     if (ev->action != EVENT_UPDATE)
@@ -135,7 +159,7 @@ bool plan_touches(const struct event *ev, const struct config_collection *coll)
     if (!ev->delta)
         return false;
     for (const cJSON *f = ev->delta->child; f; f = f->next)
-        if (f->string && routed(coll, f->string))
+        if (f->string && (routed(coll, f->string) || file_content_field(coll, f->string)))
             return true;
     return false;
 }
@@ -145,7 +169,7 @@ static void prune_object(cJSON *o, const struct config_collection *coll)
     cJSON *f = o ? o->child : NULL;
     while (f) {
         cJSON *next = f->next;
-        if (!f->string || !routed(coll, f->string))
+        if (!f->string || !(routed(coll, f->string) || file_content_field(coll, f->string)))
             cJSON_Delete(cJSON_DetachItemViaPointer(o, f));
         f = next;
     }

@@ -24,11 +24,17 @@ enum plan_kind plan_kind_of(enum event_action action);
  * out_idx (room for batch_max) and returns how many; 0 when evs holds nothing to plan. */
 size_t plan_next(const struct event *const *evs, size_t n, size_t batch_max, size_t *out_idx);
 
-/* Whether the event writes anything on the remote: an update that names no routed field in
- * delta does not (it is skipped); every other action does. */
+/* Whether the event writes anything on the remote: an update that names no routed field (nor a
+ * file's content field) in delta does not (it is skipped); every other action does. */
 bool plan_touches(const struct event *ev, const struct config_collection *coll);
 
-/* Drops from ev->data and ev->delta every member that is not a routed field, once plan_touches
+/* Whether ev brings a file's bytes (directus.h): a create or snapshot of DIRECTUS_FILES, or an
+ * update whose delta names a content field (an upload replaced the file). Such an event is
+ * applied by a transfer (fileop.h), not by an item request. */
+bool plan_file_content(const struct event *ev, const struct config_collection *coll);
+
+/* Drops from ev->data and ev->delta every member that is not a routed field (a file's content
+ * fields stay: the consumer reads them), once plan_touches
  * has been asked: nothing later reads them, and a queued event then holds only what it writes. */
 void plan_prune(struct event *ev, const struct config_collection *coll);
 

@@ -33,14 +33,14 @@ struct coll_run {
     char err[1024];
 };
 
-/* SEARCH /items/<c> with query; the data array (owned by *root) or NULL with r->err set. */
+/* SEARCH the collection's items (directus_items_path) with query; the data array (owned by *root)
+ * or NULL with r->err set. */
 static const cJSON *search(struct coll_run *r, struct http_client *h, const char *who, cJSON *query,
                            cJSON **root)
 {
     *root = NULL;
-    char esc[512], path[600];
-    if (http_escape(r->sub->coll->collection, esc, sizeof(esc)) ||
-        util_format(path, sizeof(path), "/items/%s", esc)) {
+    char path[600];
+    if (directus_items_path(r->sub->coll->collection, path, sizeof(path))) {
         snprintf(r->err, sizeof(r->err), "collection name too long");
         cJSON_Delete(query);
         return NULL;

@@ -343,18 +343,20 @@ cmd_prepare() {
   # Content collections.
   ensure_collection articles \
     '{"field":"id","type":"uuid","meta":{"special":["uuid"],"hidden":true,"readonly":true,"interface":"input"},"schema":{"is_primary_key":true,"length":36,"has_auto_increment":false}}' \
-    title string body text rating integer
+    title string body text rating integer cover uuid
+  # an article's cover image: a many-to-one to the files, as the Data Model's image field makes it
+  ensure_relation '{"collection":"articles","field":"cover","related_collection":"directus_files","schema":{"on_delete":"SET NULL"}}'
   ensure_collection counters \
     '{"field":"id","type":"integer","meta":{"hidden":true,"readonly":true,"interface":"input"},"schema":{"is_primary_key":true,"has_auto_increment":true}}' \
     name string value integer
   ensure_related
 
-  # Least-privilege sync user: plain CRUD on the content, notifications, read on what it
-  # needs to find itself and the schema. No app access.
+  # Least-privilege sync user: plain CRUD on the content (files and folders included),
+  # notifications, read on what it needs to find itself and the schema. No app access.
   local sync_policy sync_role sync_user sync_token="${DXSYNC_SYNC_TOKEN:-dxsync-sync-token-$name}" c a
   local attrs='"icon":"sync","description":"dxsync sync user","app_access":false,"admin_access":false,"enforce_tfa":false'
   sync_policy=$(ensure_by_name policies dxsync "{\"name\":\"dxsync\",$attrs}" "{$attrs}")
-  for c in articles counters authors posts tags posts_tags; do
+  for c in articles counters authors posts tags posts_tags directus_files directus_folders; do
     for a in create read update delete; do ensure_permission "$sync_policy" "$c" "$a"; done
   done
   for a in create read; do ensure_permission "$sync_policy" directus_notifications "$a"; done
@@ -370,7 +372,7 @@ cmd_prepare() {
   local ed_policy ed_role
   attrs='"icon":"edit","description":"dxsync test editors","app_access":true,"admin_access":false,"enforce_tfa":false'
   ed_policy=$(ensure_by_name policies editor "{\"name\":\"editor\",$attrs}" "{$attrs}")
-  for c in articles counters authors posts tags posts_tags; do
+  for c in articles counters authors posts tags posts_tags directus_files directus_folders; do
     for a in create read update delete; do ensure_permission "$ed_policy" "$c" "$a"; done
   done
   ed_role=$(ensure_role editor "$ed_policy")

@@ -201,6 +201,9 @@ static const struct bad_case bad_cases[] = {
     {"\"collection\": \"counters\"", "\"collection\": \"directus_users\"",
      "is a Directus system collection"},
     {"\"collection\": \"counters\"", "\"collection\": \"a.b\"", "cannot be a topic name"},
+    {"{\"collection\": \"counters\", \"fields\": [\"value\"]}",
+     "{\"collection\": \"directus_files\", \"fields\": [\"title\", \"filesize\"]}",
+     "routes[0].collections[1].fields[1]: \"filesize\" is set by Directus from the file's bytes"},
     {"\"topic_prefix\": \"dxsync\"", "\"topic_prefix\": \"dx sync\"",
      "kafka.topic_prefix: \"dx sync\" is not a valid topic prefix"},
     {"\"database\": \"host=127.0.0.1 dbname=directus_b\"", "\"database\": \"host=127.0.0.1 nope\"",
@@ -251,6 +254,25 @@ static void refuses_every_bad_input(void **state)
 
 /* A token or database naming an unset variable loads (commands reading Kafka alone need
  * neither); config_require then names the key, as loading did before. */
+static void files_and_folders_can_be_routed(void **state)
+{
+    (void)state;
+    char buf[4096];
+    const char *from = "{\"collection\": \"counters\", \"fields\": [\"value\"]}";
+    const char *to = "{\"collection\": \"directus_files\", \"fields\": [\"title\", \"folder\"]},"
+                     " {\"collection\": \"directus_folders\", \"fields\": [\"name\", \"parent\"]}";
+    const char *at = strstr(valid, from);
+    assert_non_null(at);
+    snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - valid), valid, to, at + strlen(from));
+    struct config cfg;
+    char err[512] = "";
+    assert_int_equal(config_load_buffer(buf, strlen(buf), &cfg, err, sizeof(err)), 0);
+    const struct config_route *r = config_route_find(&cfg, "a", "b");
+    assert_non_null(config_route_collection(r, "directus_files"));
+    assert_non_null(config_route_collection(r, "directus_folders"));
+    config_free(&cfg);
+}
+
 static void unset_secrets_wait_for_a_command_that_needs_them(void **state)
 {
     (void)state;
@@ -345,6 +367,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(loads_the_design_example, setup),
+        cmocka_unit_test_setup(files_and_folders_can_be_routed, setup),
         cmocka_unit_test_setup(applies_defaults, setup),
         cmocka_unit_test_setup(refuses_every_bad_input, setup),
         cmocka_unit_test_setup(refuses_bad_json_with_position, setup),

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Files travel with the content that uses them (issue 13). A route carries directus_files,
+directus_folders and articles (whose cover is a many-to-one to directus_files) from a to b:
+
+  - an image and a 50 MB file uploaded on a (the big one into a folder) land on b with the same
+    ids and the same bytes (GET /assets/<id> compared by SHA-256); the article whose cover is the
+    image points at it on b;
+  - the 50 MB file replaced on a (new bytes, new type): b serves the new bytes;
+  - its title edited on a: only the metadata moves (no transfer);
+  - a file gone from a when the consumer reads its create: skipped, nothing dead-lettered;
+  - the image deleted on a: gone on b, and the article's cover is null on both;
+  - Directus b stopped in the middle of a 200 MB transfer: once it is back the file lands
+    complete, nothing dead-lettered;
+  - the consumer's metrics count the bytes, the files and the transfer time."""
+import hashlib, json, os, random, struct, subprocess, sys, time, urllib.request, zlib
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from dx import *  # noqa: E402,F401,F403
+
+NAME = "files"
+seed(NAME)
+A, B = inst("a"), inst("b")
+HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness")
+PREFIX = f"fil{int(time.time() * 1000) % 10**9}"
+METRICS = "127.0.0.1:29480"
+cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
+       "instances": [{"name": i["name"], "url": i["url"], "token": i["sync"], "database": i["db"]} for i in (A, B)],
+       "routes": [{"from": "a", "to": "b", "collections": [
+           {"collection": "directus_folders", "fields": ["name", "parent"]},
+           {"collection": "directus_files", "fields": ["title", "description", "folder", "filename_download"]},
+           {"collection": "articles", "fields": ["title", "cover"]}]}],
+       "consumer": {"retry_notify_after_s": 5, "parent_wait_s": 300}}
+CFG = os.path.join(TMP, "cfg.json")
+json.dump(cfg, open(CFG, "w"))
+P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
+
+
+def png(w, h):
+    """A real PNG image (random pixels), so that Directus reads its size as for any upload."""
+    raw = b"".join(b"\0" + bytes(random.getrandbits(8) for _ in range(w * 3)) for _ in range(h))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def blob(path, mb):
+    """mb MiB of random bytes at path; returns their SHA-256."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(mb):
+            b = random.randbytes(1 << 20)
+            h.update(b)
+            f.write(b)
+    return h.hexdigest()
+
+
+def upload(i, path, typ, name, fid=None, folder=None, title=None, replace=None):
+    """POST /files (or PATCH /files/<replace>) as a's admin, the way the app uploads."""
+    args = ["curl", "-sS", "-X", "PATCH" if replace else "POST", i["url"] + ("/files/" + replace if replace else "/files"),
+            "-H", "Authorization: Bearer " + i["admin"]]
+    for k, v in (("id", fid), ("folder", folder), ("title", title)):
+        if v:
+            args += ["-F", f"{k}={v}"]
+    args += ["-F", f"file=@{path};type={typ};filename={name}"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return json.loads(out)["data"]
+
+
+def asset_sha(i, fid):
+    """SHA-256 of what i serves at /assets/<fid>, or None when it serves nothing."""
+    req = urllib.request.Request(f"{i['url']}/assets/{fid}", headers={"Authorization": "Bearer " + i["admin"]})
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            while True:
+                b = r.read(1 << 20)
+                if not b:
+                    break
+                h.update(b)
+    except urllib.error.HTTPError:
+        return None
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def file_on(i, fid, fields="id,title,folder,filesize,type,filename_download"):
+    got = api(i, "GET", f"/files/{fid}?fields={fields}", ok=(200, 403))
+    return (got or {}).get("data")
+
+
+def transfers():
+    return log_of("consumer-b").count("event=file_transferred")
+
+
+def dead_letters():
+    return [m for m in topic(f"{PREFIX}.dlq.b")] if topic_exists(f"{PREFIX}.dlq.b") else []
+
+
+fresh_slot(A)
+start("producer-a", P, "--config", CFG, "--instance", "a")
+start("consumer-b", CONS, "--config", CFG, "--remote", "b", "--metrics-addr", METRICS)
+check(wait_for(lambda: "event=streaming" in log_of("producer-a"), 30), "a's producer streams")
+check(wait_for(lambda: "partition_assigned" in log_of("consumer-b"), 60), "b's consumer is assigned its partitions")
+
+# ---- an image and a 50 MB file, an article with the image as its cover
+folder = api(A, "POST", "/folders", {"name": f"media-{PREFIX}"})["data"]["id"]
+img_path = os.path.join(TMP, "cover.png")
+open(img_path, "wb").write(png(64, 48))
+img_sha = hashlib.sha256(open(img_path, "rb").read()).hexdigest()
+img = upload(A, img_path, "image/png", "cover.png", fid=uid(), title="The cover")
+big_path = os.path.join(TMP, "big.bin")
+big_sha = blob(big_path, 50)
+big = upload(A, big_path, "application/octet-stream", "big.bin", folder=folder)
+art = uid()
+api(A, "POST", "/items/articles", {"id": art, "title": "with a cover", "cover": img["id"]})
+t0 = time.time()
+check(wait_for(lambda: asset_sha(B, img["id"]) == img_sha, 120, 1), "the image lands on b with the same id and bytes")
+check(wait_for(lambda: asset_sha(B, big["id"]) == big_sha, 300, 2),
+      f"the 50 MB file lands on b with the same id and bytes ({time.time() - t0:.1f} s)")
+fb = file_on(B, big["id"]) or {}
+check(fb.get("folder") == folder and fb.get("filename_download") == "big.bin" and str(fb.get("filesize")) == str(50 << 20),
+      f"... in the same folder, with its name and size ({fb})")
+ib = file_on(B, img["id"], "id,title,width,height,type") or {}
+check(ib.get("title") == "The cover" and ib.get("width") == 64 and ib.get("height") == 48 and ib.get("type") == "image/png",
+      f"b read the image itself: title, 64x48, image/png ({ib})")
+check(wait_for(lambda: items(B, "articles", "id,cover").get(art, {}).get("cover") == img["id"], 60, 1),
+      "the article's cover on b points at the image")
+n_after_create = transfers()
+check(n_after_create >= 2, f"the consumer transferred the bytes ({n_after_create} transfers)")
+
+# ---- replace the big file's bytes on a
+new_path = os.path.join(TMP, "new.txt")
+new_sha = blob(new_path, 3)
+upload(A, new_path, "text/plain", "replaced.txt", replace=big["id"])
+check(wait_for(lambda: asset_sha(B, big["id"]) == new_sha, 120, 1), "after a replacement on a, b serves the new bytes")
+fb = file_on(B, big["id"]) or {}
+check(fb.get("type") == "text/plain" and str(fb.get("filesize")) == str(3 << 20) and fb.get("filename_download") == "replaced.txt",
+      f"... with the new type, size and name ({fb})")
+
+# ---- edit the title: metadata only
+before = transfers()
+api(A, "PATCH", f"/files/{big['id']}", {"title": "Renamed on a", "description": "edited"})
+check(wait_for(lambda: (file_on(B, big["id"]) or {}).get("title") == "Renamed on a", 60, 1), "a title edited on a reaches b")
+time.sleep(2)
+check(transfers() == before, f"... without moving the bytes again ({transfers() - before} transfers)")
+check(asset_sha(B, big["id"]) == new_sha, "... and b still serves the same bytes")
+
+# ---- a file gone from a by the time the consumer gets to its create: skipped. (Deleted through
+# Directus, its delete event would be known first and the create superseded; deleted in SQL,
+# the consumer finds the source without it.)
+stop("consumer-b")
+gone_path = os.path.join(TMP, "gone.bin")
+blob(gone_path, 1)
+gone = upload(A, gone_path, "application/octet-stream", "gone.bin")
+time.sleep(2)
+psql(A["db"], f"delete from directus_files where id = '{gone['id']}'")
+start("consumer-b", CONS, "--config", CFG, "--remote", "b", "--metrics-addr", METRICS)
+check(wait_for(lambda: "event=file_gone" in log_of("consumer-b"), 60, 1),
+      "a file deleted on a before the consumer got to it is skipped (event=file_gone)")
+check(file_on(B, gone["id"]) is None, "... and is not on b")
+
+# ---- delete the image: gone on b, the article's cover is null
+api(A, "DELETE", f"/files/{img['id']}")
+check(wait_for(lambda: file_on(B, img["id"]) is None, 60, 1), "the image deleted on a is gone on b")
+check(asset_sha(B, img["id"]) is None, "... and b serves no bytes for it")
+check(wait_for(lambda: items(B, "articles", "id,cover").get(art, {}).get("cover") is None, 60, 1),
+      "the article's cover is null on b as on a")
+
+# ---- Directus b stops in the middle of a 200 MB transfer
+huge_path = os.path.join(TMP, "huge.bin")
+huge_sha = blob(huge_path, 200)
+stalled = transfers()
+huge = upload(A, huge_path, "application/octet-stream", "huge.bin")
+def started(fid):
+    return any("event=file_transfer " in l and fid in l for l in log_of("consumer-b").splitlines())
+
+
+check(wait_for(lambda: started(huge["id"]), 60, 0.1), "the 200 MB transfer started")
+time.sleep(0.5)
+subprocess.run([os.path.join(HARNESS, "directus.sh"), "stop", "b"], check=True, stdout=subprocess.DEVNULL)
+stopped_at = time.time()
+check(transfers() == stalled, "Directus b stopped before the transfer finished")
+time.sleep(8)
+subprocess.run([os.path.join(HARNESS, "directus.sh"), "start", "b", B["url"].rsplit(":", 1)[1], B["db"]],
+               check=True, stdout=subprocess.DEVNULL)
+print(f"     Directus b started again after {time.time() - stopped_at:.0f} s", flush=True)
+check(wait_for(lambda: asset_sha(B, huge["id"]) == huge_sha, 300, 2), "after b is back, the 200 MB file lands complete")
+check("event=file_transfer_failed" in log_of("consumer-b"), "the cut transfer was seen failing and started again")
+letters = dead_letters()
+check(not letters, f"nothing was dead-lettered ({[m['key'] for m in letters][:5]})")
+
+# ---- metrics
+m = urllib.request.urlopen(f"http://{METRICS}/metrics").read().decode()
+def metric(name):
+    return sum(float(l.split()[-1]) for l in m.splitlines() if l.startswith(name + "{") or l.startswith(name + " "))
+check(metric("dxsync_consumer_file_bytes_total") >= (200 << 20), f"bytes transferred are counted ({metric('dxsync_consumer_file_bytes_total'):.0f})")
+check(metric("dxsync_consumer_files_applied_total") >= 1, "files applied are counted")
+check(metric("dxsync_consumer_file_transfer_seconds_count") >= 1, "transfer times are observed")
+finish(NAME)
