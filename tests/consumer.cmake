@@ -3,6 +3,7 @@
 
 dx_unit(test_plan dxsync_apply)
 dx_unit(test_apply dxsync_apply)
+dx_unit(test_fileop dxsync_apply)
 dx_unit(test_check dxsync_ops)
 dx_unit(test_admin dxsync_ops)
 dx_unit(test_deadletter dxsync_apply)

@@ -135,5 +135,10 @@ if [ -s "$DXSYNC_RUN/relations-table.txt" ]; then
   printf '%-12s %7s %8s %6s %5s %10s %12s %9s %5s %8s\n' scenario nested authors posts tags posts_tags parent-waits differ dlq equal-s
   cat "$DXSYNC_RUN/relations-table.txt"
 fi
+if [ -s "$DXSYNC_RUN/files-table.txt" ]; then
+  step "files (a -> b; the 200 MB transfer is cut by b's restart; dlq must be 0)"
+  printf '%-12s %9s %8s %8s %9s %9s %7s %4s\n' build transfers 50MB-s 50MB/s 200MB-s 200MB/s failed dlq
+  cat "$DXSYNC_RUN/files-table.txt"
+fi
 step "done: $([ $status = 0 ] && echo PASSED || echo FAILED) in $((SECONDS - start_time)) s"
 exit $status

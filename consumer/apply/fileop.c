@@ -352,7 +352,8 @@ enum fileop_verdict fileop_transferred(struct fileop *op, const struct http_resp
         return source_down(op, delay_ms);
     }
     if (directus_is_outage(a)) {
-        op->remote_known = false;
+        op->remote_known = false; /* a create cut short may or may not have left the row */
+        choose(op);
         *delay_ms = backoff_next_after(&op->backoff, up->retry_after_s);
         return FILEOP_RETRY_REMOTE;
     }
@@ -370,6 +371,7 @@ enum fileop_verdict fileop_transferred(struct fileop *op, const struct http_resp
         return FILEOP_NEXT;
     case DIRECTUS_SERVER_ERROR:
         op->remote_known = false;
+        choose(op);
         return item_fault(op, up, delay_ms);
     default:
         fail_with(op, up);

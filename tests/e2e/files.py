@@ -198,4 +198,19 @@ def metric(name):
 check(metric("dxsync_consumer_file_bytes_total") >= (200 << 20), f"bytes transferred are counted ({metric('dxsync_consumer_file_bytes_total'):.0f})")
 check(metric("dxsync_consumer_files_applied_total") >= 1, "files applied are counted")
 check(metric("dxsync_consumer_file_transfer_seconds_count") >= 1, "transfer times are observed")
+# ---- a row for tests/run.sh's table
+def moved(fid):
+    rows = [l for l in log_of("consumer-b").splitlines() if "event=file_transferred" in l and fid in l]
+    kv = dict(x.split("=", 1) for x in rows[-1].split() if "=" in x) if rows else {}
+    return float(kv.get("seconds", "nan")), float(kv.get("mb_per_s", "nan"))
+s50, r50 = float("nan"), float("nan")  # the 50 MB file's first transfer (it was replaced since)
+for l in log_of("consumer-b").splitlines():
+    if "event=file_transferred" in l and "bytes=52428800" in l:
+        kv = dict(x.split("=", 1) for x in l.split() if "=" in x)
+        s50, r50 = float(kv["seconds"]), float(kv["mb_per_s"])
+s200, r200 = moved(huge["id"])
+with open(os.path.join(RUN, "files-table.txt"), "a") as f:
+    f.write(f"{os.path.basename(BIN.rstrip('/')):<12} {transfers():>9} {s50:>8.2f} {r50:>8.1f} "
+            f"{s200:>9.2f} {r200:>9.1f} {log_of('consumer-b').count('event=file_transfer_failed'):>7} "
+            f"{len(letters):>4}\n")
 finish(NAME)
