@@ -1,5 +1,6 @@
 #include "check.h"
 
+#include "directus.h"
 #include "http.h"
 #include "report.h"
 #include "source.h"
@@ -176,10 +177,15 @@ static void check_collection(struct report *r, PGconn *c, const struct config *c
                              const struct config_collection *cc)
 {
     char v[512];
-    int in_directus = scalar(c,
-                             "SELECT coalesce(accountability, 'null') FROM "
-                             "directus_collections WHERE collection = $1",
-                             coll, v, sizeof(v));
+    /* Directus's own collections (files, folders) have no row there and record every change */
+    bool system = strcmp(coll, DIRECTUS_FILES) == 0 || strcmp(coll, DIRECTUS_FOLDERS) == 0;
+    int in_directus = system ? 1
+                             : scalar(c,
+                                      "SELECT coalesce(accountability, 'null') FROM "
+                                      "directus_collections WHERE collection = $1",
+                                      coll, v, sizeof(v));
+    if (system)
+        util_strlcpy(v, "all", sizeof(v));
     char table[8];
     scalar(c, "SELECT to_regclass(quote_ident($1)) IS NOT NULL", coll, table, sizeof(table));
     if (strcmp(table, "t") != 0 || in_directus != 1) {
@@ -192,6 +198,8 @@ static void check_collection(struct report *r, PGconn *c, const struct config *c
                        "collection \"%s\": accountability is \"%s\"; set it to \"all\" (Settings > "
                        "Data Model > %s > Accountability) so Directus writes revisions",
                        coll, v, coll);
+    else if (system)
+        report_ok(r, "system collection \"%s\" (Directus records every change of it)", coll);
     else
         report_ok(r, "collection \"%s\" exists with accountability \"all\"", coll);
     check_table_published(r, c, slot, coll);

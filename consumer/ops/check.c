@@ -220,6 +220,87 @@ static void check_collection(struct report *r, struct http_client *h, const stru
                   coll->collection);
 }
 
+/* A route carrying files: its source must let the sync user read the records and the bytes
+ * (/assets); a source whose files sit in several storage locations gets them all in the
+ * remote's default one; the remote must take uploads as big as the largest file. */
+static void check_files_source(struct report *r, const struct config *cfg,
+                               const struct config_route *route, long timeout)
+{
+    const struct config_instance *src = config_instance_find(cfg, route->from);
+    char e[512];
+    struct http_client *sh =
+        src ? http_client_new(src->url, src->token, timeout, e, sizeof(e)) : NULL;
+    if (!sh)
+        return;
+    struct http_response res;
+    http_request(sh, "GET", "/files?fields=id,filesize&sort=-filesize&limit=1", NULL, &res);
+    cJSON *root = directus_classify(&res, true) == DIRECTUS_OK && res.body
+                      ? cJSON_ParseWithLength(res.body, res.len)
+                      : NULL;
+    const cJSON *data = get(root, "data");
+    if (!cJSON_IsArray(data)) {
+        char d[600];
+        directus_describe(&res, d, sizeof(d));
+        report_problem(r,
+                       "route %s -> %s: the sync user of %s cannot list files (%s): grant it "
+                       "read on directus_files there, or no file can travel",
+                       route->from, route->to, route->from, d);
+        goto out;
+    }
+    const cJSON *first = cJSON_GetArrayItem(data, 0);
+    const char *id = text_of(first, "id", NULL);
+    const cJSON *size = get(first, "filesize");
+    double biggest = cJSON_IsNumber(size)   ? size->valuedouble
+                     : cJSON_IsString(size) ? strtod(size->valuestring, NULL)
+                                            : 0;
+    if (!*id) {
+        report_ok(r, "route %s -> %s: the sync user of %s may read files (there are none yet)",
+                  route->from, route->to, route->from);
+        goto out;
+    }
+    char esc[256], path[320];
+    http_response_free(&res);
+    if (http_escape(id, esc, sizeof(esc)) == 0) {
+        snprintf(path, sizeof(path), "/assets/%s", esc);
+        http_request(sh, "HEAD", path, NULL, &res);
+        if (res.klass == HTTP_OK)
+            report_ok(r, "route %s -> %s: the sync user of %s may read files and their bytes",
+                      route->from, route->to, route->from);
+        else
+            report_problem(r,
+                           "route %s -> %s: the sync user of %s reads file records but not "
+                           "their bytes (HEAD %s: HTTP %ld)",
+                           route->from, route->to, route->from, path, res.status);
+        http_response_free(&res);
+    }
+    report_ok(r,
+              "route %s -> %s: the largest file on %s has %.0f bytes; %s must accept uploads "
+              "that big (its FILES_MAX_UPLOAD_SIZE)",
+              route->from, route->to, route->from, biggest, route->to);
+    http_request(sh, "GET", "/files?groupBy[]=storage&aggregate[count]=id", NULL, &res);
+    cJSON_Delete(root);
+    root = res.klass == HTTP_OK && res.body ? cJSON_ParseWithLength(res.body, res.len) : NULL;
+    data = get(root, "data");
+    if (cJSON_GetArraySize(data) > 1) {
+        char names[256] = "";
+        const cJSON *g;
+        cJSON_ArrayForEach(g, data)
+        {
+            size_t n = strlen(names);
+            snprintf(names + n, sizeof(names) - n, "%s%s", n ? ", " : "",
+                     text_of(g, "storage", NULL));
+        }
+        report_warn(r,
+                    "route %s -> %s: files on %s are in several storage locations (%s); %s "
+                    "stores every one it receives in its default location",
+                    route->from, route->to, route->from, names, route->to);
+    }
+out:
+    http_response_free(&res);
+    cJSON_Delete(root);
+    http_client_free(sh);
+}
+
 int check_remote(const struct config *cfg, const char *remote, FILE *out, int *problems, char *err,
                  size_t errlen)
 {
@@ -247,8 +328,11 @@ int check_remote(const struct config *cfg, const char *remote, FILE *out, int *p
     if (!report_directus(&r, h, remote, inst->url))
         goto out;
     const cJSON *perms = permissions_fetch(h, &perms_root);
-    for (size_t i = 0; i < nsubs; i++)
+    for (size_t i = 0; i < nsubs; i++) {
         check_collection(&r, h, &subs[i], perms);
+        if (strcmp(subs[i].coll->collection, DIRECTUS_FILES) == 0)
+            check_files_source(&r, cfg, subs[i].route, timeout);
+    }
     /* relations: the same on the source and here */
     for (size_t i = 0; i < nsubs; i++) {
         const struct config_instance *src = config_instance_find(cfg, subs[i].route->from);
