@@ -211,3 +211,47 @@ int64_t xfer_sent(const struct xfer *x)
 {
     return x ? x->sent : 0;
 }
+
+int xfer_run(struct http_client *src, const char *src_path, struct http_client *dst,
+             const char *method, const char *dst_path, const struct xfer_spec *spec,
+             long timeout_ms, struct http_response *up_resp, struct xfer_result *out)
+{
+    CURLM *multi = curl_multi_init();
+    CURL *up = curl_easy_init();
+    struct xfer *x = multi && up ? xfer_start(multi, src, src_path, dst, method, dst_path, up,
+                                              up_resp, spec, timeout_ms)
+                                 : NULL;
+    if (!x) {
+        if (up)
+            curl_easy_cleanup(up);
+        if (multi)
+            curl_multi_cleanup(multi);
+        return -1;
+    }
+    bool up_done = false;
+    while (!up_done) {
+        int running;
+        curl_multi_perform(multi, &running);
+        while (xfer_kick(x))
+            curl_multi_perform(multi, &running);
+        CURLMsg *m;
+        int left;
+        while ((m = curl_multi_info_read(multi, &left))) {
+            if (m->msg != CURLMSG_DONE)
+                continue;
+            if (m->easy_handle == up) {
+                http_finish(up, m->data.result, up_resp);
+                curl_multi_remove_handle(multi, up);
+                up_done = true;
+            } else if (xfer_owns(x, m->easy_handle)) {
+                xfer_download_done(x, m->data.result);
+            }
+        }
+        if (!up_done)
+            curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    xfer_end(x, out);
+    curl_easy_cleanup(up);
+    curl_multi_cleanup(multi);
+    return 0;
+}

@@ -71,6 +71,13 @@ void xfer_end(struct xfer *x, struct xfer_result *out);
  * removed from the multi too. */
 void xfer_abort(struct xfer *x);
 
+/* The whole transfer, blocking, on a multi handle of its own (for the operator commands):
+ * *up_resp gets the upload's answer and *out the download's (free both with
+ * http_response_free). Returns 0, or -1 when it could not start (out of memory). */
+int xfer_run(struct http_client *src, const char *src_path, struct http_client *dst,
+             const char *method, const char *dst_path, const struct xfer_spec *spec,
+             long timeout_ms, struct http_response *up_resp, struct xfer_result *out);
+
 /* Bytes moved so far from the source to the remote. */
 int64_t xfer_sent(const struct xfer *x);
 

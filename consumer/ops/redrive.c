@@ -4,7 +4,9 @@
 
 #include "apply.h"
 #include "deadletter.h"
+#include "directus.h"
 #include "event.h"
+#include "fileop.h"
 #include "http.h"
 #include "kafka.h"
 #include "log.h"
@@ -153,9 +155,86 @@ static void sleep_ms(int64_t ms)
     nanosleep(&ts, NULL);
 }
 
+/* Whether an outage that started at *since (-1: none) has lasted too long for this run (the
+ * run stops; a later one goes on). */
+static bool outage_too_long(int64_t *since, const char *who, const struct http_response *resp)
+{
+    if (*since < 0)
+        *since = util_mono_ms();
+    if (util_mono_ms() - *since <= OUTAGE_GIVE_UP_MS)
+        return false;
+    fprintf(stderr,
+            "dxsync-consumer: dlq redrive: %s is unavailable (%ld %s): stopping; run it again "
+            "later\n",
+            who, resp->status, resp->message);
+    return true;
+}
+
+/* Applies l, a file's create or update, alone (fileop.h, its bytes by xfer_run). Returns as
+ * apply_one. */
+static int apply_file(struct run *r, struct letter *l, struct apply_item *why)
+{
+    struct apply_item it = {.ev = &l->ev};
+    struct fileop op;
+    const struct config_instance *src = config_instance_find(r->cfg, l->sub->route->from);
+    char err[256];
+    long timeout = r->cfg->consumer.request_timeout_ms;
+    struct http_client *sh =
+        src ? http_client_new(src->url, src->token, timeout, err, sizeof(err)) : NULL;
+    int rc = -1;
+    if (!sh || fileop_init(&op, &l->ev, l->sub->coll, &it, plan_file_content(&l->ev, l->sub->coll),
+                           false, r->cfg->consumer.item_attempts, (uint64_t)l->offset)) {
+        http_client_free(sh);
+        return -1;
+    }
+    int64_t outage_since = -1;
+    while (!signals_stop) {
+        struct fileop_request req;
+        int n = fileop_next(&op, &req);
+        if (n < 0)
+            break;
+        if (n == 0) {
+            *why = it;
+            rc = it.state == APPLY_APPLIED ? 1 : 0;
+            break;
+        }
+        struct http_response resp;
+        int64_t delay = 0;
+        enum fileop_verdict v;
+        if (req.step == FILEOP_TRANSFER) {
+            struct xfer_result xr;
+            if (xfer_run(sh, req.src_path, r->http, req.method, req.path, &req.spec,
+                         (long)fileop_timeout_ms(req.spec.size, timeout), &resp, &xr))
+                break;
+            v = fileop_transferred(&op, &resp, &xr, &delay);
+            http_response_free(&xr.dl);
+        } else {
+            http_request(req.to_source ? sh : r->http, req.method, req.path, req.body, &resp);
+            v = fileop_answer(&op, &resp, &delay);
+        }
+        bool down = v == FILEOP_RETRY_REMOTE || v == FILEOP_RETRY_SOURCE;
+        if (down &&
+            outage_too_long(&outage_since,
+                            v == FILEOP_RETRY_SOURCE ? l->sub->route->from : r->remote, &resp)) {
+            http_response_free(&resp);
+            break;
+        }
+        if (!down)
+            outage_since = -1;
+        http_response_free(&resp);
+        if (v != FILEOP_NEXT && v != FILEOP_DONE)
+            sleep_ms(delay);
+    }
+    fileop_free(&op);
+    http_client_free(sh);
+    return rc;
+}
+
 /* Applies l alone. 1 applied, 0 failed (it holds why), -1 the remote is unavailable. */
 static int apply_one(struct run *r, struct letter *l, struct apply_item *why)
 {
+    if (strcmp(l->sub->coll->collection, DIRECTUS_FILES) == 0 && l->ev.action != EVENT_DELETE)
+        return apply_file(r, l, why);
     struct apply_params p = {.collection = l->sub->coll->collection,
                              .coll = l->sub->coll,
                              .pk = NULL,
@@ -184,13 +263,7 @@ static int apply_one(struct run *r, struct letter *l, struct apply_item *why)
         int64_t delay = 0;
         enum apply_verdict v = apply_batch_answer(&b, &resp, &delay);
         if (v == APPLY_RETRY_OUTAGE) {
-            if (outage_since < 0)
-                outage_since = util_mono_ms();
-            if (util_mono_ms() - outage_since > OUTAGE_GIVE_UP_MS) {
-                fprintf(stderr,
-                        "dxsync-consumer: dlq redrive: %s is unavailable (%ld %s): "
-                        "stopping; run it again later\n",
-                        r->remote, resp.status, resp.message);
+            if (outage_too_long(&outage_since, r->remote, &resp)) {
                 http_response_free(&resp);
                 break;
             }

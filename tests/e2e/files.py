@@ -9,10 +9,12 @@ directus_folders and articles (whose cover is a many-to-one to directus_files) f
   - its title edited on a: only the metadata moves (no transfer);
   - a file gone from a when the consumer reads its create: skipped, nothing dead-lettered;
   - the image deleted on a: gone on b, and the article's cover is null on both;
-  - Directus b stopped in the middle of a 200 MB transfer: once it is back the file lands
-    complete, nothing dead-lettered;
+  - Directus b frozen, then killed, in the middle of a 200 MB transfer: once it is back the file
+    lands complete, nothing dead-lettered;
+  - a file record without bytes waits, is dead-lettered FILE_INCOMPLETE after parent_wait_s,
+    and `dlq redrive` moves its bytes once a has them;
   - the consumer's metrics count the bytes, the files and the transfer time."""
-import hashlib, json, os, random, struct, subprocess, sys, time, urllib.request, zlib
+import hashlib, json, os, random, signal, struct, subprocess, sys, time, urllib.request, zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dx import *  # noqa: E402,F401,F403
@@ -29,7 +31,7 @@ cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
            {"collection": "directus_folders", "fields": ["name", "parent"]},
            {"collection": "directus_files", "fields": ["title", "description", "folder", "filename_download"]},
            {"collection": "articles", "fields": ["title", "cover"]}]}],
-       "consumer": {"retry_notify_after_s": 5, "parent_wait_s": 300}}
+       "consumer": {"retry_notify_after_s": 5, "parent_wait_s": 30}}
 CFG = os.path.join(TMP, "cfg.json")
 json.dump(cfg, open(CFG, "w"))
 P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
@@ -94,6 +96,10 @@ def transfers():
     return log_of("consumer-b").count("event=file_transferred")
 
 
+def started(fid):
+    return any("event=file_transfer " in l and fid in l for l in log_of("consumer-b").splitlines())
+
+
 def dead_letters():
     return [m for m in topic(f"{PREFIX}.dlq.b")] if topic_exists(f"{PREFIX}.dlq.b") else []
 
@@ -129,6 +135,31 @@ check(wait_for(lambda: items(B, "articles", "id,cover").get(art, {}).get("cover"
       "the article's cover on b points at the image")
 n_after_create = transfers()
 check(n_after_create >= 2, f"the consumer transferred the bytes ({n_after_create} transfers)")
+
+# ---- check: what files need, on both sides
+r = subprocess.run([CONS, "--config", CFG, "--remote", "b", "check"], capture_output=True, text=True)
+check(r.returncode == 0 and "may read files and their bytes" in r.stdout and "the largest file on a" in r.stdout,
+      f"the consumer's check finds a's files readable, bytes included (exit {r.returncode})")
+r = subprocess.run([P, "--config", CFG, "--instance", "a", "check"], capture_output=True, text=True)
+check(r.returncode == 0 and 'system collection "directus_files"' in r.stdout
+      and 'publication dxsync_a covers table "directus_files"' in r.stdout,
+      f"the producer's check takes directus_files as a system collection in the publication (exit {r.returncode})")
+no_files = dict(cfg, routes=[{"from": "a", "to": "b", "collections": [{"collection": "articles", "fields": ["title", "cover"]}]}])
+CFG2 = os.path.join(TMP, "cfg-no-files.json")
+json.dump(no_files, open(CFG2, "w"))
+r = subprocess.run([CONS, "--config", CFG2, "--remote", "b", "check"], capture_output=True, text=True)
+check('"articles.cover" points at "directus_files", which no route carries from a to b' in r.stdout,
+      "a route with articles.cover but not directus_files gets a warning")
+bad = dict(cfg, routes=[{"from": "a", "to": "b", "collections": [{"collection": "directus_files", "fields": ["title", "filesize"]}]}])
+json.dump(bad, open(CFG2, "w"))
+r = subprocess.run([CONS, "--config", CFG2, "--remote", "b", "check"], capture_output=True, text=True)
+check(r.returncode == 2 and "routes[0].collections[0].fields[1]: \"filesize\" is set by Directus" in r.stderr,
+      f"a routed field Directus sets itself is refused, naming its key ({r.stderr.strip()[:160]})")
+json.dump(dict(cfg, routes=[{"from": "a", "to": "b", "collections": [{"collection": "directus_users", "fields": ["email"]}]}]),
+          open(CFG2, "w"))
+r = subprocess.run([CONS, "--config", CFG2, "--remote", "b", "check"], capture_output=True, text=True)
+check(r.returncode == 2 and "only directus_files and directus_folders can" in r.stderr,
+      "any other system collection is refused")
 
 # ---- replace the big file's bytes on a
 new_path = os.path.join(TMP, "new.txt")
@@ -168,21 +199,22 @@ check(asset_sha(B, img["id"]) is None, "... and b serves no bytes for it")
 check(wait_for(lambda: items(B, "articles", "id,cover").get(art, {}).get("cover") is None, 60, 1),
       "the article's cover is null on b as on a")
 
-# ---- Directus b stops in the middle of a 200 MB transfer
+# ---- Directus b dies in the middle of a 200 MB transfer
 huge_path = os.path.join(TMP, "huge.bin")
 huge_sha = blob(huge_path, 200)
 stalled = transfers()
 huge = upload(A, huge_path, "application/octet-stream", "huge.bin")
-def started(fid):
-    return any("event=file_transfer " in l and fid in l for l in log_of("consumer-b").splitlines())
-
-
-check(wait_for(lambda: started(huge["id"]), 60, 0.1), "the 200 MB transfer started")
-time.sleep(0.5)
-subprocess.run([os.path.join(HARNESS, "directus.sh"), "stop", "b"], check=True, stdout=subprocess.DEVNULL)
+check(wait_for(lambda: started(huge["id"]), 60, 0.02), "the 200 MB transfer started")
+# frozen first (the upload stalls where it is), then killed: the transfer is cut in its middle
+bpid = int(open(os.path.join(RUN, "directus-b.pid")).read().strip())
+os.kill(bpid, signal.SIGSTOP)
 stopped_at = time.time()
-check(transfers() == stalled, "Directus b stopped before the transfer finished")
-time.sleep(8)
+check(transfers() == stalled, "Directus b froze before the transfer finished")
+time.sleep(2)
+os.kill(bpid, signal.SIGKILL)
+subprocess.run([os.path.join(HARNESS, "directus.sh"), "stop", "b"], check=True, stdout=subprocess.DEVNULL)
+check(transfers() == stalled, "... and was killed with the transfer still cut")
+time.sleep(6)
 subprocess.run([os.path.join(HARNESS, "directus.sh"), "start", "b", B["url"].rsplit(":", 1)[1], B["db"]],
                check=True, stdout=subprocess.DEVNULL)
 print(f"     Directus b started again after {time.time() - stopped_at:.0f} s", flush=True)
@@ -192,12 +224,45 @@ letters = dead_letters()
 check(not letters, f"nothing was dead-lettered ({[m['key'] for m in letters][:5]})")
 
 # ---- metrics
+check(wait_for(lambda: group_lag(CFG, "b") == 0, 120, 2), "b's consumer has applied everything")
 m = urllib.request.urlopen(f"http://{METRICS}/metrics").read().decode()
 def metric(name):
     return sum(float(l.split()[-1]) for l in m.splitlines() if l.startswith(name + "{") or l.startswith(name + " "))
 check(metric("dxsync_consumer_file_bytes_total") >= (200 << 20), f"bytes transferred are counted ({metric('dxsync_consumer_file_bytes_total'):.0f})")
-check(metric("dxsync_consumer_files_applied_total") >= 1, "files applied are counted")
+check(metric("dxsync_consumer_files_applied_total") >= 1,
+      f"files applied are counted ({[l for l in m.splitlines() if 'file' in l and not l.startswith('#')][:6]})")
 check(metric("dxsync_consumer_file_transfer_seconds_count") >= 1, "transfer times are observed")
+# ---- a file record whose bytes never come (created without an upload): it waits, then is
+# dead-lettered FILE_INCOMPLETE; once a has bytes for it, `dlq redrive` moves them
+empty = uid()
+api(A, "POST", "/files", {"id": empty, "type": "text/plain", "filename_download": "empty.txt",
+                          "storage": "local", "title": "no bytes yet"})
+check(wait_for(lambda: any("event=file_wait" in l and empty in l for l in log_of("consumer-b").splitlines()), 60, 0.5),
+      "a file record without bytes waits for them (event=file_wait)")
+
+
+def incomplete():
+    return [m for m in dead_letters() if m["key"] == empty]
+
+
+check(wait_for(incomplete, 90, 2), "after parent_wait_s it is dead-lettered")
+hdrs = (incomplete() or [{}])[0].get("headers") or []
+hd = dict(zip(hdrs[0::2], hdrs[1::2]))
+check(hd.get("dxsync-error-code") == "FILE_INCOMPLETE" and "has not finished storing" in hd.get("dxsync-error-message", ""),
+      f"... as FILE_INCOMPLETE, saying why ({hd.get('dxsync-error-message', '')[:200]})")
+late_path = os.path.join(TMP, "late.bin")
+late_sha = blob(late_path, 2)
+stop("consumer-b")
+upload(A, late_path, "application/octet-stream", "late.bin", replace=empty)
+r = subprocess.run([CONS, "--config", CFG, "--remote", "b", "dlq", "redrive", "--code", "FILE_INCOMPLETE"],
+                   capture_output=True, text=True, timeout=300)
+check(r.returncode == 0 and " 1 applied" in r.stdout, f"dlq redrive applies the letter once a has the bytes ({r.stdout.strip()[-200:]})")
+check(asset_sha(B, empty) == late_sha, "... and b serves them")
+letters = [m for m in dead_letters() if m["key"] != empty]
+start("consumer-b", CONS, "--config", CFG, "--remote", "b", "--metrics-addr", METRICS)
+check(wait_for(lambda: group_lag(CFG, "b") == 0, 120, 2), "the consumer catches up with the replacement's events")
+check(asset_sha(B, empty) == late_sha, "... and b still serves the same bytes")
+
 # ---- a row for tests/run.sh's table
 def moved(fid):
     rows = [l for l in log_of("consumer-b").splitlines() if "event=file_transferred" in l and fid in l]
