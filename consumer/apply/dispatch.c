@@ -982,6 +982,10 @@ int64_t dispatch_schedule(struct dispatch *d, struct dispatch_lane *const *lanes
 
 void dispatch_wait(struct dispatch *d, int wake_fd, int timeout_ms)
 {
+    /* a transfer side resumed here has bytes to move now: a paused handle's socket is not
+     * polled, so waiting would stall it */
+    if (kick_transfers(d))
+        timeout_ms = 0;
     struct curl_waitfd wfd = {.fd = wake_fd, .events = CURL_WAIT_POLLIN};
     curl_multi_poll(d->multi, wake_fd >= 0 ? &wfd : NULL, wake_fd >= 0 ? 1 : 0, timeout_ms, NULL);
 }
@@ -1132,12 +1136,7 @@ void dispatch_free(struct dispatch *d)
             http_response_free(&s->resp);
         curl_easy_cleanup(s->easy);
     }
-    for (size_t i = 0; d->xlanes && i < d->nslots; i++)
-        if (d->xlanes[i] && d->xlanes[i]->xfer) {
-            xfer_abort(d->xlanes[i]->xfer);
-            d->xlanes[i]->xfer = NULL;
-        }
-    free(d->xlanes);
+    free(d->xlanes); /* empty: every lane was dropped first (dispatch_lane_drop) */
     for (size_t i = 0; d->src_http && i < d->cfg->ninstances; i++)
         http_client_free(d->src_http[i]);
     free(d->src_http);

@@ -13,7 +13,10 @@ directus_folders and articles (whose cover is a many-to-one to directus_files) f
     lands complete, nothing dead-lettered;
   - a file record without bytes waits, is dead-lettered FILE_INCOMPLETE after parent_wait_s,
     and `dlq redrive` moves its bytes once a has them;
-  - the consumer's metrics count the bytes, the files and the transfer time."""
+  - Directus a (the source) killed in the middle of a transfer: retried as an outage, the file
+    lands complete, nothing dead-lettered;
+  - the consumer's metrics count the bytes, the files and the transfer time;
+  - verify --repair brings back a file deleted on b behind dxsync's back."""
 import hashlib, json, os, random, signal, struct, subprocess, sys, time, urllib.request, zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -31,7 +34,7 @@ cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
            {"collection": "directus_folders", "fields": ["name", "parent"]},
            {"collection": "directus_files", "fields": ["title", "description", "folder", "filename_download"]},
            {"collection": "articles", "fields": ["title", "cover"]}]}],
-       "consumer": {"retry_notify_after_s": 5, "parent_wait_s": 30}}
+       "consumer": {"retry_notify_after_s": 5, "parent_wait_s": 30, "request_timeout_ms": 10000}}
 CFG = os.path.join(TMP, "cfg.json")
 json.dump(cfg, open(CFG, "w"))
 P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
@@ -223,6 +226,26 @@ check("event=file_transfer_failed" in log_of("consumer-b"), "the cut transfer wa
 letters = dead_letters()
 check(not letters, f"nothing was dead-lettered ({[m['key'] for m in letters][:5]})")
 
+# ---- Directus a (the source) dies in the middle of a transfer: an outage of the route, retried
+src_path = os.path.join(TMP, "src.bin")
+src_sha = blob(src_path, 100)
+src = upload(A, src_path, "application/octet-stream", "src.bin")
+check(wait_for(lambda: started(src["id"]), 60, 0.02), "a 100 MB transfer started")
+apid = int(open(os.path.join(RUN, "directus-a.pid")).read().strip())
+os.kill(apid, signal.SIGSTOP)
+down_at = time.time()
+time.sleep(2)
+os.kill(apid, signal.SIGKILL)
+subprocess.run([os.path.join(HARNESS, "directus.sh"), "stop", "a"], check=True, stdout=subprocess.DEVNULL)
+time.sleep(6)
+subprocess.run([os.path.join(HARNESS, "directus.sh"), "start", "a", A["url"].rsplit(":", 1)[1], A["db"]],
+               check=True, stdout=subprocess.DEVNULL)
+print(f"     Directus a started again after {time.time() - down_at:.0f} s", flush=True)
+check(wait_for(lambda: asset_sha(B, src["id"]) == src_sha, 300, 2), "after a is back, the file lands complete on b")
+check("event=source_unavailable" in log_of("consumer-b"), "the consumer saw the source unavailable and retried")
+letters = dead_letters()
+check(not letters, f"nothing was dead-lettered ({[m['key'] for m in letters][:5]})")
+
 # ---- metrics
 check(wait_for(lambda: group_lag(CFG, "b") == 0, 120, 2), "b's consumer has applied everything")
 m = urllib.request.urlopen(f"http://{METRICS}/metrics").read().decode()
@@ -262,6 +285,18 @@ letters = [m for m in dead_letters() if m["key"] != empty]
 start("consumer-b", CONS, "--config", CFG, "--remote", "b", "--metrics-addr", METRICS)
 check(wait_for(lambda: group_lag(CFG, "b") == 0, 120, 2), "the consumer catches up with the replacement's events")
 check(asset_sha(B, empty) == late_sha, "... and b still serves the same bytes")
+
+# ---- verify --repair brings back a file that b lost (deleted there behind dxsync's back)
+api(B, "DELETE", f"/files/{big['id']}")
+check(asset_sha(B, big["id"]) is None, "a file deleted on b directly is gone there")
+r = subprocess.run([CONS, "--config", CFG, "--remote", "b", "verify", "--collection", "directus_files", "--repair"],
+                   capture_output=True, text=True, timeout=300)
+check(r.returncode == 3 and big["id"] in r.stdout and "missing on b" in r.stdout,
+      f"verify finds it missing on b (exit {r.returncode}: {r.stdout.strip()[-300:]})")
+check(wait_for(lambda: asset_sha(B, big["id"]) == new_sha, 300, 2), "... and its repair brings it back, bytes included")
+check(wait_for(lambda: group_lag(CFG, "b") == 0, 300, 2), "... the repair is applied")
+check(asset_sha(B, huge["id"]) == huge_sha and asset_sha(B, src["id"]) == src_sha,
+      "... the files b had are still the same bytes")
 
 # ---- a row for tests/run.sh's table
 def moved(fid):
