@@ -595,7 +595,7 @@ static void file_send_next(struct dispatch *d, struct dispatch_lane *l)
     }
     struct dispatch_slot *s = rc > 0 ? slot_free(d) : NULL;
     struct http_client *src = source_http(d, l->sub->route->from);
-    struct http_client *c = req.to_source ? src : d->http;
+    struct http_client *c = req.to_source || req.step == FILEOP_TRANSFER ? src : d->http;
     bool started = false;
     if (s && c) {
         s->lane = l;
