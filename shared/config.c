@@ -327,8 +327,15 @@ static const char *url_problem(const char *url)
     return NULL;
 }
 
+/* The most fields a route may list for one collection: the most columns a PostgreSQL table has.
+ * It also bounds the work per event and the duplicate check of a list. */
+#define CONFIG_MAX_FIELDS 1600
+/* The most users a route notifies. */
+#define CONFIG_MAX_NOTIFY 1000
+
 static int string_array(struct parse *p, const cJSON *obj, const char *path, const char *key,
-                        bool required, bool nonempty, char ***out, size_t *nout)
+                        bool required, bool nonempty, size_t max, const char *why, char ***out,
+                        size_t *nout)
 {
     char sub[PATH_MAX_LEN];
     join(sub, path, key);
@@ -343,6 +350,8 @@ static int string_array(struct parse *p, const cJSON *obj, const char *path, con
     int n = cJSON_GetArraySize(arr);
     if (n == 0 && nonempty)
         return fail(p, sub, "must not be empty");
+    if ((size_t)n > max)
+        return fail(p, sub, "lists %d entries; at most %zu (%s)", n, max, why);
     char **v = calloc((size_t)n + 1, sizeof(char *));
     if (!v)
         return fail(p, sub, "out of memory");
@@ -537,7 +546,8 @@ static int parse_route(struct parse *p, const cJSON *v, const char *path, const 
             return fail(p, el, "expected an object, got %s", type_name(it));
         if (check_keys(p, it, el, ckeys, DX_ARRAY_LEN(ckeys)) ||
             get_string(p, it, el, "collection", true, &c->collection) ||
-            string_array(p, it, el, "fields", true, true, &c->fields, &c->nfields))
+            string_array(p, it, el, "fields", true, true, CONFIG_MAX_FIELDS,
+                         "the most columns a PostgreSQL table has", &c->fields, &c->nfields))
             return -1;
         char cp[PATH_MAX_LEN];
         join(cp, el, "collection");
@@ -567,7 +577,8 @@ static int parse_route(struct parse *p, const cJSON *v, const char *path, const 
                 return fail(p, cp, "collection \"%s\" is listed twice in this route",
                             c->collection);
     }
-    if (string_array(p, v, path, "notify", false, false, &out->notify, &out->nnotify))
+    if (string_array(p, v, path, "notify", false, false, CONFIG_MAX_NOTIFY,
+                     "notifications go to people, not to everyone", &out->notify, &out->nnotify))
         return -1;
     for (size_t j = 0; j < out->nnotify; j++) {
         if (!is_uuid(out->notify[j])) {

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "util.h"
 #include "log.h"
 #include "routes.h"
 
@@ -273,6 +274,51 @@ static void files_and_folders_can_be_routed(void **state)
     config_free(&cfg);
 }
 
+/* A configuration of 10,000 routes loads; a field list longer than a table can be is refused
+ * at once, naming the key (issue 14: bounded start-up, clear errors). */
+static void large_configs_load_or_fail_clearly(void **state)
+{
+    (void)state;
+    struct util_buf b = {0};
+    util_buf_puts(&b, "{\"kafka\": {\"brokers\": \"127.0.0.1:9092\"}, \"instances\": [");
+    for (int i = 0; i < 101; i++)
+        util_buf_printf(&b,
+                        "%s{\"name\": \"i%d\", \"url\": \"http://127.0.0.1:%d\", "
+                        "\"token\": \"t\", \"database\": \"host=x dbname=y\"}",
+                        i ? ", " : "", i, 8000 + i);
+    util_buf_puts(&b, "], \"routes\": [");
+    int n = 0;
+    for (int f = 0; f < 101 && n < 10000; f++)
+        for (int t = 0; t < 101 && n < 10000; t++)
+            if (f != t)
+                util_buf_printf(&b,
+                                "%s{\"from\": \"i%d\", \"to\": \"i%d\", \"collections\": "
+                                "[{\"collection\": \"articles\", \"fields\": [\"title\"]}]}",
+                                n++ ? ", " : "", f, t);
+    util_buf_puts(&b, "]}");
+    assert_false(b.failed);
+    struct config cfg;
+    char err[512] = "";
+    assert_int_equal(config_load_buffer(b.data, b.len, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg.nroutes, 10000);
+    config_free(&cfg);
+    util_buf_free(&b);
+
+    util_buf_puts(&b, "{\"kafka\": {\"brokers\": \"k:9092\"}, \"instances\": ["
+                      "{\"name\": \"a\", \"url\": \"http://a\", \"token\": \"t\", "
+                      "\"database\": \"host=x\"}, {\"name\": \"b\", \"url\": \"http://b\", "
+                      "\"token\": \"t\"}], \"routes\": [{\"from\": \"a\", \"to\": \"b\", "
+                      "\"collections\": [{\"collection\": \"c\", \"fields\": [");
+    for (int i = 0; i < 200000; i++)
+        util_buf_printf(&b, "%s\"f%d\"", i ? "," : "", i);
+    util_buf_puts(&b, "]}]}]}");
+    assert_false(b.failed);
+    assert_int_equal(config_load_buffer(b.data, b.len, &cfg, err, sizeof(err)), -1);
+    assert_non_null(
+        strstr(err, "routes[0].collections[0].fields: lists 200000 entries; at most 1600"));
+    util_buf_free(&b);
+}
+
 static void unset_secrets_wait_for_a_command_that_needs_them(void **state)
 {
     (void)state;
@@ -368,6 +414,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(loads_the_design_example, setup),
         cmocka_unit_test_setup(files_and_folders_can_be_routed, setup),
+        cmocka_unit_test_setup(large_configs_load_or_fail_clearly, setup),
         cmocka_unit_test_setup(applies_defaults, setup),
         cmocka_unit_test_setup(refuses_every_bad_input, setup),
         cmocka_unit_test_setup(refuses_bad_json_with_position, setup),
