@@ -112,9 +112,11 @@ int main(int argc, char **argv)
         .details =
             "Subcommands:\n"
             "  run      join group <prefix>.apply.<remote> and apply every routed event to the\n"
-            "           remote as its sync user, batched and idempotent; the default\n"
+            "           remote as its sync user, batched and idempotent; a file's bytes are\n"
+            "           streamed from its source's /assets; the default\n"
             "  check    report every problem with the remote (reachability, token, collections,\n"
-            "           fields, permissions) and exit 0 when there is none\n"
+            "           fields, permissions; files readable on their source) and exit 0 when\n"
+            "           there is none\n"
             "  status   committed offset, end offset and lag per topic and partition\n"
             "  replay   move the remote's group back to TIME (its consumers must be stopped)\n"
             "  audit    print the history of one item, oldest first: from one source, or\n"
