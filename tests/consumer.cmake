@@ -18,6 +18,8 @@ dx_unit(test_dispatch dxsync_apply)
 
 dx_script(consumer_apply integration integration/consumer_apply.sh)
 dx_script(consumer_deadletter integration integration/consumer_deadletter.sh)
+# Every JSON type in every routed field, nesting at the limit, keys beyond 2^53 (issue 14).
+dx_script(consumer_types integration integration/consumer_types.sh)
 dx_script(consumer_outage integration integration/consumer_outage.sh)
 dx_script(consumer_crash integration integration/consumer_crash.sh)
 dx_script(consumer_group integration integration/consumer_group.sh)

@@ -136,7 +136,7 @@ if [ -s "$DXSYNC_RUN/relations-table.txt" ]; then
   cat "$DXSYNC_RUN/relations-table.txt"
 fi
 if [ -s "$DXSYNC_RUN/files-table.txt" ]; then
-  step "files (a -> b; the 200 MB transfer is cut by b's restart; dlq must be 0)"
+  step "files (a -> b; b, then a, die in the middle of a transfer; dlq must be 0)"
   printf '%-12s %9s %8s %8s %9s %9s %7s %4s\n' build transfers 50MB-s 50MB/s 200MB-s 200MB/s failed dlq
   cat "$DXSYNC_RUN/files-table.txt"
 fi
