@@ -534,6 +534,14 @@ static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
 
 /* ------------------------------------------------------------------------------------ files */
 
+/* l's request went out on slot s. */
+static void lane_sent(struct dispatch_lane *l, struct dispatch_slot *s)
+{
+    l->slot = s;
+    l->st = LANE_IN_FLIGHT;
+    l->sent_ms = util_mono_ms();
+}
+
 static void xlane_set(struct dispatch *d, struct dispatch_lane *l, bool on)
 {
     for (size_t i = 0; i < d->nslots; i++) {
@@ -630,9 +638,7 @@ static void file_send_next(struct dispatch *d, struct dispatch_lane *l)
             l->st = LANE_READY; /* a slot frees up soon */
         return;
     }
-    l->slot = s;
-    l->st = LANE_IN_FLIGHT;
-    l->sent_ms = util_mono_ms();
+    lane_sent(l, s);
     l->fop_step = req.step;
     log_debug(COMP, "event=request topic=%s partition=%" PRId32 " step=%s method=%s path=%s%s",
               l->sub->topic, l->partition, fileop_step_name(req.step), req.method, LOG_Q(req.path),
@@ -765,9 +771,7 @@ static void send_next(struct dispatch *d, struct dispatch_lane *l)
         l->wake_ms = util_mono_ms() + 1000;
         return;
     }
-    l->slot = s;
-    l->st = LANE_IN_FLIGHT;
-    l->sent_ms = util_mono_ms();
+    lane_sent(l, s);
     l->sent_step = req.step;
     log_debug(COMP, "event=request topic=%s partition=%" PRId32 " method=%s path=%s items=%zu",
               l->sub->topic, l->partition, req.method, LOG_Q(req.path), req.nitems);

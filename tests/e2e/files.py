@@ -103,6 +103,22 @@ def started(fid):
     return any("event=file_transfer " in l and fid in l for l in log_of("consumer-b").splitlines())
 
 
+def die_mid_transfer(i, frozen=lambda: None):
+    """Freezes Directus i (SIGSTOP: its side of a transfer stalls where it is), calls frozen(),
+    kills it 2 s later and starts it again 6 s after that."""
+    pid = int(open(os.path.join(RUN, f"directus-{i['name']}.pid")).read().strip())
+    os.kill(pid, signal.SIGSTOP)
+    at = time.time()
+    frozen()
+    time.sleep(2)
+    os.kill(pid, signal.SIGKILL)
+    subprocess.run([os.path.join(HARNESS, "directus.sh"), "stop", i["name"]], check=True, stdout=subprocess.DEVNULL)
+    time.sleep(6)
+    subprocess.run([os.path.join(HARNESS, "directus.sh"), "start", i["name"], i["url"].rsplit(":", 1)[1], i["db"]],
+                   check=True, stdout=subprocess.DEVNULL)
+    print(f"     Directus {i['name']} started again after {time.time() - at:.0f} s", flush=True)
+
+
 def dead_letters():
     return [m for m in topic(f"{PREFIX}.dlq.b")] if topic_exists(f"{PREFIX}.dlq.b") else []
 
@@ -208,19 +224,8 @@ huge_sha = blob(huge_path, 200)
 stalled = transfers()
 huge = upload(A, huge_path, "application/octet-stream", "huge.bin")
 check(wait_for(lambda: started(huge["id"]), 60, 0.02), "the 200 MB transfer started")
-# frozen first (the upload stalls where it is), then killed: the transfer is cut in its middle
-bpid = int(open(os.path.join(RUN, "directus-b.pid")).read().strip())
-os.kill(bpid, signal.SIGSTOP)
-stopped_at = time.time()
-check(transfers() == stalled, "Directus b froze before the transfer finished")
-time.sleep(2)
-os.kill(bpid, signal.SIGKILL)
-subprocess.run([os.path.join(HARNESS, "directus.sh"), "stop", "b"], check=True, stdout=subprocess.DEVNULL)
+die_mid_transfer(B, lambda: check(transfers() == stalled, "Directus b froze before the transfer finished"))
 check(transfers() == stalled, "... and was killed with the transfer still cut")
-time.sleep(6)
-subprocess.run([os.path.join(HARNESS, "directus.sh"), "start", "b", B["url"].rsplit(":", 1)[1], B["db"]],
-               check=True, stdout=subprocess.DEVNULL)
-print(f"     Directus b started again after {time.time() - stopped_at:.0f} s", flush=True)
 check(wait_for(lambda: asset_sha(B, huge["id"]) == huge_sha, 300, 2), "after b is back, the 200 MB file lands complete")
 check("event=file_transfer_failed" in log_of("consumer-b"), "the cut transfer was seen failing and started again")
 letters = dead_letters()
@@ -231,16 +236,7 @@ src_path = os.path.join(TMP, "src.bin")
 src_sha = blob(src_path, 100)
 src = upload(A, src_path, "application/octet-stream", "src.bin")
 check(wait_for(lambda: started(src["id"]), 60, 0.02), "a 100 MB transfer started")
-apid = int(open(os.path.join(RUN, "directus-a.pid")).read().strip())
-os.kill(apid, signal.SIGSTOP)
-down_at = time.time()
-time.sleep(2)
-os.kill(apid, signal.SIGKILL)
-subprocess.run([os.path.join(HARNESS, "directus.sh"), "stop", "a"], check=True, stdout=subprocess.DEVNULL)
-time.sleep(6)
-subprocess.run([os.path.join(HARNESS, "directus.sh"), "start", "a", A["url"].rsplit(":", 1)[1], A["db"]],
-               check=True, stdout=subprocess.DEVNULL)
-print(f"     Directus a started again after {time.time() - down_at:.0f} s", flush=True)
+die_mid_transfer(A)
 check(wait_for(lambda: asset_sha(B, src["id"]) == src_sha, 300, 2), "after a is back, the file lands complete on b")
 check("event=source_unavailable" in log_of("consumer-b"), "the consumer saw the source unavailable and retried")
 letters = dead_letters()

@@ -108,6 +108,20 @@ static enum fileop_verdict transferred(CURLcode up_curl, long up_status, int64_t
     "{\"data\":{\"id\":\"" ID "\",\"filesize\":" size ",\"uploaded_on\":" up                       \
     ",\"type\":\"image/png\",\"filename_download\":\"cover.png\"}}"
 
+/* The next request is GET of the source's record (source) or of the remote's (remote); its
+ * answer is status with body. */
+static enum fileop_verdict source(long status, const char *code, const char *body)
+{
+    expect(FILEOP_SOURCE, "GET", SOURCE_PATH, true);
+    return answer(status, code, body, NULL);
+}
+
+static enum fileop_verdict remote(long status, const char *code, const char *body)
+{
+    expect(FILEOP_REMOTE, "GET", "/files/" ID "?fields=id", false);
+    return answer(status, code, body, NULL);
+}
+
 static void assert_applied(void)
 {
     struct fileop_request req;
@@ -154,11 +168,9 @@ static void a_create_moves_the_bytes_then_the_fields(void **state)
          "\"filesize\":null}",
          "{\"title\":\"Cover\"}");
     begin(false);
-    expect(FILEOP_SOURCE, "GET", SOURCE_PATH, true);
-    assert_int_equal(answer(200, NULL, RECORD("\"5000\"", "\"2026-01-01T00:00:01.000Z\""), NULL),
+    assert_int_equal(source(200, NULL, RECORD("\"5000\"", "\"2026-01-01T00:00:01.000Z\"")),
                      FILEOP_NEXT);
-    expect(FILEOP_REMOTE, "GET", "/files/" ID "?fields=id", false);
-    assert_int_equal(answer(403, "FORBIDDEN", NULL, NULL), FILEOP_NEXT);
+    assert_int_equal(remote(403, "FORBIDDEN", NULL), FILEOP_NEXT);
     struct fileop_request req;
     assert_int_equal(fileop_next(&op, &req), 1);
     assert_int_equal(req.step, FILEOP_TRANSFER);
@@ -186,8 +198,7 @@ static void an_upload_in_progress_waits(void **state)
     (void)state;
     load("create", "{\"id\":\"" ID "\",\"uploaded_on\":null}", "{}");
     begin(false);
-    expect(FILEOP_SOURCE, "GET", SOURCE_PATH, true);
-    assert_int_equal(answer(200, NULL, RECORD("null", "null"), NULL), FILEOP_DONE);
+    assert_int_equal(source(200, NULL, RECORD("null", "null")), FILEOP_DONE);
     assert_int_equal(item.state, APPLY_FAILED);
     assert_string_equal(item.code, FILEOP_NOT_READY);
     reset(NULL);
@@ -195,9 +206,7 @@ static void an_upload_in_progress_waits(void **state)
     load("update", "{\"id\":\"" ID "\",\"uploaded_on\":\"2026-01-01T00:00:01.000Z\"}",
          "{\"filename_disk\":\"" ID ".pdf\"}");
     begin(false);
-    expect(FILEOP_SOURCE, "GET", SOURCE_PATH, true);
-    assert_int_equal(answer(200, NULL, RECORD("3000", "\"2026-01-01T00:00:01Z\""), NULL),
-                     FILEOP_DONE);
+    assert_int_equal(source(200, NULL, RECORD("3000", "\"2026-01-01T00:00:01Z\"")), FILEOP_DONE);
     assert_string_equal(item.code, FILEOP_NOT_READY);
     reset(NULL);
 
@@ -205,11 +214,9 @@ static void an_upload_in_progress_waits(void **state)
     load("update", "{\"id\":\"" ID "\",\"uploaded_on\":\"2026-01-01T00:00:01.000Z\"}",
          "{\"filename_disk\":\"" ID ".pdf\"}");
     begin(false);
-    expect(FILEOP_SOURCE, "GET", SOURCE_PATH, true);
-    assert_int_equal(answer(200, NULL, RECORD("5000", "\"2026-01-01T00:00:09.000Z\""), NULL),
+    assert_int_equal(source(200, NULL, RECORD("5000", "\"2026-01-01T00:00:09.000Z\"")),
                      FILEOP_NEXT);
-    expect(FILEOP_REMOTE, "GET", "/files/" ID "?fields=id", false);
-    assert_int_equal(answer(200, NULL, "{\"data\":{\"id\":\"" ID "\"}}", NULL), FILEOP_NEXT);
+    assert_int_equal(remote(200, NULL, "{\"data\":{\"id\":\"" ID "\"}}"), FILEOP_NEXT);
     expect(FILEOP_TRANSFER, "PATCH", "/files/" ID, false);
 }
 
@@ -220,8 +227,7 @@ static void a_metadata_edit_moves_no_bytes(void **state)
     (void)state;
     load("update", "{\"id\":\"" ID "\",\"title\":\"New\",\"folder\":null}", "{\"title\":\"New\"}");
     begin(false);
-    expect(FILEOP_REMOTE, "GET", "/files/" ID "?fields=id", false);
-    assert_int_equal(answer(200, NULL, "{\"data\":{\"id\":\"" ID "\"}}", NULL), FILEOP_NEXT);
+    assert_int_equal(remote(200, NULL, "{\"data\":{\"id\":\"" ID "\"}}"), FILEOP_NEXT);
     struct fileop_request req;
     assert_int_equal(fileop_next(&op, &req), 1);
     assert_int_equal(req.step, FILEOP_PATCH);
@@ -233,11 +239,8 @@ static void a_metadata_edit_moves_no_bytes(void **state)
 
     load("update", "{\"id\":\"" ID "\",\"title\":\"New\",\"folder\":null}", "{\"title\":\"New\"}");
     begin(false);
-    expect(FILEOP_REMOTE, "GET", "/files/" ID "?fields=id", false);
-    assert_int_equal(answer(403, "FORBIDDEN", NULL, NULL), FILEOP_NEXT);
-    expect(FILEOP_SOURCE, "GET", SOURCE_PATH, true);
-    assert_int_equal(answer(200, NULL, RECORD("5000", "\"2026-01-01T00:00:01Z\""), NULL),
-                     FILEOP_NEXT);
+    assert_int_equal(remote(403, "FORBIDDEN", NULL), FILEOP_NEXT);
+    assert_int_equal(source(200, NULL, RECORD("5000", "\"2026-01-01T00:00:01Z\"")), FILEOP_NEXT);
     expect(FILEOP_TRANSFER, "POST", "/files", false);
     assert_int_equal(transferred(CURLE_OK, 200, 5000, true), FILEOP_NEXT);
     assert_int_equal(fileop_next(&op, &req), 1);
@@ -247,8 +250,7 @@ static void a_metadata_edit_moves_no_bytes(void **state)
     /* a repair of the remote's own edit never moves bytes: a file the remote lacks is left */
     load("update", "{\"id\":\"" ID "\",\"title\":\"New\"}", "{\"title\":\"New\"}");
     begin(true);
-    expect(FILEOP_REMOTE, "GET", "/files/" ID "?fields=id", false);
-    assert_int_equal(answer(403, "FORBIDDEN", NULL, NULL), FILEOP_NEXT);
+    assert_int_equal(remote(403, "FORBIDDEN", NULL), FILEOP_NEXT);
     assert_applied();
 }
 
@@ -259,8 +261,7 @@ static void a_file_gone_from_the_source_is_skipped(void **state)
     (void)state;
     load("create", "{\"id\":\"" ID "\",\"uploaded_on\":null}", "{}");
     begin(false);
-    expect(FILEOP_SOURCE, "GET", SOURCE_PATH, true);
-    assert_int_equal(answer(403, "FORBIDDEN", NULL, NULL), FILEOP_NEXT);
+    assert_int_equal(source(403, "FORBIDDEN", NULL), FILEOP_NEXT);
     expect(FILEOP_PROBE, "GET", "/files?fields=id&limit=1", true);
     assert_int_equal(answer(200, NULL, "{\"data\":[]}", NULL), FILEOP_NEXT);
     assert_applied();
@@ -269,8 +270,7 @@ static void a_file_gone_from_the_source_is_skipped(void **state)
 
     load("create", "{\"id\":\"" ID "\",\"uploaded_on\":null}", "{}");
     begin(false);
-    expect(FILEOP_SOURCE, "GET", SOURCE_PATH, true);
-    assert_int_equal(answer(403, "FORBIDDEN", NULL, NULL), FILEOP_NEXT);
+    assert_int_equal(source(403, "FORBIDDEN", NULL), FILEOP_NEXT);
     expect(FILEOP_PROBE, "GET", "/files?fields=id&limit=1", true);
     assert_int_equal(answer(403, "FORBIDDEN", NULL, NULL), FILEOP_DONE);
     assert_int_equal(item.state, APPLY_FAILED);
@@ -290,26 +290,19 @@ static void outages_start_again(void **state)
     expect(FILEOP_SOURCE, "GET", SOURCE_PATH, true);
     assert_int_equal(answer(0, NULL, NULL, &delay), FILEOP_RETRY_SOURCE);
     assert_true(delay > 0);
-    expect(FILEOP_SOURCE, "GET", SOURCE_PATH, true);
-    assert_int_equal(answer(200, NULL, RECORD("5000", "\"2026-01-01T00:00:01Z\""), NULL),
-                     FILEOP_NEXT);
+    assert_int_equal(source(200, NULL, RECORD("5000", "\"2026-01-01T00:00:01Z\"")), FILEOP_NEXT);
     expect(FILEOP_REMOTE, "GET", "/files/" ID "?fields=id", false);
     assert_int_equal(answer(503, "SERVICE_UNAVAILABLE", NULL, &delay), FILEOP_RETRY_REMOTE);
-    expect(FILEOP_REMOTE, "GET", "/files/" ID "?fields=id", false);
-    assert_int_equal(answer(403, "FORBIDDEN", NULL, NULL), FILEOP_NEXT);
+    assert_int_equal(remote(403, "FORBIDDEN", NULL), FILEOP_NEXT);
     expect(FILEOP_TRANSFER, "POST", "/files", false);
     /* the download stopped halfway: the upload was aborted */
     assert_int_equal(transferred(CURLE_ABORTED_BY_CALLBACK, 0, 2000, false), FILEOP_RETRY_SOURCE);
-    expect(FILEOP_SOURCE, "GET", SOURCE_PATH, true);
-    assert_int_equal(answer(200, NULL, RECORD("5000", "\"2026-01-01T00:00:01Z\""), NULL),
-                     FILEOP_NEXT);
-    expect(FILEOP_REMOTE, "GET", "/files/" ID "?fields=id", false);
-    assert_int_equal(answer(403, "FORBIDDEN", NULL, NULL), FILEOP_NEXT);
+    assert_int_equal(source(200, NULL, RECORD("5000", "\"2026-01-01T00:00:01Z\"")), FILEOP_NEXT);
+    assert_int_equal(remote(403, "FORBIDDEN", NULL), FILEOP_NEXT);
     expect(FILEOP_TRANSFER, "POST", "/files", false);
     /* the remote went away mid-upload */
     assert_int_equal(transferred(CURLE_SEND_ERROR, 0, 3000, false), FILEOP_RETRY_REMOTE);
-    expect(FILEOP_REMOTE, "GET", "/files/" ID "?fields=id", false);
-    assert_int_equal(answer(200, NULL, "{\"data\":{\"id\":\"" ID "\"}}", NULL), FILEOP_NEXT);
+    assert_int_equal(remote(200, NULL, "{\"data\":{\"id\":\"" ID "\"}}"), FILEOP_NEXT);
     expect(FILEOP_TRANSFER, "PATCH", "/files/" ID, false); /* a half-made create is replaced */
     assert_int_equal(transferred(CURLE_OK, 200, 5000, true), FILEOP_NEXT);
     expect(FILEOP_PATCH, "PATCH", "/files/" ID, false);
