@@ -8,7 +8,7 @@ PostgreSQL restarted. Every minute: each dxsync process's RSS and open file desc
 remote's group lag, one table row (also appended to $DXSYNC_RUN/soak-table.txt). At the end,
 once every lag is 0: the three instances hold the same items with the same routed fields,
 nothing was dead-lettered, and RSS and descriptors are flat (the last third of the run against
-the first third after warm-up, per process; a restarted process starts a new series).
+the middle third, per process; a restarted process starts a new series).
     tests/soak.py MINUTES      (tests/soak.sh starts the services and runs it)"""
 import json, os, random, signal, socket, statistics, subprocess, sys, threading, time, urllib.parse
 
@@ -273,15 +273,17 @@ check(not differ, f"a, b and c hold the same {total} items ({len(differ)} differ
 letters = sum(len(topic(f"{PREFIX}.dlq.{n}")) for n in I if topic_exists(f"{PREFIX}.dlq.{n}"))
 check(letters == 0, f"nothing was dead-lettered ({letters})")
 
-# flat: per process series long enough, the last third against the first third after warm-up
+# flat: per process series long enough, the last third against the middle one (the first third
+# is warm-up: queues filled by the first backlog, connections opened by the first notifications)
 flat_rows = []
 for (name, pid), pts in series.items():
     if len(pts) < 9:
         continue
-    body = pts[2:]
-    third = max(1, len(body) // 3)
-    r0, r1 = statistics.median(p[1] for p in body[:third]), statistics.median(p[1] for p in body[-third:])
-    f0, f1 = max(p[2] for p in body[:third]), max(p[2] for p in body[-third:])
+    third = len(pts) // 3
+    mid, last = pts[third:2 * third], pts[2 * third:]
+    r0, r1 = statistics.median(p[1] for p in mid), statistics.median(p[1] for p in last)
+    f0, f1 = max(p[2] for p in mid), max(p[2] for p in last)
+    body = pts[third:]
     slope = (body[-1][1] - body[0][1]) / max(1, body[-1][0] - body[0][0])
     flat_rows.append((name, pid, len(pts), r0, r1, slope, f0, f1))
     check(r1 <= r0 * 1.25 + 2, f"{name} (pid {pid}, {len(pts)} min): RSS flat ({r0:.1f} -> {r1:.1f} MB, {slope:+.3f} MB/min)")
