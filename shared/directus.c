@@ -221,13 +221,19 @@ static enum directus_field_kind field_kind(const cJSON *field)
     return DIRECTUS_FIELD_COLUMN;
 }
 
+/* prefix, then collection percent-encoded, into buf. */
+static int collection_path(const char *prefix, const char *collection, char *buf, size_t len)
+{
+    size_t n = strlen(prefix);
+    if (len <= n)
+        return -1;
+    memcpy(buf, prefix, n + 1);
+    return http_escape(collection, buf + n, len - n);
+}
+
 int directus_fields_path(const char *collection, char *buf, size_t len)
 {
-    static const char prefix[] = "/fields/";
-    if (len < sizeof(prefix))
-        return -1;
-    memcpy(buf, prefix, sizeof(prefix));
-    return http_escape(collection, buf + sizeof(prefix) - 1, len - (sizeof(prefix) - 1));
+    return collection_path("/fields/", collection, buf, len);
 }
 
 bool directus_syncable(const char *collection)
@@ -243,11 +249,7 @@ int directus_items_path(const char *collection, char *buf, size_t len)
                                                                     : NULL;
     if (fixed)
         return util_strlcpy(buf, fixed, len) >= len ? -1 : 0;
-    static const char prefix[] = "/items/";
-    if (len < sizeof(prefix))
-        return -1;
-    memcpy(buf, prefix, sizeof(prefix));
-    return http_escape(collection, buf + sizeof(prefix) - 1, len - (sizeof(prefix) - 1));
+    return collection_path("/items/", collection, buf, len);
 }
 
 bool directus_file_computed(const char *field)

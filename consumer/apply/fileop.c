@@ -54,8 +54,9 @@ void fileop_free(struct fileop *op)
 {
     free(op->path);
     free(op->src_path);
+    free(op->get_path);
     free(op->body);
-    op->path = op->src_path = op->body = NULL;
+    op->path = op->src_path = op->get_path = op->body = NULL;
 }
 
 /* ---- outcome ---- */
@@ -139,37 +140,24 @@ int fileop_next(struct fileop *op, struct fileop_request *req)
         req->step = op->next;
         switch (op->next) {
         case FILEOP_SOURCE:
-            req->to_source = true;
+        case FILEOP_REMOTE: {
+            bool src = op->next == FILEOP_SOURCE;
+            struct util_buf u = {0};
+            util_buf_printf(&u, "%s?fields=%s", op->path,
+                            src ? "id,filesize,uploaded_on,type,filename_download" : "id");
+            if (u.failed)
+                return -1;
+            free(op->get_path);
+            op->get_path = util_buf_steal(&u);
+            req->to_source = src;
             req->method = "GET";
-            free(op->body);
-            op->body = NULL;
-            {
-                struct util_buf u = {0};
-                util_buf_printf(&u, "%s?fields=id,filesize,uploaded_on,type,filename_download",
-                                op->path);
-                if (u.failed)
-                    return -1;
-                op->body = util_buf_steal(&u); /* the path, kept where it is freed */
-            }
-            req->path = op->body;
+            req->path = op->get_path;
             return 1;
+        }
         case FILEOP_PROBE:
             req->to_source = true;
             req->method = "GET";
             req->path = "/files?fields=id&limit=1";
-            return 1;
-        case FILEOP_REMOTE:
-            free(op->body);
-            op->body = NULL;
-            {
-                struct util_buf u = {0};
-                util_buf_printf(&u, "%s?fields=id", op->path);
-                if (u.failed)
-                    return -1;
-                op->body = util_buf_steal(&u);
-            }
-            req->method = "GET";
-            req->path = op->body;
             return 1;
         case FILEOP_TRANSFER:
             req->method = op->remote_has ? "PATCH" : "POST";

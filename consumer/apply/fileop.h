@@ -81,9 +81,10 @@ struct fileop {
     struct backoff backoff;
     struct backoff source_backoff;
     int item_failures;
-    char *path;
-    char *src_path;
-    char *body;
+    char *path;     /* /files/<id> */
+    char *src_path; /* /assets/<id> */
+    char *get_path; /* the GET of a record, with its fields */
+    char *body;     /* the PATCH */
 };
 
 /* ev (not owned, outlives op): content says whether it brings bytes (plan_file_content, and
