@@ -24,6 +24,7 @@ struct publish {
     uint64_t confirmed;
     int64_t confirmed_time_ms;
     bool failed;
+    size_t queued_bytes; /* event bytes handed to librdkafka and not yet reported */
     char why[512];
     void (*wait_cb)(void *);
     void *wait_opaque;
@@ -35,6 +36,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     (void)rk;
     struct publish *p = ((struct kafka_state *)opaque)->user;
     struct pending *t = msg->_private;
+    p->queued_bytes -= msg->len < p->queued_bytes ? msg->len : p->queued_bytes;
     if (msg->err) {
         /* Idempotent producer without a delivery timeout: what gets here will never succeed
          * (too large, not authorised, fatal). Losing it is not an option: stop. */
@@ -84,10 +86,7 @@ struct publish *publish_new(const struct config *cfg, const char *source, struct
                                            "131072",
                                            "queue.buffering.max.messages",
                                            "2000",
-                                           "queue.buffering.max.kbytes",
-                                           KAFKA_QUEUE_MAX_KBYTES,
-                                           "message.max.bytes",
-                                           KAFKA_MESSAGE_MAX_BYTES,
+                                           KAFKA_PRODUCER_SIZE_DEFAULTS,
                                            "compression.codec",
                                            "none",
                                            NULL};
@@ -227,6 +226,11 @@ int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile
         }
         const char *action = event_action_name(ev->action);
         size_t len = strlen(value);
+        /* keep librdkafka's queue small (KAFKA_QUEUE_SOFT_BYTES): its hard limit only has to
+         * fit the largest event */
+        while (p->queued_bytes > 0 && p->queued_bytes + len > KAFKA_QUEUE_SOFT_BYTES &&
+               !(stop && *stop) && !p->kst.fatal && !p->failed)
+            wait_step(p);
         for (;;) {
             const struct kafka_header hdrs[] = {
                 {"dxsync-event-id", ev->event_id, strlen(ev->event_id)},
@@ -236,8 +240,10 @@ int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile
             rd_kafka_resp_err_t e =
                 kafka_produce(p->rk, topic, RD_KAFKA_PARTITION_UA, ev->key_text,
                               strlen(ev->key_text), value, len, RD_KAFKA_MSG_F_FREE, hdrs, 3, t);
-            if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                p->queued_bytes += len;
                 break;
+            }
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && rd_kafka_outq_len(p->rk) == 0)
                 e = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; /* alone it does not fit the queue */
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !(stop && *stop) && !p->kst.fatal) {

@@ -52,13 +52,22 @@ int kafka_topic_dlq(const struct config *cfg, const char *remote, char *buf, siz
 int kafka_group_apply(const struct config *cfg, const char *remote, char *buf, size_t len);
 int kafka_group_notify(const struct config *cfg, char *buf, size_t len);
 
-/* The largest event dxsync produces by default: librdkafka's message.max.bytes of its producers
- * and max.message.bytes of the topics it creates (Kafka's own default is 1 MB). An event holds
- * the item twice (data and delta), and Directus accepts payloads up to MAX_PAYLOAD_SIZE (1 MB
- * by default), so 1 MB would refuse changes Directus made. */
-#define KAFKA_MESSAGE_MAX_BYTES "8388608"
-/* queue.buffering.max.kbytes of dxsync's producers: room for one event of the largest size. */
-#define KAFKA_QUEUE_MAX_KBYTES "9216"
+/* The largest event dxsync produces by default: librdkafka's message.max.bytes of every dxsync
+ * producer (events, dead letters, repairs, redrives) and max.message.bytes of the topics it
+ * creates (Kafka's own default is 1 MB). An event holds the item twice (data and delta), and a
+ * Directus whose MAX_PAYLOAD_SIZE is raised stores items of tens of MB: 64 MiB lets an item of
+ * about 30 MB through, to be applied or dead-lettered by the remote's own limit. */
+#define KAFKA_MESSAGE_MAX_BYTES "67108864"
+/* queue.buffering.max.kbytes: room for one event of the largest size. The producers keep their
+ * queue far smaller by themselves (KAFKA_QUEUE_SOFT_BYTES). */
+#define KAFKA_QUEUE_MAX_KBYTES "66560"
+/* The bytes a producer lets wait in librdkafka's queue before it waits for acknowledgements
+ * (one larger event still goes alone): the memory bound under backpressure. */
+#define KAFKA_QUEUE_SOFT_BYTES (8u << 20)
+/* The defaults every dxsync producer starts from (before kafka.properties). */
+#define KAFKA_PRODUCER_SIZE_DEFAULTS                                                               \
+    "message.max.bytes", KAFKA_MESSAGE_MAX_BYTES, "queue.buffering.max.kbytes",                    \
+        KAFKA_QUEUE_MAX_KBYTES
 
 /* Creates the topics that do not exist yet with the configured partitions, replication factor,
  * retention and max.message.bytes (KAFKA_MESSAGE_MAX_BYTES); existing topics are left as they

@@ -375,13 +375,7 @@ struct dlq *dlq_new(const struct config *cfg, const char *remote, struct metrics
         return NULL;
     }
     /* a dead letter is as large as the event it copies */
-    static const char *const defaults[] = {"linger.ms",
-                                           "5",
-                                           "message.max.bytes",
-                                           KAFKA_MESSAGE_MAX_BYTES,
-                                           "queue.buffering.max.kbytes",
-                                           KAFKA_QUEUE_MAX_KBYTES,
-                                           NULL};
+    static const char *const defaults[] = {"linger.ms", "5", KAFKA_PRODUCER_SIZE_DEFAULTS, NULL};
     static const char *const forced[] = {"enable.idempotence", "true", "acks", "all",
                                          "message.timeout.ms", "0",    NULL};
     d->st.component = COMP;

@@ -437,7 +437,8 @@ int redrive_run(const struct config *cfg, const char *remote, const struct redri
     if (!(r.read_rk = kread_client(cfg, &st2, rgroup, err, sizeof(err))))
         goto out;
     static const char *const pforced[] = {"enable.idempotence", "true", "acks", "all", NULL};
-    rd_kafka_conf_t *pconf = kafka_conf_new(cfg, &st3, NULL, pforced, err, sizeof(err));
+    static const char *const pdefaults[] = {KAFKA_PRODUCER_SIZE_DEFAULTS, NULL};
+    rd_kafka_conf_t *pconf = kafka_conf_new(cfg, &st3, pdefaults, pforced, err, sizeof(err));
     if (!pconf || !(r.prod = kafka_client_new(RD_KAFKA_PRODUCER, pconf, "kafka", err, sizeof(err))))
         goto out;
     if (!(r.http = http_client_new(inst->url, inst->token, cfg->consumer.request_timeout_ms, err,

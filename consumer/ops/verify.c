@@ -319,7 +319,8 @@ int verify_run(const struct config *cfg, const char *remote, const char *collect
     if (repair) {
         static const char *const forced[] = {"enable.idempotence", "true",           "acks", "all",
                                              "partitioner",        "murmur2_random", NULL};
-        rd_kafka_conf_t *conf = kafka_conf_new(cfg, &st, NULL, forced, err, sizeof(err));
+        static const char *const defaults[] = {KAFKA_PRODUCER_SIZE_DEFAULTS, NULL};
+        rd_kafka_conf_t *conf = kafka_conf_new(cfg, &st, defaults, forced, err, sizeof(err));
         if (!conf || !(prod = kafka_client_new(RD_KAFKA_PRODUCER, conf, "kafka", err, sizeof(err))))
             goto out;
     }

@@ -2,7 +2,7 @@
 # Bad input of every shape into the consumer (issue 14): every JSON type (null, true, false,
 # numbers small, fractional, negative and beyond 2^53, strings empty, long and unicode, arrays,
 # objects) in every routed field of articles and counters; a field nested as deep as an event may
-# be; integer keys beyond 2^53 (as a number: malformed; as text: refused by Directus). Each event
+# be; a 10 MB string (an event of 20 MB, which b's Directus refuses); integer keys beyond 2^53 (as a number: malformed; as text: refused by Directus). Each event
 # applies or is dead-lettered with an error code, one dead letter each, the consumer runs on, a
 # good event after each bad one applies, and the group's lag drops to 0 (no partition stalls).
 . "$(dirname "$0")/../lib/dx.sh"
@@ -46,6 +46,15 @@ n += 1
 key = g.uuid(f"t{n}")
 g.emit("articles", "create", key, {"id": key, "title": deep}, {"title": deep})
 keys.append(["articles", key])
+# a 10 MB string: the event is about 20 MB (data and delta), past Kafka's 1 MB default; b keeps
+# Directus's 1 MB MAX_PAYLOAD_SIZE and refuses it
+n += 1
+key = g.uuid(f"t{n}")
+g.emit("articles", "create", key, {"id": key, "title": "x" * 10_000_000}, {"title": "x" * 10_000_000})
+keys.append(["articles", key])
+json.dump(key, open(os.environ["T_TMP"] + "/large.json", "w"))
+n += 1
+g.create("articles", g.uuid(f"t{n}"), title="after the large one", rating=n)
 # integer keys beyond 2^53: as text (exact) and as a JSON number (not exact: malformed)
 g.emit("counters", "create", "9007199254740993", {"id": "9007199254740993", "name": "big"}, {"name": "big"})
 keys.append(["counters", "9007199254740993"])
@@ -94,6 +103,11 @@ for coll, k in bad:
     else:
         problems += 1
         print(f"FAIL {coll} {k}: on b {here}, dead letters {letters}")
+large = dlq.get(json.load(open(tmp + "/large.json")), [])
+print(f"the 10 MB string: dead letters {large}")
+if len(large) != 1 or not large[0]:
+    problems += 1
+    print("FAIL the 10 MB string: want one dead letter with a code")
 big = dlq.get("9007199254740995", [])
 if big != ["MALFORMED_EVENT"]:
     problems += 1
@@ -103,6 +117,7 @@ sys.exit(1 if problems else 0)
 PY
 if python3 "$T_TMP/check.py" "$T_TMP" "$DXSYNC_SOURCE/tests/lib" >"$T_TMP/check.out" 2>&1; then
   pass "each bad event applied or has one dead letter with a code: $(tail -1 "$T_TMP/check.out")"
+  echo "     $(grep '10 MB' "$T_TMP/check.out")"
 else fail "bad events:"; cat "$T_TMP/check.out"; fi
 expect_exit 0 "the consumer stops cleanly" c_stop c1
 finish

@@ -308,7 +308,7 @@ c_lag0() { lag0 "$1" b; }
 # partitioned like the dxsync producer (murmur2), in order.
 c_produce_kv() {
   kcat -b "$DXSYNC_KAFKA_BROKERS" -P -t "$C_PREFIX.a.$1" -K $'\t' -X partitioner=murmur2_random \
-    -X enable.idempotence=true -l "$2"
+    -X enable.idempotence=true -X message.max.bytes=67108864 -l "$2"
 }
 
 # c_produce_files COLLECTION KEY FILE...: each file one message with key KEY (raw bytes).
