@@ -246,6 +246,18 @@ static cJSON *resolve_query(const struct apply_batch *b, const struct apply_grou
     return root;
 }
 
+size_t apply_batch_recreates(const struct apply_batch *b, size_t *idx, size_t max)
+{
+    if (b->need_fields || b->need_ping || !b->ngroups || b->groups[0].step != APPLY_STEP_POST)
+        return 0;
+    const struct apply_group *g = &b->groups[0];
+    size_t n = 0;
+    for (size_t i = 0; i < g->n && n < max; i++)
+        if (b->items[g->idx[i]].ev->action == EVENT_UPDATE)
+            idx[n++] = g->idx[i];
+    return n;
+}
+
 int apply_batch_next(struct apply_batch *b, struct apply_request *req)
 {
     memset(req, 0, sizeof(*req));

@@ -91,46 +91,34 @@ void dispatch_set_fetch(struct dispatch *d, dispatch_fetch_fn fn, void *opaque)
     d->fetch_opaque = opaque;
 }
 
-#define REFILL_MAX 64
+struct refill_at {
+    struct dispatch *d;
+    int32_t partition;
+};
 
-/* pe is an update that may bring its item back: the members of its data whose newest write is
- * another event get that write's value (lww_refill). A write that cannot be read leaves the
- * value as it is (logged). */
+static int refill_fetch(void *opaque, uint16_t sub, int64_t offset, struct event *out)
+{
+    struct refill_at *at = opaque;
+    return at->d->fetch(at->d->fetch_opaque, sub, at->partition, offset, out);
+}
+
+/* pe is an update about to create its item, missing on the remote (apply_batch_recreates): the
+ * members of its data whose newest write is another event get that write's value
+ * (lww_refill_data). A write that cannot be read leaves the value as it is (logged). */
 static void refill(struct dispatch *d, struct dispatch_lane *l, struct partq_ev *pe)
 {
-    struct lww_ref refs[REFILL_MAX];
-    size_t n = d->fetch ? lww_refill(d->lww, &pe->ev, refs, REFILL_MAX) : 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!refs[i].field)
-            continue; /* done with an earlier read of the same event */
-        struct event src;
-        if (d->fetch(d->fetch_opaque, refs[i].sub, l->partition, refs[i].offset, &src)) {
-            log_warn(COMP,
-                     "event=refill_failed topic=%s partition=%" PRId32 " key=%s field=%s "
-                     "offset=%" PRId64,
-                     l->sub->topic, l->partition, LOG_Q(pe->ev.key_text), LOG_Q(refs[i].field),
-                     refs[i].offset);
-            continue;
-        }
-        for (size_t j = i; j < n; j++) {
-            if (!refs[j].field || refs[j].sub != refs[i].sub || refs[j].offset != refs[i].offset)
-                continue;
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(src.delta, refs[j].field);
-            if (!v)
-                v = cJSON_GetObjectItemCaseSensitive(src.data, refs[j].field);
-            cJSON *dup = v ? cJSON_Duplicate(v, true) : NULL;
-            if (dup && !cJSON_ReplaceItemInObjectCaseSensitive(pe->ev.data, refs[j].field, dup))
-                cJSON_Delete(dup);
-            else if (dup)
-                metrics_add(d->m_refills, 1);
-            log_debug(COMP, "event=refill topic=%s partition=%" PRId32 " key=%s field=%s from=%s",
-                      l->sub->topic, l->partition, LOG_Q(pe->ev.key_text), LOG_Q(refs[j].field),
-                      LOG_Q(src.event_id));
-            if (j != i)
-                refs[j].field = NULL;
-        }
-        event_free(&src);
-    }
+    struct refill_at at = {d, l->partition};
+    size_t unread = 0;
+    size_t n = lww_refill_data(d->lww, &pe->ev, refill_fetch, &at, &unread);
+    metrics_add(d->m_refills, (double)n);
+    if (unread)
+        log_warn(COMP,
+                 "event=refill_failed topic=%s partition=%" PRId32 " offset=%" PRId64
+                 " key=%s unread=%zu (those fields are created with the values the event holds)",
+                 l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text), unread);
+    log_debug(COMP,
+              "event=refill topic=%s partition=%" PRId32 " offset=%" PRId64 " key=%s fields=%zu",
+              l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text), n);
 }
 
 /* ----------------------------------------------------------------------------------- slots */
@@ -310,7 +298,6 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
             partq_set(q, pe, PARTQ_DONE);
             continue;
         }
-        refill(d, l, pe);
         if (l->sub->local) {
             metrics_add(d->m_repairs, 1);
             log_info(COMP,
@@ -318,6 +305,18 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
                      " key=%s action=%s",
                      l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text),
                      event_action_name(pe->ev.action));
+        }
+        if (log_enabled(LOG_LEVEL_DEBUG)) {
+            cJSON *m = pe->ev.action == EVENT_UPDATE ? pe->ev.delta : pe->ev.data;
+            char fields[200] = "", *at = fields;
+            for (cJSON *f = m ? m->child : NULL; f && at < fields + sizeof(fields) - 1; f = f->next)
+                at += snprintf(at, (size_t)(fields + sizeof(fields) - at), "%s%s",
+                               at > fields ? "," : "", f->string ? f->string : "?");
+            log_debug(COMP,
+                      "event=planned topic=%s partition=%" PRId32 " offset=%" PRId64
+                      " key=%s action=%s fields=%s",
+                      l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text),
+                      event_action_name(pe->ev.action), LOG_Q(fields));
         }
         d->scratch_evs[i] = &pe->ev;
         cand++;
@@ -472,6 +471,11 @@ static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
         struct apply_item *it = &l->batch.items[i];
         struct partq_ev *pe = l->bev[i];
         lww_release(d->lww, &pe->ev, l, it->state == APPLY_APPLIED, now);
+        log_debug(COMP,
+                  "event=settled topic=%s partition=%" PRId32 " offset=%" PRId64
+                  " key=%s applied=%d status=%ld",
+                  l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text),
+                  it->state == APPLY_APPLIED, it->status);
         switch (it->state) {
         case APPLY_APPLIED:
             if (it->dropped && !l->sub->local) {
@@ -750,6 +754,23 @@ static void send_next(struct dispatch *d, struct dispatch_lane *l)
 {
     if (l->fop) {
         file_send_next(d, l);
+        return;
+    }
+    /* items the remote lacks are created from their event's data: bring it up to date first */
+    size_t *idx = d->fetch ? malloc(l->batch.nitems * sizeof(*idx)) : NULL;
+    size_t nre = idx ? apply_batch_recreates(&l->batch, idx, l->batch.nitems) : 0;
+    for (size_t i = 0; i < nre; i++) {
+        struct partq_ev *pe = l->bev[idx[i]];
+        if (!pe->refilled) {
+            refill(d, l, pe);
+            pe->refilled = true;
+        }
+    }
+    bool oom = d->fetch && !idx;
+    free(idx);
+    if (oom) {
+        l->st = LANE_WAITING; /* out of memory: again in a second */
+        l->wake_ms = util_mono_ms() + 1000;
         return;
     }
     struct apply_request req;

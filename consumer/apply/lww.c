@@ -25,7 +25,6 @@ struct entry {
     int64_t wrote_ms; /* wall clock of this consumer's last write of the key; 0 none */
     int32_t partition;
     bool restored_foreign; /* a write from another instance was read back at restore */
-    bool maybe_gone;       /* a delete was seen and no write applied since: may be missing */
     uint8_t del;           /* index of the newest delete's stamp, or NO_STAMP */
     uint8_t nstamps, capstamps;
     uint16_t nfields, capfields;
@@ -369,7 +368,6 @@ int lww_observe(struct lww *w, const struct event *ev, const struct lww_where *a
     struct lww_stamp s;
     lww_stamp_of(w, ev, &s);
     if (ev->action == EVENT_DELETE) {
-        e->maybe_gone = true;
         if (e->del != NO_STAMP && lww_stamp_cmp(&e->stamps[e->del], &s) >= 0)
             return 0;
         uint8_t si = stamp_index(w, e, &s, at);
@@ -457,22 +455,59 @@ enum lww_verdict lww_decide(struct lww *w, struct event *ev, bool local, bool pe
     return kept ? LWW_APPLY : LWW_SKIP;
 }
 
-size_t lww_refill(const struct lww *w, const struct event *ev, struct lww_ref *out, size_t max)
+/* A member of ev's data whose newest write is another event, and where that was read. */
+struct ref {
+    const char *field;
+    struct loc at;
+};
+
+#define REFILL_MAX 64
+
+size_t lww_refill_data(const struct lww *w, struct event *ev, lww_fetch_fn fetch, void *opaque,
+                       size_t *unread)
 {
+    *unread = 0;
     struct entry *e = ev->action == EVENT_UPDATE ? find(w, ev) : NULL;
-    if (!e || !e->maybe_gone || e->del == NO_STAMP || !ev->data)
+    if (!e || !ev->data)
         return 0;
     struct lww_stamp s;
     lww_stamp_of(w, ev, &s);
+    struct ref refs[REFILL_MAX];
     size_t n = 0;
-    for (const cJSON *m = ev->data->child; m && n < max; m = m->next) {
+    for (const cJSON *m = ev->data->child; m && n < REFILL_MAX; m = m->next) {
         int name = m->string ? lookup_name(w, m->string) : -1;
         struct field *f = name < 0 ? NULL : field_of(e, name);
         if (!f || f->stamp == NO_STAMP || lww_stamp_cmp(&e->stamps[f->stamp], &s) == 0)
             continue; /* no write known, or this event's own */
-        out[n++] = (struct lww_ref){m->string, e->locs[f->stamp].sub, e->locs[f->stamp].offset};
+        refs[n++] = (struct ref){w->fields[name], e->locs[f->stamp]};
     }
-    return n;
+    size_t replaced = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!refs[i].field)
+            continue; /* taken with an earlier read of the same event */
+        struct event src;
+        if (fetch(opaque, refs[i].at.sub, refs[i].at.offset, &src)) {
+            (*unread)++;
+            continue;
+        }
+        for (size_t j = i; j < n; j++) {
+            if (!refs[j].field || refs[j].at.sub != refs[i].at.sub ||
+                refs[j].at.offset != refs[i].at.offset)
+                continue;
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(src.delta, refs[j].field);
+            if (!v)
+                v = cJSON_GetObjectItemCaseSensitive(src.data, refs[j].field);
+            cJSON *dup = v ? cJSON_Duplicate(v, true) : NULL;
+            /* the name is the table's (interned), not the member's being replaced */
+            if (dup && cJSON_ReplaceItemInObjectCaseSensitive(ev->data, refs[j].field, dup))
+                replaced++;
+            else
+                cJSON_Delete(dup);
+            refs[j].field = NULL;
+        }
+        event_free(&src);
+    }
+    return replaced;
 }
 
 bool lww_claim(struct lww *w, const struct event *ev, const void *owner)
@@ -500,11 +535,8 @@ void lww_release(struct lww *w, const struct event *ev, const void *owner, bool 
         return;
     if (e->owner == owner)
         e->owner = NULL;
-    if (written) {
+    if (written)
         e->wrote_ms = now_ms > 0 ? now_ms : 1;
-        if (ev->action != EVENT_DELETE)
-            e->maybe_gone = false; /* an upsert was applied: the item exists */
-    }
 }
 
 void lww_drop_partition(struct lww *w, int32_t partition)

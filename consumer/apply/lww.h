@@ -75,19 +75,20 @@ struct lww_where {
  * or -1 when out of memory (the event then counts as the newest: it is applied). */
 int lww_observe(struct lww *w, const struct event *ev, const struct lww_where *at);
 
-/* A field whose newest write is another event, and where that event was read. */
-struct lww_ref {
-    const char *field; /* a member name of the event's data */
-    uint16_t sub;
-    int64_t offset;
-};
+/* Reads the event at offset of the topic numbered sub (lww_where.sub) in the caller's partition.
+ * Returns 0 with *out owned by the caller, or -1. */
+typedef int (*lww_fetch_fn)(void *opaque, uint16_t sub, int64_t offset, struct event *out);
 
-/* For an update of an item that may be missing here (a delete was seen and no write of it
- * applied since: the apply path then creates it from data), the members of data whose newest write
- * is another event: data holds them as the event's source saw them, which need not be the newest
- * write's value (the source may not have had it yet), so the caller puts that write's value in
- * their place before the batch is sent. Writes at most max refs; returns how many. */
-size_t lww_refill(const struct lww *w, const struct event *ev, struct lww_ref *out, size_t max);
+/* For an update of an item missing on the remote (the apply path creates it from data:
+ * apply_batch_recreates): data holds the item's other fields as the event's source saw them,
+ * which need not be their newest writes (the source may not have had them yet, or the remote's
+ * own edit was newer). Each member of data whose newest write is another event gets that
+ * write's value, read with fetch. The item may have gone at any moment (a delete on the remote
+ * the consumer has not read yet), so this is asked when the remote says it is missing, not when
+ * a delete was seen. Returns the members replaced; *unread counts the writes fetch could not
+ * read (their members keep data's value). */
+size_t lww_refill_data(const struct lww *w, struct event *ev, lww_fetch_fn fetch, void *opaque,
+                       size_t *unread);
 
 enum lww_verdict { LWW_APPLY = 0, LWW_SKIP };
 

@@ -40,6 +40,9 @@ struct partq_ev {
     /* a file's bytes reached the remote in an earlier try (fileop.h): a retry of its routed
      * fields does not move them again */
     bool file_sent;
+    /* an update whose item was missing on the remote: its data got the newest writes of its
+     * other fields (dispatch.c, refill) */
+    bool refilled;
     int parent_tries;     /* refusals for a missing referenced item so far */
     int64_t parked_since; /* the first refusal */
     int64_t parked_until; /* not planned before this (the backoff) */

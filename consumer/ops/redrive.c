@@ -12,6 +12,7 @@
 #include "log.h"
 #include "lww.h"
 #include "plan.h"
+#include "restore.h"
 #include "routes.h"
 #include "signals.h"
 #include "util.h"
@@ -230,6 +231,29 @@ static int apply_file(struct run *r, struct letter *l, struct apply_item *why)
     return rc;
 }
 
+struct refill_at {
+    struct run *r;
+    int32_t partition;
+};
+
+/* lww_refill_data's fetch: a source event read again. */
+static int refill_fetch(void *opaque, uint16_t sub, int64_t offset, struct event *out)
+{
+    struct refill_at *at = opaque;
+    char err[512];
+    if (sub >= at->r->nsubs)
+        return -1;
+    rd_kafka_message_t *m = restore_fetch(at->r->read_rk, at->r->subs[sub].topic, at->partition,
+                                          offset, KREAD_TIMEOUT_MS, err, sizeof(err));
+    if (!m) {
+        log_warn("redrive", "event=fetch_failed error=%s", LOG_Q(err));
+        return -1;
+    }
+    int rc = event_decode(m->payload, m->len, out, err, sizeof(err));
+    rd_kafka_message_destroy(m);
+    return rc;
+}
+
 /* Applies l alone. 1 applied, 0 failed (it holds why), -1 the remote is unavailable. */
 static int apply_one(struct run *r, struct letter *l, struct apply_item *why)
 {
@@ -246,9 +270,23 @@ static int apply_one(struct run *r, struct letter *l, struct apply_item *why)
         return -1;
     int64_t outage_since = -1;
     int rc = -1;
+    bool refilled = false;
     for (;;) {
         if (signals_stop)
             break;
+        size_t idx;
+        if (!refilled && apply_batch_recreates(&b, &idx, 1)) {
+            /* the item is missing: created from data, brought up to date first (lww.h) */
+            struct refill_at at = {r, l->orig_partition};
+            size_t unread = 0;
+            lww_refill_data(r->lww, &l->ev, refill_fetch, &at, &unread);
+            if (unread)
+                log_warn("redrive",
+                         "event=refill_failed key=%s unread=%zu (those fields are created "
+                         "with the values the letter holds)",
+                         LOG_Q(l->ev.key_text), unread);
+            refilled = true;
+        }
         struct apply_request req;
         int n = apply_batch_next(&b, &req);
         if (n < 0)

@@ -43,7 +43,7 @@ P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
 CMDS = {}
 for i in ALL:
     CMDS[f"producer-{i['name']}"] = [P, "--config", CFG, "--instance", i["name"]]
-    CMDS[f"consumer-{i['name']}"] = [CONS, "--config", CFG, "--remote", i["name"]]
+    CMDS[f"consumer-{i['name']}"] = [CONS, "--config", CFG, "--remote", i["name"], "--log-level", "debug"]
 
 check(psql(A["db"], "show track_commit_timestamp").strip() == "on",
       "the test cluster records commit timestamps (track_commit_timestamp)")
@@ -235,6 +235,30 @@ t1 = time.time()
 ok = wait_for(agree, 240, 2)
 converge_s = time.time() - t1
 check(ok, f"every instance holds the same items ({len(diverged)} diverged after {converge_s:.0f} s, e.g. {diverged[:3]})")
+
+
+def explain(k):
+    """What the topics and the consumers' logs say about key k (printed when it diverged)."""
+    print(f"     history of {k}: every event in the topics, by commit time", flush=True)
+    evs = []
+    for i in ALL:
+        for m in topic(f"{PREFIX}.{i['name']}.articles"):
+            e = json.loads(m["payload"])
+            if e.get("key") == k:
+                evs.append((e.get("commit_us", 0), i["name"], m["partition"], m["offset"], e.get("action"),
+                            e.get("activity_id"), e.get("delta") if e.get("action") == "update" else e.get("data")))
+    for ev in sorted(evs, key=lambda x: (x[0], x[1])):
+        print("       " + " ".join(str(x) for x in ev), flush=True)
+    for name in sorted(CMDS):
+        lines = [l for l in log_of(name).splitlines() if k in l or "event=clocks_restored" in l
+                 or "event=streaming" in l or "event=started" in l]
+        print(f"     {name}: {len(lines)} lines about {k} (and starts)", flush=True)
+        for l in lines[-60:]:
+            print("       " + l[:400], flush=True)
+
+
+for k in diverged[:2]:
+    explain(k)
 # idle: the same state twice, 5 s apart (a late write would change it)
 before = state()
 time.sleep(5)
@@ -248,6 +272,9 @@ for k in ids:
             wrong.append(f"{k} on {n}: {s[n][k]} want {want[k]}")
 check(not wrong, f"each field holds its newest write and deleted items are gone where the delete is newest "
                  f"({len(wrong)} wrong, e.g. {wrong[:3]})")
+if not diverged:
+    for k in sorted({w.split()[0] for w in wrong})[:2]:
+        explain(k)
 gone = sum(1 for k in ids if want[k] is None)
 print(f"     {nwrites} writes in the databases; {gone} of {NITEMS} items deleted for good", flush=True)
 

@@ -312,16 +312,23 @@ static void update_of_missing_items_creates_them(void **state)
     upd(2);
     upd(3);
     start("id", 5);
+    size_t idx[4];
+    assert_int_equal(apply_batch_recreates(&batch, idx, 4), 0); /* a PATCH comes first */
     expect("PATCH", "/items/articles?fields=id", NULL);
     /* non-admin: one missing key fails the whole batch with 403 */
     assert_int_equal(answer(403, "FORBIDDEN", "{\"errors\":[{\"message\":\"no\"}]}"), APPLY_NEXT);
     expect("SEARCH", "/items/articles",
            "{\"query\":{\"filter\":{\"id\":{\"_in\":[1,2,3]}},\"fields\":[\"id\"],\"limit\":-1}}");
     assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":2}]}"), APPLY_NEXT);
+    /* the caller is told which items are about to be created from their data */
+    assert_int_equal(apply_batch_recreates(&batch, idx, 4), 2);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 2);
     /* missing → POST with every routed field from data; existing → PATCH of the delta */
     expect("POST", "/items/articles?fields=*",
            "[{\"id\":1,\"title\":\"u1\",\"rating\":1},{\"id\":3,\"title\":\"u3\",\"rating\":3}]");
     assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":1},{\"id\":3}]}"), APPLY_NEXT);
+    assert_int_equal(apply_batch_recreates(&batch, idx, 4), 0);
     expect("PATCH", "/items/articles?fields=id", "[{\"id\":2,\"title\":\"u2\"}]");
     assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":2}]}"), APPLY_DONE);
     assert_done();
