@@ -1,26 +1,8 @@
 #!/usr/bin/env bash
 # Soak test (not in CI's default run): the three-instance mesh under a workload and a random
 # fault every few minutes for MINUTES minutes (default 60), RSS, descriptors and lag sampled
-# each minute (tests/soak.py says what it checks). Builds what is missing, starts the harness's
-# services a b c when they are not up (and stops them at the end if it started them).
+# each minute (tests/soak.py says what it checks). The table is printed and appended to
+# $DXSYNC_RUN/soak-table.txt (default /tmp/dxsync-run); tests/lib/long_run.sh starts what is
+# needed.
 #   tests/soak.sh [MINUTES]
-# The table is printed and appended to $DXSYNC_RUN/soak-table.txt (default /tmp/dxsync-run).
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-MINUTES=${1:-60}
-export DXSYNC_RUN=${DXSYNC_RUN:-/tmp/dxsync-run}
-if [ ! -x build/consumer/dxsync-consumer ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-fi
-cmake --build build -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
-started=0
-if ! { [ -f "$DXSYNC_RUN/services.env" ] && grep -q DXSYNC_C_URL "$DXSYNC_RUN/services.env" &&
-       curl -fsS -o /dev/null --max-time 3 "$(sed -n 's/^DXSYNC_C_URL=//p' "$DXSYNC_RUN/services.env")/server/ping"; }; then
-  tests/harness/services.sh up a b c
-  started=1
-fi
-trap '[ "$started" = 0 ] || tests/harness/services.sh down >/dev/null 2>&1 || true' EXIT
-set -a; . "$DXSYNC_RUN/services.env"; set +a
-export DXSYNC_BIN=$ROOT/build DXSYNC_SOURCE=$ROOT
-python3 tests/soak.py "$MINUTES"
+exec bash "$(dirname "$0")/lib/long_run.sh" soak.py "${1:-60}"
