@@ -102,15 +102,23 @@ static int refill_fetch(void *opaque, uint16_t sub, int64_t offset, struct event
     return at->d->fetch(at->d->fetch_opaque, sub, at->partition, offset, out);
 }
 
+/* Tries of a refill whose writes could not all be read (Kafka unreachable, the restore client
+ * busy with a new assignment), 500 ms apart, before the item is created with what it has. */
+#define REFILL_TRIES 20
+
 /* pe is an update about to create its item, missing on the remote (apply_batch_recreates): the
  * members of its data whose newest write is another event get that write's value
- * (lww_refill_data). A write that cannot be read leaves the value as it is (logged). */
-static void refill(struct dispatch *d, struct dispatch_lane *l, struct partq_ev *pe)
+ * (lww_refill_data). Returns false when a write could not be read and it is worth trying again
+ * (the caller waits 500 ms); after REFILL_TRIES, a write that cannot be read leaves the value
+ * as it is (logged). */
+static bool refill(struct dispatch *d, struct dispatch_lane *l, struct partq_ev *pe)
 {
     struct refill_at at = {d, l->partition};
     size_t unread = 0;
     size_t n = lww_refill_data(d->lww, &pe->ev, refill_fetch, &at, &unread);
     metrics_add(d->m_refills, (double)n);
+    if (unread && ++pe->refill_tries < REFILL_TRIES)
+        return false;
     if (unread)
         log_warn(COMP,
                  "event=refill_failed topic=%s partition=%" PRId32 " offset=%" PRId64
@@ -119,6 +127,7 @@ static void refill(struct dispatch *d, struct dispatch_lane *l, struct partq_ev 
     log_debug(COMP,
               "event=refill topic=%s partition=%" PRId32 " offset=%" PRId64 " key=%s fields=%zu",
               l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text), n);
+    return true;
 }
 
 /* ----------------------------------------------------------------------------------- slots */
@@ -759,18 +768,18 @@ static void send_next(struct dispatch *d, struct dispatch_lane *l)
     /* items the remote lacks are created from their event's data: bring it up to date first */
     size_t *idx = d->fetch ? malloc(l->batch.nitems * sizeof(*idx)) : NULL;
     size_t nre = idx ? apply_batch_recreates(&l->batch, idx, l->batch.nitems) : 0;
+    bool unread = false;
     for (size_t i = 0; i < nre; i++) {
         struct partq_ev *pe = l->bev[idx[i]];
-        if (!pe->refilled) {
-            refill(d, l, pe);
+        if (!pe->refilled && refill(d, l, pe))
             pe->refilled = true;
-        }
+        unread |= !pe->refilled;
     }
     bool oom = d->fetch && !idx;
     free(idx);
-    if (oom) {
-        l->st = LANE_WAITING; /* out of memory: again in a second */
-        l->wake_ms = util_mono_ms() + 1000;
+    if (oom || unread) {
+        l->st = LANE_WAITING; /* out of memory, or a write to read again: try again soon */
+        l->wake_ms = util_mono_ms() + (oom ? 1000 : 500);
         return;
     }
     struct apply_request req;

@@ -43,6 +43,7 @@ struct partq_ev {
     /* an update whose item was missing on the remote: its data got the newest writes of its
      * other fields (dispatch.c, refill) */
     bool refilled;
+    int refill_tries;     /* tries that could not read every write (dispatch.c, REFILL_TRIES) */
     int parent_tries;     /* refusals for a missing referenced item so far */
     int64_t parked_since; /* the first refusal */
     int64_t parked_until; /* not planned before this (the backoff) */
