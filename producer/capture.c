@@ -480,22 +480,11 @@ static int merge_image(const struct row_image *img, cJSON *data, cJSON *delta, b
     return 0;
 }
 
-static bool column_type(const struct capture_collection *coll, const char *name,
-                        enum capture_type *type)
+/* Directus stores a create's payload as sent: "12" for an integer column. Types v as a column
+ * of type t; returns v or its replacement (v is then freed). */
+static cJSON *typed(enum capture_type t, cJSON *v)
 {
-    for (size_t i = 0; i < coll->ncolumns; i++)
-        if (strcmp(coll->columns[i].name, name) == 0) {
-            *type = coll->columns[i].type;
-            return true;
-        }
-    return false;
-}
-
-/* Directus stores a create's payload as sent: "12" for an integer column. Type it. */
-static cJSON *typed(const struct capture_collection *coll, const char *name, cJSON *v)
-{
-    enum capture_type t;
-    if (!cJSON_IsString(v) || !column_type(coll, name, &t) || t == CAPTURE_TEXT)
+    if (!cJSON_IsString(v) || t == CAPTURE_TEXT)
         return v;
     const char *s = v->valuestring;
     cJSON *nv = NULL;
@@ -526,19 +515,27 @@ static bool routed(const struct capture_collection *coll, const char *name)
     return false;
 }
 
-/* Whether name is a column of the table: an alias field (one-to-many, many-to-many) is not,
- * and never travels (its junction collection does). True when the columns are unknown. */
-static bool is_column(const struct capture_collection *coll, const char *name)
+/* Whether name travels: routed, not the key, and a column of the table (an alias field,
+ * one-to-many or many-to-many, is not: its junction collection travels). *type is the column's
+ * type (CAPTURE_TEXT, untouched, when the columns are unknown). */
+static bool travels(const struct capture_collection *coll, const char *name,
+                    enum capture_type *type)
 {
+    *type = CAPTURE_TEXT;
+    if (strcmp(name, coll->pk) == 0 || !routed(coll, name))
+        return false;
     if (!coll->ncolumns)
         return true;
     for (size_t i = 0; i < coll->ncolumns; i++)
-        if (strcmp(coll->columns[i].name, name) == 0)
+        if (strcmp(coll->columns[i].name, name) == 0) {
+            *type = coll->columns[i].type;
             return true;
+        }
     return false;
 }
 
-/* Keeps the routed members of obj (typed); adds the key when key is given. */
+/* Keeps the routed members of obj (typed); adds the key when key is given. Members move from
+ * obj into the result with their names (no copies). */
 static cJSON *filter(const struct capture_collection *coll, cJSON *obj, const cJSON *key)
 {
     cJSON *out = cJSON_CreateObject();
@@ -552,16 +549,15 @@ static cJSON *filter(const struct capture_collection *coll, cJSON *obj, const cJ
         cJSON *it = obj->child;
         while (it) {
             cJSON *next = it->next;
-            if (strcmp(it->string, coll->pk) != 0 && routed(coll, it->string) &&
-                is_column(coll, it->string)) {
+            enum capture_type t;
+            if (it->string && travels(coll, it->string, &t)) {
                 cJSON *v = cJSON_DetachItemViaPointer(obj, it);
-                char *name = strdup(v->string);
-                v = typed(coll, name, v);
-                if (name)
-                    cJSON_AddItemToObject(out, name, v);
-                else
-                    cJSON_Delete(v);
-                free(name);
+                char *name = v->string;
+                v->string = NULL; /* kept through typed(), which may replace v */
+                v = typed(t, v);
+                v->string = name;
+                /* appended as it is: the name is v's own, and obj's members are distinct */
+                cJSON_AddItemToArray(out, v);
             }
             it = next;
         }

@@ -25,6 +25,7 @@ struct publish {
     int64_t confirmed_time_ms;
     bool failed;
     size_t queued_bytes; /* event bytes handed to librdkafka and not yet reported */
+    struct util_buf enc; /* the event being produced, encoded (librdkafka copies it) */
     char why[512];
     void (*wait_cb)(void *);
     void *wait_opaque;
@@ -142,6 +143,7 @@ void publish_free(struct publish *p, int timeout_ms)
         p->head = t->next;
         free(t);
     }
+    util_buf_free(&p->enc);
     free(p);
 }
 
@@ -219,13 +221,13 @@ int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile
             snprintf(err, errlen, "topic name for %s is too long", ev->collection);
             goto fail;
         }
-        char *value = event_encode(ev);
-        if (!value) {
+        if (event_encode_into(ev, &p->enc)) {
             snprintf(err, errlen, "out of memory encoding %s", ev->event_id);
             goto fail;
         }
         const char *action = event_action_name(ev->action);
-        size_t len = strlen(value);
+        const char *value = p->enc.data;
+        size_t len = p->enc.len;
         /* keep librdkafka's queue small (KAFKA_QUEUE_SOFT_BYTES): its hard limit only has to
          * fit the largest event */
         while (p->queued_bytes > 0 && p->queued_bytes + len > KAFKA_QUEUE_SOFT_BYTES &&
@@ -237,9 +239,9 @@ int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile
                 {"dxsync-action", action, strlen(action)},
                 {"dxsync-source", p->source, strlen(p->source)},
             };
-            rd_kafka_resp_err_t e =
-                kafka_produce(p->rk, topic, RD_KAFKA_PARTITION_UA, ev->key_text,
-                              strlen(ev->key_text), value, len, RD_KAFKA_MSG_F_FREE, hdrs, 3, t);
+            rd_kafka_resp_err_t e = kafka_produce(p->rk, topic, RD_KAFKA_PARTITION_UA, ev->key_text,
+                                                  strlen(ev->key_text), (void *)value, len,
+                                                  RD_KAFKA_MSG_F_COPY, hdrs, 3, t);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 p->queued_bytes += len;
                 break;
@@ -250,7 +252,6 @@ int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile
                 wait_step(p);
                 continue;
             }
-            free(value);
             if (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
                 snprintf(err, errlen,
                          "event %s is %zu bytes, more than Kafka takes: raise message.max.bytes "
@@ -263,6 +264,8 @@ int publish_txn(struct publish *p, const struct capture_txn *txn, const volatile
             goto fail;
         }
         handed++;
+        if (p->enc.cap > (1u << 20))
+            util_buf_free(&p->enc); /* a large event does not keep its memory */
         rd_kafka_poll(p->rk, 0);
     }
     advance(p);

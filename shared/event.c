@@ -145,40 +145,50 @@ static void put_int(struct util_buf *b, bool has, int64_t v)
         util_buf_puts(b, "null");
 }
 
-char *event_encode(const struct event *ev)
+int event_encode_into(const struct event *ev, struct util_buf *b)
 {
     /* Written by hand, not through a cJSON tree: the producer encodes every change, and
      * duplicating data and delta into a new tree only to print it doubles the work. */
-    struct util_buf b = {0};
-    util_buf_printf(&b, "{\"version\":%d,\"event_id\":", EVENT_VERSION);
-    put_str(&b, ev->event_id);
-    util_buf_puts(&b, ",\"source\":");
-    put_str(&b, ev->source);
-    util_buf_puts(&b, ",\"collection\":");
-    put_str(&b, ev->collection);
-    util_buf_puts(&b, ",\"action\":");
-    put_str(&b, event_action_name(ev->action));
-    util_buf_puts(&b, ",\"key\":");
-    put_json(&b, ev->key);
-    util_buf_puts(&b, ",\"data\":");
-    put_json(&b, ev->data);
-    util_buf_puts(&b, ",\"delta\":");
-    put_json(&b, ev->delta);
-    util_buf_puts(&b, ",\"user\":");
-    put_str(&b, ev->user);
-    util_buf_puts(&b, ",\"timestamp\":");
-    put_str(&b, ev->timestamp);
-    util_buf_puts(&b, ",\"activity_id\":");
-    put_int(&b, ev->has_activity_id, ev->activity_id);
-    util_buf_puts(&b, ",\"revision_id\":");
-    put_int(&b, ev->has_revision_id, ev->revision_id);
-    util_buf_puts(&b, ",\"lsn\":");
-    put_str(&b, ev->lsn);
+    util_buf_reset(b);
+    util_buf_printf(b, "{\"version\":%d,\"event_id\":", EVENT_VERSION);
+    put_str(b, ev->event_id);
+    util_buf_puts(b, ",\"source\":");
+    put_str(b, ev->source);
+    util_buf_puts(b, ",\"collection\":");
+    put_str(b, ev->collection);
+    util_buf_puts(b, ",\"action\":");
+    put_str(b, event_action_name(ev->action));
+    util_buf_puts(b, ",\"key\":");
+    put_json(b, ev->key);
+    util_buf_puts(b, ",\"data\":");
+    put_json(b, ev->data);
+    util_buf_puts(b, ",\"delta\":");
+    put_json(b, ev->delta);
+    util_buf_puts(b, ",\"user\":");
+    put_str(b, ev->user);
+    util_buf_puts(b, ",\"timestamp\":");
+    put_str(b, ev->timestamp);
+    util_buf_puts(b, ",\"activity_id\":");
+    put_int(b, ev->has_activity_id, ev->activity_id);
+    util_buf_puts(b, ",\"revision_id\":");
+    put_int(b, ev->has_revision_id, ev->revision_id);
+    util_buf_puts(b, ",\"lsn\":");
+    put_str(b, ev->lsn);
     if (ev->has_commit_us) {
-        util_buf_puts(&b, ",\"commit_us\":");
-        put_int(&b, true, ev->commit_us);
+        util_buf_puts(b, ",\"commit_us\":");
+        put_int(b, true, ev->commit_us);
     }
-    util_buf_puts(&b, "}");
+    util_buf_puts(b, "}");
+    return b->failed ? -1 : 0;
+}
+
+char *event_encode(const struct event *ev)
+{
+    struct util_buf b = {0};
+    if (event_encode_into(ev, &b)) {
+        util_buf_free(&b);
+        return NULL;
+    }
     return util_buf_steal(&b);
 }
 

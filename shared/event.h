@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct util_buf;
+
 #define EVENT_VERSION 1
 /* Largest value the decoders accept; a Kafka message above it is malformed for dxsync. */
 #define EVENT_MAX_BYTES (16u * 1024u * 1024u)
@@ -42,6 +44,10 @@ int event_action_parse(const char *s, enum event_action *out);
 
 /* Returns a malloc'd JSON text (caller frees with free()), or NULL when out of memory. */
 char *event_encode(const struct event *ev);
+
+/* Writes ev's JSON text into b from its start (b's memory is reused from event to event: the
+ * producer's loop). Returns 0, or -1 when out of memory. */
+int event_encode_into(const struct event *ev, struct util_buf *b);
 
 /* Decodes buf. On success the caller owns *ev (event_free). On failure returns -1, *ev is
  * empty and err holds the reason. Never reads beyond len; buf need not be terminated. */
