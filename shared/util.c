@@ -5,6 +5,9 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,4 +363,11 @@ bool util_json_same(const cJSON *a, const cJSON *b)
     errno = 0;
     double d = strtod(t->valuestring, &end);
     return !*end && !errno && d == n->valuedouble;
+}
+
+void util_release_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }

@@ -55,6 +55,11 @@ bool util_utf8_valid(const char *s, size_t len, size_t *bad_at);
 int64_t util_mono_ms(void);
 int64_t util_wall_ms(void);
 
+/* Hands the heap's free memory back to the system (glibc's malloc_trim over every arena; nothing
+ * elsewhere): after a burst whose buffers are gone (a restore read the whole history, a large
+ * event), the resident size falls back instead of staying at the burst's peak. */
+void util_release_memory(void);
+
 /* Formats epoch milliseconds as 2026-11-25T22:30:39.839Z into buf (at least 25 bytes). */
 void util_iso8601_ms(int64_t epoch_ms, char *buf, size_t len);
 

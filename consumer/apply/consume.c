@@ -72,6 +72,7 @@ struct consume {
     struct restore *restoring; /* the restore of the last assignment while it runs */
     struct part **rparts;      /* its parts: rparts[i] is its target i */
     int64_t restore_t0;
+    int64_t trim_ms; /* when to hand freed memory back (after a restore), 0 none */
     char group[256];
     struct kafka_state cst;
     rd_kafka_t *rk;
@@ -525,6 +526,9 @@ static bool restore_turn(struct consume *c)
                  "event=clocks_restored partitions=%zu events=%" PRId64 " keys=%zu seconds=%.2f", n,
                  restore_count(c->restoring), lww_keys(c->lww), secs);
     restore_finish(c, rc > 0);
+    /* the restore's fetch buffers (up to 32 MB) are freed by librdkafka's threads in a moment:
+     * then give the memory back */
+    c->trim_ms = util_mono_ms() + 2000;
     return false;
 }
 
@@ -913,6 +917,10 @@ static int64_t turn(struct consume *c)
     dlq_poll(c->dlq);
     dispatch_transfers(c->dispatch);
     int64_t now = util_mono_ms();
+    if (c->trim_ms && now >= c->trim_ms) {
+        c->trim_ms = 0;
+        util_release_memory();
+    }
     for (size_t i = 0; i < c->nparts; i++)
         if (c->parts[i]->q.held)
             recheck_held(c, c->parts[i]);
