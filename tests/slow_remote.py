@@ -9,7 +9,7 @@ the consumer catches up and b holds what a holds, nothing dead-lettered, and tha
 the least-squares slope of RSS over the run after the first two minutes, in MB per hour,
 printed, and the median of the last third against the middle third (as the soak test).
     tests/slow_remote.py MINUTES      (tests/slow_remote.sh starts the services and runs it)"""
-import atexit, json, os, random, statistics, subprocess, sys, threading, time, urllib.parse
+import atexit, json, os, random, statistics, subprocess, sys, threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
@@ -173,13 +173,7 @@ check(wait_for(lambda: group_lag(CFG, "b") == 0, 900, 5), "the consumer catches 
 
 
 def fetch(i, coll, keys):
-    out = {}
-    keys = sorted(keys)
-    for n in range(0, len(keys), 100):
-        flt = urllib.parse.quote(json.dumps({"id": {"_in": keys[n:n + 100]}}))
-        for x in api(i, "GET", f"/items/{coll}?limit=-1&filter={flt}")["data"]:
-            out[str(x["id"])] = {f: x[f] for f in FIELDS[coll]}
-    return out
+    return {k: {f: row[f] for f in FIELDS[coll]} for k, row in fetch_items(i, coll, keys, FIELDS[coll]).items()}
 
 
 differ = []

@@ -10,7 +10,7 @@ once every lag is 0: the three instances hold the same items with the same route
 nothing was dead-lettered, and RSS and descriptors are flat (the last third of the run against
 the middle third, per process; a restarted process starts a new series).
     tests/soak.py MINUTES      (tests/soak.sh starts the services and runs it)"""
-import json, os, random, signal, socket, statistics, subprocess, sys, threading, time, urllib.parse
+import json, os, random, signal, socket, statistics, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from dx import *  # noqa: E402,F401,F403
@@ -252,13 +252,7 @@ sample(minute + 1, "(end: idle)")
 
 
 def fetch(i, coll, keys):
-    out = {}
-    keys = sorted(keys)
-    for n in range(0, len(keys), 100):
-        flt = urllib.parse.quote(json.dumps({"id": {"_in": keys[n:n + 100]}}))
-        for x in api(i, "GET", f"/items/{coll}?limit=-1&filter={flt}")["data"]:
-            out[str(x["id"])] = {f: x[f] for f in FIELDS[coll]}
-    return out
+    return {k: {f: row[f] for f in FIELDS[coll]} for k, row in fetch_items(i, coll, keys, FIELDS[coll]).items()}
 
 
 differ = []

@@ -19,8 +19,9 @@ export BENCH_N=${1:-2000} BENCH_RUNS=${2:-3} BENCH_BIN=${DXSYNC_BIN:-$ROOT/build
 export BENCH_SETTINGS=${BENCH_SETTINGS:-"100/4 250/4 100/8 250/8 500/2"}
 export BENCH_TMP=$(mktemp -d /tmp/dxsync-ingest.XXXXXX)
 trap 'rm -rf "$BENCH_TMP"' EXIT
-python3 - <<'PY'
-import http.client, json, os, re, signal, socket, statistics, subprocess, sys, threading, time, urllib.parse, urllib.request, uuid
+PYTHONPATH="$ROOT/tests/lib" python3 - <<'PY'
+import http.client, json, os, re, signal, statistics, subprocess, sys, threading, time, urllib.parse, urllib.request, uuid
+from dx import free_port
 
 E = os.environ
 N, RUNS, BIN, TMP = int(E["BENCH_N"]), int(E["BENCH_RUNS"]), E["BENCH_BIN"], E["BENCH_TMP"]
@@ -74,14 +75,6 @@ for w in counts:
         best = max(best, (v, f"{w} writers x {s}"))
     print(f"{w:>8} " + " ".join(f"{v:>8.0f}" for v in row), flush=True)
 print(f"best: {best[0]:.0f} items/s ({best[1]})\n", flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def applied(port):

@@ -92,21 +92,14 @@ q "CHECKPOINT" >/dev/null
 
 export BENCH_N=$N BENCH_RUNS=$RUNS BENCH_ROUNDS=$ROUNDS BENCH_END_LSN=$END_LSN BENCH_DB=$DB BENCH_TMP=$TMP \
   BENCH_BIN=$BIN BENCH_PREFIX=$PREFIX BENCH_PERF=${DXSYNC_BENCH_PERF:-0} BENCH_KAFKA_PID=$(cat "$DXSYNC_RUN/kafka.pid")
-python3 - <<'PY'
-import os, re, signal, socket, statistics, subprocess, sys, time, urllib.request
+PYTHONPATH="$ROOT/tests/lib" python3 - <<'PY'
+import os, re, signal, statistics, subprocess, sys, time, urllib.request
+from dx import free_port
 
 E = os.environ
 N, RUNS, ROUNDS = int(E["BENCH_N"]), int(E["BENCH_RUNS"]), int(E["BENCH_ROUNDS"])
 TMP, BIN, DB, END = E["BENCH_TMP"], E["BENCH_BIN"], E["BENCH_DB"], E["BENCH_END_LSN"]
 HZ = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def cpu_of(pid):

@@ -7,7 +7,7 @@ verify_b (what Directus b must hold).
 
 Run as a script: `dx.py verify-b EXPECT_JSON` prints the differences between Directus b and the
 state Gen.save_expect wrote, and exits 1 when there are any."""
-import atexit, json, os, random, signal, subprocess, sys, tempfile, time, urllib.error, urllib.request, uuid
+import atexit, json, os, random, signal, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request, uuid
 
 ENV = os.environ
 BIN = ENV.get("DXSYNC_BIN", "")
@@ -249,17 +249,31 @@ class Gen:
             json.dump([[c, k, v] for (c, k), v in self.expect.items()], f)
 
 
-def fetch_b(coll, keys, fields):
-    """The items of coll with these keys on Directus b (as its admin), by key text."""
-    b, out, pk = inst("b"), {}, CONSUMER_PK[coll]
-    for i in range(0, len(keys), 200):
-        chunk = keys[i:i + 200]
-        typed = [int(k) for k in chunk] if coll == "counters" else chunk
-        body = api(b, "SEARCH", "/items/" + coll, {"query": {
-            "filter": {pk: {"_in": typed}}, "fields": [pk] + fields, "limit": -1}}, ok=(200,))
+def fetch_items(i, coll, keys, fields, pk="id"):
+    """The items of coll with these keys (texts; digits are integer keys) on instance i (as its
+    admin), by key text, with pk and fields."""
+    out, keys = {}, sorted(keys)
+    for n in range(0, len(keys), 200):
+        chunk = [int(k) if k.isdigit() else k for k in keys[n:n + 200]]
+        body = api(i, "SEARCH", "/items/" + coll, {"query": {
+            "filter": {pk: {"_in": chunk}}, "fields": [pk] + fields, "limit": -1}}, ok=(200,))
         for row in body["data"]:
             out[str(row[pk])] = row
     return out
+
+
+def fetch_b(coll, keys, fields):
+    """The items of coll with these keys on Directus b (as its admin), by key text."""
+    return fetch_items(inst("b"), coll, keys, fields, CONSUMER_PK[coll])
+
+
+def free_port():
+    """A loopback port free right now (for a --metrics-addr)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def verify_b(expect_path, null_fields=("body",)):
