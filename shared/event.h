@@ -11,8 +11,9 @@
 struct util_buf;
 
 #define EVENT_VERSION 1
-/* Largest value the decoders accept; a Kafka message above it is malformed for dxsync. */
-#define EVENT_MAX_BYTES (16u * 1024u * 1024u)
+/* Largest value the decoders accept; a Kafka message above it is malformed for dxsync. The
+ * same as the largest event dxsync produces (KAFKA_MESSAGE_MAX_BYTES, test_event checks). */
+#define EVENT_MAX_BYTES (64u * 1024u * 1024u)
 
 enum event_action { EVENT_CREATE = 0, EVENT_UPDATE, EVENT_DELETE, EVENT_SNAPSHOT };
 

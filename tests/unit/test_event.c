@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "event.h"
+#include "kafka.h"
 #include "testutil.h"
 
 #include <stdio.h>
@@ -278,6 +279,13 @@ static void error_vectors(void **state)
     free(buf);
 }
 
+/* The decoders refuse only what no dxsync producer sends: their limit is the producers'. */
+static void decoders_take_what_producers_may_send(void **state)
+{
+    (void)state;
+    assert_int_equal(strtoul(KAFKA_MESSAGE_MAX_BYTES, NULL, 10), EVENT_MAX_BYTES);
+}
+
 static void encodes_the_design_shape(void **state)
 {
     (void)state;
@@ -305,9 +313,13 @@ static void encodes_the_design_shape(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(event_vectors),  cmocka_unit_test(specific_reasons),
-        cmocka_unit_test(decoded_values), cmocka_unit_test(every_prefix_of_a_valid_event),
-        cmocka_unit_test(error_vectors),  cmocka_unit_test(encodes_the_design_shape),
+        cmocka_unit_test(event_vectors),
+        cmocka_unit_test(specific_reasons),
+        cmocka_unit_test(decoded_values),
+        cmocka_unit_test(every_prefix_of_a_valid_event),
+        cmocka_unit_test(error_vectors),
+        cmocka_unit_test(encodes_the_design_shape),
+        cmocka_unit_test(decoders_take_what_producers_may_send),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
