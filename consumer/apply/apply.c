@@ -715,7 +715,9 @@ enum apply_verdict apply_batch_answer(struct apply_batch *b, const struct http_r
         b->need_ping = true;
         return APPLY_NEXT;
     case DIRECTUS_FORBIDDEN:
-        if (b->sent != APPLY_STEP_RESOLVE && !g->resolved)
+        /* a missing item (for a non-admin), perhaps deleted since the keys were asked; a
+         * refusal that stays after that is the sync user's permissions */
+        if (b->sent != APPLY_STEP_RESOLVE && g->resolved < APPLY_DUPLICATE_RESOLVES)
             return to_resolve(b, delay_ms);
         return fail_front(b, r, delay_ms);
     case DIRECTUS_DUPLICATE:

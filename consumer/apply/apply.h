@@ -87,7 +87,9 @@ struct apply_request {
  * on its stale pooled connections for a moment; that must not send changes to the DLQ. */
 #define APPLY_ITEM_BACKOFF_BASE_MS 1000
 
-/* How often a batch asks again which keys exist when a create keeps meeting a duplicate key. */
+/* How often a batch asks which keys exist while the answers keep contradicting it: a create
+ * meets a duplicate key, or an update of a key the remote just listed is refused (a person on
+ * the remote created or deleted it in between). */
 #define APPLY_DUPLICATE_RESOLVES 3
 
 enum apply_verdict {
@@ -101,7 +103,7 @@ struct apply_group {
     enum apply_step step; /* POST, PATCH, DELETE or RESOLVE */
     size_t *idx;          /* indices into items */
     size_t n;
-    int resolved; /* times existence was asked: a 403 then fails for good, a duplicate after
+    int resolved; /* times existence was asked: a 403 or a duplicate fails for good after
                    * APPLY_DUPLICATE_RESOLVES */
 };
 

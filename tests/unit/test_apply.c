@@ -409,10 +409,14 @@ static void a_forbidden_item_that_exists_fails_for_good(void **state)
     start("id", 5);
     expect("PATCH", "/items/articles?fields=id", NULL);
     assert_int_equal(answer(403, "FORBIDDEN", NULL), APPLY_NEXT);
-    expect("SEARCH", "/items/articles", NULL);
-    assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":1},{\"id\":2}]}"), APPLY_NEXT);
-    expect("PATCH", "/items/articles?fields=id", NULL);
-    assert_int_equal(answer(403, "FORBIDDEN", NULL), APPLY_NEXT); /* a real permission problem */
+    /* both exist, and the refusal stays: asked three times (deleted in between?), then it is
+     * the sync user's permissions */
+    for (int i = 0; i < APPLY_DUPLICATE_RESOLVES; i++) {
+        expect("SEARCH", "/items/articles", NULL);
+        assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":1},{\"id\":2}]}"), APPLY_NEXT);
+        expect("PATCH", "/items/articles?fields=id", NULL);
+        assert_int_equal(answer(403, "FORBIDDEN", NULL), APPLY_NEXT);
+    }
     expect("PATCH", "/items/articles?fields=id", "[{\"id\":1,\"title\":\"u1\"}]");
     assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":1}]}"), APPLY_NEXT);
     expect("PATCH", "/items/articles?fields=id", "[{\"id\":2,\"title\":\"u2\"}]");
@@ -421,6 +425,29 @@ static void a_forbidden_item_that_exists_fails_for_good(void **state)
     assert_int_equal(batch.items[1].state, APPLY_FAILED);
     assert_int_equal(batch.items[1].status, 403);
     assert_string_equal(batch.items[1].code, "FORBIDDEN");
+}
+
+/* The soak found it: a person on the remote deleted the item between the SEARCH that listed it
+ * and the PATCH. The refusal is asked about again, and the item is created. */
+static void an_item_deleted_after_the_search_is_created(void **state)
+{
+    (void)state;
+    upd(1);
+    start("id", 5);
+    expect("PATCH", "/items/articles?fields=id", NULL);
+    assert_int_equal(answer(403, "FORBIDDEN", NULL), APPLY_NEXT);
+    expect("SEARCH", "/items/articles", NULL);
+    assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":1}]}"), APPLY_NEXT);
+    expect("PATCH", "/items/articles?fields=id", NULL);
+    assert_int_equal(answer(403, "FORBIDDEN", NULL), APPLY_NEXT); /* deleted just now */
+    expect("SEARCH", "/items/articles", NULL);
+    assert_int_equal(answer(200, NULL, "{\"data\":[]}"), APPLY_NEXT);
+    size_t idx[1];
+    assert_int_equal(apply_batch_recreates(&batch, idx, 1), 1);
+    expect("POST", "/items/articles?fields=*", "[{\"id\":1,\"title\":\"u1\",\"rating\":1}]");
+    assert_int_equal(answer(200, NULL, "{\"data\":[{\"id\":1}]}"), APPLY_DONE);
+    assert_done();
+    assert_int_equal(batch.items[0].state, APPLY_APPLIED);
 }
 
 static void a_rejected_value_is_isolated_and_the_rest_applied(void **state)
@@ -786,6 +813,7 @@ int main(void)
         cmocka_unit_test_teardown(create_of_existing_items_updates_them, reset),
         cmocka_unit_test_teardown(delete_of_missing_items_is_done, reset),
         cmocka_unit_test_teardown(a_forbidden_item_that_exists_fails_for_good, reset),
+        cmocka_unit_test_teardown(an_item_deleted_after_the_search_is_created, reset),
         cmocka_unit_test_teardown(a_rejected_value_is_isolated_and_the_rest_applied, reset),
         cmocka_unit_test_teardown(a_server_error_with_the_remote_up_is_the_items_fault, reset),
         cmocka_unit_test_teardown(a_server_error_with_the_remote_down_is_an_outage, reset),
