@@ -15,9 +15,13 @@ ADMIN=$DXSYNC_A_ADMIN_TOKEN
 DB=$DXSYNC_A_DB_URL
 SIZE=10000000
 
+# after t_end has stopped the processes: the slot, the publication and the large item go (a
+# later test that snapshots a's articles would meet a 10 MB row that b and d refuse)
+ITEM=
 cleanup() {
   psql_q "$DB" "select pg_drop_replication_slot('dxsync_$SRC') from pg_replication_slots where slot_name='dxsync_$SRC'" >/dev/null 2>&1 || true
   psql_q "$DB" "drop publication if exists dxsync_$SRC" >/dev/null 2>&1 || true
+  [ -z "$ITEM" ] || api a "$ADMIN" DELETE "/items/articles/$ITEM" >/dev/null 2>&1 || true
 }
 at_exit cleanup
 
@@ -36,6 +40,7 @@ start_proc producer "$P" --config "$T_TMP/cfg.json" --instance "$SRC"
 check "producer starts streaming" wait_for 30 grep -q event=streaming "$T_TMP/producer.log"
 
 id=$(python3 -c 'import uuid; print(uuid.uuid4())')
+ITEM=$id
 api a "$ADMIN" POST /items/articles "{\"id\":\"$id\",\"title\":\"large\",\"body\":\"small\"}" >/dev/null
 admin_id=$(api a "$ADMIN" GET /users/me | json 'j["data"]["id"]')
 # the update as Directus writes it: row, activity, revision (data: the whole item; delta: the change)
