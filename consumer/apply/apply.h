@@ -143,8 +143,8 @@ int apply_batch_next(struct apply_batch *b, struct apply_request *req);
 
 /* The items the next request POSTs although their event is an update: the item is missing on
  * the remote, so it is created from the event's data, which holds the other fields as the
- * event's source had them (the caller first puts their newest writes in, lww_refill). Writes up
- * to max indexes into b->items and returns how many. */
+ * event's source had them (the caller first puts their newest writes in, lww_refill_data).
+ * Writes up to max indexes into b->items and returns how many. */
 size_t apply_batch_recreates(const struct apply_batch *b, size_t *idx, size_t max);
 
 /* Feeds the answer to the request apply_batch_next gave last. *delay_ms is set for the retry

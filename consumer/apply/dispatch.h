@@ -73,8 +73,8 @@ struct dispatch *dispatch_new(const struct config *cfg, const struct config_inst
 void dispatch_free(struct dispatch *d);
 
 /* Reads the event at offset in partition of the consumer's topic number sub (subs as given to
- * the consumer's lww_observe), for the values an update that brings its item back needs
- * (lww_refill). Returns 0 with *out owned by the caller, or -1. */
+ * the consumer's lww_observe), for the values an update that recreates an item missing on the
+ * remote needs (lww_refill_data). Returns 0 with *out owned by the caller, or -1. */
 typedef int (*dispatch_fetch_fn)(void *opaque, uint16_t sub, int32_t partition, int64_t offset,
                                  struct event *out);
 void dispatch_set_fetch(struct dispatch *d, dispatch_fetch_fn fn, void *opaque);

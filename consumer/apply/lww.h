@@ -15,7 +15,7 @@
  *     applied only when it is newer than every write of the key, and while it is, every write
  *     is dropped (an older write never brings the item back); a newer write does (the apply
  *     path's upsert creates the item from the event's full row, whose other fields are first
- *     set to their newest writes, lww_refill).
+ *     set to their newest writes, lww_refill_data).
  * Events of the remote's own instance are never applied (the remote already has them) except
  * as a repair: the consumer may have written an older value just after a local edit committed
  * (it decided before the edit, Directus stored after it). When a local event is still the
