@@ -5,12 +5,16 @@ counters on every instance, now and then the same item on two instances at once)
 minutes, with a fault every 2 to 4 minutes chosen at random from the suite's list: kill -9 of a
 producer, a consumer or the notifier; Kafka stopped 30 s or killed; a Directus stopped 45 s;
 PostgreSQL restarted. Every minute: each dxsync process's RSS and open file descriptors and each
-remote's group lag, one table row (also appended to $DXSYNC_RUN/soak-table.txt). At the end,
-once every lag is 0: the three instances hold the same items with the same routed fields,
-nothing was dead-lettered, and RSS and descriptors are flat (the last third of the run against
-the middle third, per process; a restarted process starts a new series).
-    tests/soak.py MINUTES      (tests/soak.sh starts the services and runs it)"""
-import json, os, random, signal, socket, statistics, subprocess, sys, threading, time
+remote's group lag, and each consumer's convergence clocks and heap in use
+(dxsync_consumer_clock_bytes, dxsync_heap_in_use_bytes from its /metrics), one table row (also appended to $DXSYNC_RUN/soak-table.txt). At the end, once every
+lag is 0: the three instances hold the same items with the same routed fields, nothing was
+dead-lettered, and RSS and descriptors are flat (the last third of the run against the middle
+third, per process; a restarted process starts a new series). A consumer's clocks hold an entry
+per key ever written or deleted (lww.h), which this workload adds all the time: its flatness is
+judged on the RSS beside them (RSS minus clock bytes), and the clocks' own growth is printed.
+    tests/soak.py MINUTES      (tests/soak.sh starts the services and runs it)
+DXSYNC_SOAK_FAULTS=kind,kind limits the faults to these kinds (names in FAULTS below)."""
+import json, os, random, signal, socket, statistics, subprocess, sys, threading, time, urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from dx import *  # noqa: E402,F401,F403
@@ -36,7 +40,8 @@ json.dump(cfg, open(CFG, "w"))
 CMDS = {"notifier": [f"{BIN}/consumer/dxsync-notifier", "--config", CFG]}
 for n in I:
     CMDS[f"producer-{n}"] = [f"{BIN}/producer/dxsync-producer", "--config", CFG, "--instance", n]
-    CMDS[f"consumer-{n}"] = [f"{BIN}/consumer/dxsync-consumer", "--config", CFG, "--remote", n]
+    CMDS[f"consumer-{n}"] = [f"{BIN}/consumer/dxsync-consumer", "--config", CFG, "--remote", n,
+                             "--metrics-addr", f"127.0.0.1:{free_port()}"]
 
 
 def harness(script, *args):
@@ -182,6 +187,12 @@ FAULTS = [("kill_producer", lambda: kill9(f"producer-{random.choice(list(I))}"))
           ("kafka_kill", lambda: kafka("kill")),
           ("directus_stop", directus_stop),
           ("postgres_restart", postgres_restart)]
+if os.environ.get("DXSYNC_SOAK_FAULTS"):  # e.g. kafka_stop,kafka_kill: only these kinds
+    kinds = os.environ["DXSYNC_SOAK_FAULTS"].split(",")
+    unknown = [k for k in kinds if k not in dict(FAULTS)]
+    if unknown:
+        sys.exit(f"DXSYNC_SOAK_FAULTS: unknown fault {unknown[0]!r}; known: {', '.join(k for k, _ in FAULTS)}")
+    FAULTS = [f for f in FAULTS if f[0] in kinds]
 
 
 # ---------------------------------------------------------------- sampling
@@ -194,29 +205,53 @@ def proc_sample(p):
         return None, None
 
 
-series = {}   # (name, pid) -> [(minute, rss, fds)]
+def consumer_mb(name):
+    """A consumer's clock bytes and heap bytes in use, in MB, from its /metrics: (clocks, heap),
+    (None, None) for another process or no answer."""
+    if not name.startswith("consumer-"):
+        return None, None
+    addr = CMDS[name][CMDS[name].index("--metrics-addr") + 1]
+    try:
+        with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return None, None
+
+    def total(metric):
+        vals = [float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.split("{")[0].split(" ")[0] == metric]
+        return sum(vals) / 1e6 if vals else None
+    return total("dxsync_consumer_clock_bytes"), total("dxsync_heap_in_use_bytes")
+
+
+series = {}   # (name, pid) -> [(minute, rss, fds, clock MB or None)]
 faults_done = []
 ORDER = [f"producer-{n}" for n in I] + [f"consumer-{n}" for n in I] + ["notifier"]
 header = (f"{'min':>5} " + " ".join(f"{n.replace('producer-', 'p-').replace('consumer-', 'c-'):>8}" for n in ORDER)
-          + f" {'fds':>5} " + " ".join(f"{'lag-' + n:>6}" for n in I) + "  fault")
-print("# RSS in MB per process, open descriptors of all of them, group lag per remote", flush=True)
+          + f" {'fds':>5} " + " ".join(f"{'lag-' + n:>6}" for n in I) + " " + " ".join(f"{'clk-' + n:>6}" for n in I)
+          + " " + " ".join(f"{'use-' + n:>6}" for n in I) + "  fault")
+print("# RSS in MB per process, open descriptors of all of them, group lag per remote; per consumer, MB of its\n"
+      "# clocks (clk) and of its heap in use (use, all allocations; RSS beyond it is freed memory not handed back)", flush=True)
 print(header, flush=True)
 with open(TABLE, "a") as f:
     f.write(f"# soak {PREFIX}, {MINUTES:g} min, seed {SEED}\n{header}\n")
 
 
 def sample(minute, fault):
-    row, fds = [], 0
+    row, fds, mem = [], 0, {}
     for name in ORDER:
         p = procs.get(name)
         rss, fd = proc_sample(p) if p else (None, None)
+        mem[name] = consumer_mb(name) if p else (None, None)
         if rss is not None:
-            series.setdefault((name, p.pid), []).append((minute, rss, fd))
+            series.setdefault((name, p.pid), []).append((minute, rss, fd, mem[name][0]))
             fds += fd
         row.append(f"{rss:8.1f}" if rss is not None else f"{'-':>8}")
     lags = [group_lag(CFG, n) for n in I]
+    mb = lambda v: f"{v:6.1f}" if v is not None else f"{'?':>6}"  # noqa: E731
     line = (f"{minute:5.0f} " + " ".join(row) + f" {fds:5d} "
-            + " ".join(f"{(l if l is not None else '?'):>6}" for l in lags) + (f"  {fault}" if fault else ""))
+            + " ".join(f"{(l if l is not None else '?'):>6}" for l in lags) + " "
+            + " ".join(mb(mem.get(f"consumer-{n}", (None, None))[0]) for n in I) + " "
+            + " ".join(mb(mem.get(f"consumer-{n}", (None, None))[1]) for n in I) + (f"  {fault}" if fault else ""))
     print(line, flush=True)
     with open(TABLE, "a") as f:
         f.write(line + "\n")
@@ -268,21 +303,37 @@ letters = sum(len(topic(f"{PREFIX}.dlq.{n}")) for n in I if topic_exists(f"{PREF
 check(letters == 0, f"nothing was dead-lettered ({letters})")
 
 # flat: per process series long enough, the last third against the middle one (the first third
-# is warm-up: queues filled by the first backlog, connections opened by the first notifications)
+# is warm-up: queues filled by the first backlog, connections opened by the first notifications).
+# A consumer is judged on its RSS beside its clocks (a sample whose /metrics did not answer is
+# left out of its series' medians).
 flat_rows = []
 for (name, pid), pts in series.items():
     if len(pts) < 9:
         continue
+    consumer = name.startswith("consumer-")
+    if consumer:
+        pts = [p for p in pts if p[3] is not None]
+        if len(pts) < 9:
+            check(False, f"{name} (pid {pid}): its /metrics answered in {len(pts)} samples")
+            continue
     third = len(pts) // 3
-    mid, last = pts[third:2 * third], pts[2 * third:]
-    r0, r1 = statistics.median(p[1] for p in mid), statistics.median(p[1] for p in last)
+    mid, last, body = pts[third:2 * third], pts[2 * third:], pts[third:]
+    heap = (lambda p: p[1] - p[3]) if consumer else (lambda p: p[1])
+    r0, r1 = statistics.median(heap(p) for p in mid), statistics.median(heap(p) for p in last)
     f0, f1 = max(p[2] for p in mid), max(p[2] for p in last)
-    body = pts[third:]
-    slope = (body[-1][1] - body[0][1]) / max(1, body[-1][0] - body[0][0])
-    flat_rows.append((name, pid, len(pts), r0, r1, slope, f0, f1))
-    check(r1 <= r0 * 1.25 + 2, f"{name} (pid {pid}, {len(pts)} min): RSS flat ({r0:.1f} -> {r1:.1f} MB, {slope:+.3f} MB/min)")
+    slope = (heap(body[-1]) - heap(body[0])) / max(1, body[-1][0] - body[0][0])
+    rss_slope = (body[-1][1] - body[0][1]) / max(1, body[-1][0] - body[0][0])
+    what = "RSS beside the clocks" if consumer else "RSS"
+    extra = ""
+    if consumer:
+        c0, c1 = body[0][3], body[-1][3]
+        extra = (f"; RSS {body[0][1]:.1f} -> {body[-1][1]:.1f} MB ({rss_slope:+.3f} MB/min), "
+                 f"clocks {c0:.1f} -> {c1:.1f} MB ({(c1 - c0) / max(1, body[-1][0] - body[0][0]):+.3f} MB/min)")
+    flat_rows.append(f"# {name} pid {pid}: {len(pts)} samples, {what} {r0:.1f} -> {r1:.1f} MB "
+                     f"({slope:+.3f} MB/min){extra}, fds {f0} -> {f1}")
+    check(r1 <= r0 * 1.25 + 2, f"{name} (pid {pid}, {len(pts)} min): {what} flat ({r0:.1f} -> {r1:.1f} MB, {slope:+.3f} MB/min{extra})")
     check(f1 <= f0 + 4, f"{name} (pid {pid}): descriptors flat ({f0} -> {f1})")
 with open(TABLE, "a") as f:
     for r in flat_rows:
-        f.write(f"# {r[0]} pid {r[1]}: {r[2]} samples, RSS {r[3]:.1f} -> {r[4]:.1f} MB ({r[5]:+.3f} MB/min), fds {r[6]} -> {r[7]}\n")
+        f.write(r + "\n")
 finish("soak")
