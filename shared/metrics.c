@@ -69,7 +69,8 @@ struct metrics {
     char reason[256];
     int64_t heartbeat_ms;
     int64_t stall_ms;
-    struct metric *m_healthy; /* set while serving */
+    struct metric *m_healthy;                         /* set while serving */
+    struct metric *m_rss, *m_heap_used, *m_heap_free; /* util_memory_now at each render */
     char *program;
     /* counter samples: sample_ms[i] (monotonic) for slot i, nsamples filled, next slot head */
     int64_t sample_ms[NSAMPLES];
@@ -312,6 +313,13 @@ char *metrics_render(struct metrics *m)
     if (m->m_healthy) {
         char body[320];
         m->m_healthy->value = health_locked(m, body, sizeof(body)) == 200 ? 1 : 0;
+    }
+    if (m->m_rss) {
+        struct util_memory mem;
+        util_memory_now(&mem);
+        m->m_rss->value = (double)mem.rss;
+        m->m_heap_used->value = (double)mem.heap_used;
+        m->m_heap_free->value = (double)mem.heap_free;
     }
     for (struct family *f = m->families; f; f = f->next) {
         util_buf_printf(&b, "# HELP %s ", f->name);
@@ -797,6 +805,12 @@ int metrics_serve(struct metrics *m, const char *host, int port, char *err, size
         return -1;
     }
     m->m_healthy = metrics_gauge(m, "dxsync_healthy", "1 while /healthz answers 200", NULL);
+    m->m_rss = metrics_gauge(m, "process_resident_memory_bytes", "Resident memory size", NULL);
+    m->m_heap_used = metrics_gauge(m, "dxsync_heap_in_use_bytes",
+                                   "Heap bytes held by allocations (glibc mallinfo2)", NULL);
+    m->m_heap_free = metrics_gauge(
+        m, "dxsync_heap_free_bytes",
+        "Heap bytes freed but kept by the allocator, not handed back (glibc mallinfo2)", NULL);
     m->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);

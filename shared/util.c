@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static bool buf_reserve(struct util_buf *b, size_t extra)
 {
@@ -363,6 +364,25 @@ bool util_json_same(const cJSON *a, const cJSON *b)
     errno = 0;
     double d = strtod(t->valuestring, &end);
     return !*end && !errno && d == n->valuedouble;
+}
+
+void util_memory_now(struct util_memory *out)
+{
+    memset(out, 0, sizeof(*out));
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        unsigned long size, resident;
+        if (fscanf(f, "%lu %lu", &size, &resident) == 2) {
+            long page = sysconf(_SC_PAGESIZE);
+            out->rss = (size_t)resident * (size_t)(page > 0 ? page : 4096);
+        }
+        fclose(f);
+    }
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 mi = mallinfo2();
+    out->heap_used = mi.uordblks + mi.hblkhd;
+    out->heap_free = mi.fordblks;
+#endif
 }
 
 void util_release_memory(void)

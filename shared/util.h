@@ -60,6 +60,15 @@ int64_t util_wall_ms(void);
  * event), the resident size falls back instead of staying at the burst's peak. */
 void util_release_memory(void);
 
+/* The process's memory now, in bytes: resident (/proc/self/statm), the heap's bytes in use by
+ * allocations and its free bytes kept by the allocator (glibc's mallinfo2 over every arena; 0
+ * elsewhere). RSS growing with heap_used is memory something holds; with heap_free, memory freed
+ * but not handed back (fragmentation). Fields it cannot read are 0. */
+struct util_memory {
+    size_t rss, heap_used, heap_free;
+};
+void util_memory_now(struct util_memory *out);
+
 /* Formats epoch milliseconds as 2026-11-25T22:30:39.839Z into buf (at least 25 bytes). */
 void util_iso8601_ms(int64_t epoch_ms, char *buf, size_t len);
 

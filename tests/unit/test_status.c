@@ -233,6 +233,24 @@ static void serves_the_page_and_json(void **state)
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
     body = get(url, &st, ct, sizeof(ct));
     assert_non_null(strstr(body, "\ndxsync_healthy 0\n"));
+    /* the process's memory, read at each scrape: a resident size of at least 1 MB, a heap in
+     * use that grows by what is allocated (10 MB held across two scrapes) */
+    const char *rss = strstr(body, "\nprocess_resident_memory_bytes ");
+    const char *used = strstr(body, "\ndxsync_heap_in_use_bytes ");
+    assert_non_null(rss);
+    assert_non_null(used);
+    assert_non_null(strstr(body, "\ndxsync_heap_free_bytes "));
+    assert_true(strtod(rss + strlen("\nprocess_resident_memory_bytes "), NULL) > 1e6);
+    double used0 = strtod(used + strlen("\ndxsync_heap_in_use_bytes "), NULL);
+    free(body);
+    char *hold = malloc(10u << 20);
+    assert_non_null(hold);
+    memset(hold, 1, 10u << 20);
+    body = get(url, &st, ct, sizeof(ct));
+    used = strstr(body, "\ndxsync_heap_in_use_bytes ");
+    assert_non_null(used);
+    assert_true(strtod(used + strlen("\ndxsync_heap_in_use_bytes "), NULL) >= used0 + 10e6);
+    free(hold);
     free(body);
     metrics_free(m);
 }
