@@ -16,11 +16,13 @@ static uint64_t hash_key(const char *s)
     return h;
 }
 
-static int gen_init(struct recent_gen *g, size_t per_gen)
+#define GEN_MIN_CAP 16
+
+/* A generation's table starts at GEN_MIN_CAP slots and doubles while it is more than half full,
+ * up to the first power of two above 2 * per_gen: an idle partition's keeps 512 bytes, a busy
+ * one's grows to what it holds (with 4,096 keys per generation, 128 KiB and the keys). */
+static int gen_init(struct recent_gen *g, size_t cap)
 {
-    size_t cap = 16;
-    while (cap < per_gen * 2)
-        cap *= 2;
     g->keys = calloc(cap, sizeof(*g->keys));
     g->ids = calloc(cap, sizeof(*g->ids));
     g->cap = cap;
@@ -34,19 +36,10 @@ static int gen_init(struct recent_gen *g, size_t per_gen)
     return 0;
 }
 
-static void gen_clear(struct recent_gen *g)
-{
-    for (size_t i = 0; i < g->cap; i++) {
-        free(g->keys[i]);
-        g->keys[i] = NULL;
-    }
-    g->len = 0;
-}
-
 static void gen_free(struct recent_gen *g)
 {
-    if (g->keys)
-        gen_clear(g);
+    for (size_t i = 0; g->keys && i < g->cap; i++)
+        free(g->keys[i]);
     free(g->keys);
     free(g->ids);
     memset(g, 0, sizeof(*g));
@@ -61,11 +54,33 @@ static size_t gen_slot(const struct recent_gen *g, const char *key)
     return i;
 }
 
+/* Doubles g's table (rehashing its keys); false when out of memory (g unchanged). */
+static bool gen_grow(struct recent_gen *g)
+{
+    struct recent_gen n;
+    if (gen_init(&n, g->cap * 2))
+        return false;
+    for (size_t i = 0; i < g->cap; i++)
+        if (g->keys[i]) {
+            size_t j = gen_slot(&n, g->keys[i]);
+            n.keys[j] = g->keys[i];
+            n.ids[j] = g->ids[i];
+        }
+    n.len = g->len;
+    free(g->keys);
+    free(g->ids);
+    *g = n;
+    return true;
+}
+
 int recent_init(struct recent *r, size_t per_gen)
 {
     memset(r, 0, sizeof(*r));
     r->per_gen = per_gen ? per_gen : 1;
-    if (gen_init(&r->gen[0], r->per_gen) || gen_init(&r->gen[1], r->per_gen)) {
+    r->max_cap = GEN_MIN_CAP;
+    while (r->max_cap < r->per_gen * 2)
+        r->max_cap *= 2;
+    if (gen_init(&r->gen[0], GEN_MIN_CAP) || gen_init(&r->gen[1], GEN_MIN_CAP)) {
         recent_free(r);
         return -1;
     }
@@ -96,12 +111,21 @@ bool recent_stale(struct recent *r, const char *key, int64_t id)
             return true;
     }
     if (cur->len >= r->per_gen) {
-        /* rotate: the old generation is forgotten, the current one becomes old */
-        gen_clear(old);
+        /* rotate: the old generation is forgotten (its table back to the smallest), the current
+         * one becomes old */
+        struct recent_gen fresh;
+        if (gen_init(&fresh, GEN_MIN_CAP))
+            return false;
+        gen_free(old);
+        *old = fresh;
         r->cur = 1 - r->cur;
         cur = &r->gen[r->cur];
         i = gen_slot(cur, key);
+    } else if ((cur->len + 1) * 2 > cur->cap && cur->cap < r->max_cap && gen_grow(cur)) {
+        i = gen_slot(cur, key);
     }
+    if (cur->len + 1 >= cur->cap)
+        return false; /* it could not grow: one slot stays free, so lookups end */
     char *copy = strdup(key);
     if (!copy)
         return false;

@@ -2,7 +2,8 @@
  * (pure, no I/O). A producer that restarts resends from its last confirmed LSN, so events the
  * consumer already has come again; one older than what is known for its key is skipped instead
  * of moving the item back for a while. Two generations keep memory bounded: when the current
- * one is full it becomes the old one and the previous old one is dropped. */
+ * one is full it becomes the old one and the previous old one is dropped. A generation's table
+ * grows with the keys it holds (an idle partition's takes 512 bytes). */
 #ifndef DXSYNC_RECENT_H
 #define DXSYNC_RECENT_H
 
@@ -21,6 +22,7 @@ struct recent {
     struct recent_gen gen[2];
     size_t cur;     /* index of the current generation */
     size_t per_gen; /* keys per generation before it rotates */
+    size_t max_cap; /* the largest table a generation grows to (a power of two >= 2 * per_gen) */
 };
 
 /* Remembers up to 2 * per_gen keys. Returns 0, or -1 when out of memory. */
