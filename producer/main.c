@@ -45,6 +45,7 @@ int main(int argc, char **argv)
             "  DXSYNC_TOKEN_A=... dxsync-producer --config dxsync.json --instance a check",
         .opts = opts,
         .nopts = sizeof(opts) / sizeof(opts[0]),
+        .http_on_demand = true,
     };
     struct app app;
     int rc = app_start(&app, argc, argv, &spec);

@@ -19,13 +19,27 @@
 #define STATUS_INTERVAL_MS 10000
 #define STATUS_MIN_GAP_MS  100
 
-int producer_sync_user(const struct config_instance *inst, char *id, size_t idlen, char *err,
-                       size_t errlen)
+int producer_sync_user(const struct config_instance *inst, struct source *src, char *id,
+                       size_t idlen, const char **how, char *err, size_t errlen)
 {
+    *how = "config";
     if (inst->sync_user) {
         util_strlcpy(id, inst->sync_user, idlen);
         return 0;
     }
+    *how = "database";
+    char lookup_err[512] = "";
+    int found = src && inst->token
+                    ? source_token_user(src, inst->token, id, idlen, lookup_err, sizeof(lookup_err))
+                    : 0;
+    if (found > 0)
+        return 0;
+    if (found < 0)
+        log_info("producer",
+                 "event=sync_user_lookup_failed instance=%s error=%s hint=\"asking Directus "
+                 "(GET /users/me) instead\"",
+                 inst->name, LOG_Q(lookup_err));
+    *how = "directus";
     struct http_client *c = http_client_new(inst->url, inst->token, 10000, err, errlen);
     if (!c)
         return -1;
@@ -282,13 +296,18 @@ int producer_run(const struct config *cfg, const struct config_instance *inst, s
                                      "Replication connections lost", labels);
     metrics_set_stall_ms(m, 120000);
 
-    if (producer_sync_user(inst, p.sync_user, sizeof(p.sync_user), err, sizeof(err))) {
+    p.src = source_new(cfg, inst);
+    const char *how = "";
+    if (p.src &&
+        producer_sync_user(inst, p.src, p.sync_user, sizeof(p.sync_user), &how, err, sizeof(err))) {
         log_error("producer", "event=sync_user_unknown reason=\"%s\"", err);
+        source_free(p.src);
         return signals_stop ? 0 : 1;
     }
-    log_info("producer", "event=sync_user instance=%s user=%s", inst->name, p.sync_user);
-    p.src = source_new(cfg, inst);
-    if (p.src) { /* the slot, for the status page and dashboards */
+    if (p.src) {
+        log_info("producer", "event=sync_user instance=%s user=%s from=%s", inst->name, p.sync_user,
+                 how);
+        /* the slot, for the status page and dashboards */
         char info[256];
         snprintf(info, sizeof(info), "source=\"%s\",slot=\"%s\"", inst->name, source_slot(p.src));
         metrics_set(metrics_gauge(m, "dxsync_producer_info", "1, labelled with the slot", info), 1);

@@ -10,10 +10,14 @@
  * invalid token). */
 int producer_run(const struct config *cfg, const struct config_instance *inst, struct metrics *m);
 
-/* The sync user's id: inst->sync_user, else GET /users/me with the instance token
- * (directus_user_fetch), retried while Directus is unreachable or answers a 5xx. 0, or -1 with
- * err: the token refused, another 4xx, no user id, or stopped. */
-int producer_sync_user(const struct config_instance *inst, char *id, size_t idlen, char *err,
-                       size_t errlen);
+struct source;
+
+/* The sync user's id: inst->sync_user; else the user of the instance token in the database
+ * (source_token_user, when src is not NULL); else GET /users/me with the token
+ * (directus_user_fetch), retried while Directus is unreachable or answers a 5xx. *how says
+ * which ("config", "database", "directus"). 0, or -1 with err: the token refused, another 4xx,
+ * no user id, or stopped. */
+int producer_sync_user(const struct config_instance *inst, struct source *src, char *id,
+                       size_t idlen, const char **how, char *err, size_t errlen);
 
 #endif

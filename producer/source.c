@@ -238,6 +238,30 @@ static PGresult *query(struct source *s, const char *sql, int n, const char *con
     return NULL;
 }
 
+int source_token_user(struct source *s, const char *token, char *id, size_t idlen, char *err,
+                      size_t errlen)
+{
+    if (source_connect(s, err, errlen))
+        return -1;
+    char len[24];
+    snprintf(len, sizeof(len), "%zu", strlen(token));
+    const char *p[1] = {len};
+    PGresult *r = query(s,
+                        "SELECT id::text, token FROM directus_users WHERE status = 'active' AND "
+                        "token IS NOT NULL AND length(token) = $1::int",
+                        1, p, err, errlen);
+    if (!r)
+        return -1;
+    int found = 0;
+    for (int i = 0; i < PQntuples(r) && !found; i++)
+        if (strcmp(PQgetvalue(r, i, 1), token) == 0) {
+            util_strlcpy(id, PQgetvalue(r, i, 0), idlen);
+            found = 1;
+        }
+    PQclear(r);
+    return found;
+}
+
 /* Adds the routed collection's table to the publication, so that pgoutput sends its rows (the
  * row as each transaction committed it, beside the activity and revision rows). A table that
  * does not exist yet is added once it does (source_lookup); one that cannot be added (the

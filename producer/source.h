@@ -22,6 +22,14 @@ void source_free(struct source *s);
 int source_connect(struct source *s, char *err, size_t errlen);
 PGconn *source_conn(struct source *s);
 
+/* The id of the active Directus user whose static token is token, read from directus_users
+ * (Directus keeps static tokens there as they are and compares them the same way): the
+ * producer then needs no request to Directus to know its sync user. The token is compared here,
+ * never sent to the server (whose log may print a statement's parameters). 1 found, 0 no such
+ * user, -1 with err: the database cannot be reached or the table cannot be read. */
+int source_token_user(struct source *s, const char *token, char *id, size_t idlen, char *err,
+                      size_t errlen);
+
 /* fn(opaque) is called about every second while a query of the source waits for the server
  * (the producer keeps its replication connection alive there). NULL: none. */
 void source_set_wait_cb(struct source *s, void (*fn)(void *opaque), void *opaque);

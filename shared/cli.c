@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include "http.h"
 #include "signals.h"
 #include "util.h"
 
@@ -225,7 +226,8 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
         fprintf(stderr, "%s: cannot install signal handlers\n", spec->program);
         return 1;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (!spec->http_on_demand)
+        http_global_init();
     app->metrics = metrics_new();
     if (!app->metrics) {
         fprintf(stderr, "%s: out of memory\n", spec->program);
@@ -246,7 +248,7 @@ void app_stop(struct app *app)
     app->metrics = NULL;
     config_free(&app->cfg);
     log_clear_secrets();
-    curl_global_cleanup();
+    http_global_cleanup();
 }
 
 const struct config_instance *app_instance(const struct app *app, const struct cli_spec *spec,

@@ -36,6 +36,10 @@ struct cli_spec {
      * (NULL-terminated); NULL when none does. */
     const char *with_action;
     const char *const *actions;
+    /* The program talks HTTP only now and then (the producer: its sync user's id when the
+     * database cannot tell it, and check): libcurl, and with it OpenSSL (2.3 MB of RSS), is
+     * initialised by the first HTTP client (http_global_init) instead of at start. */
+    bool http_on_demand;
 };
 
 struct cli_common {

@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,9 +135,30 @@ void http_response_free(struct http_response *r)
     r->len = 0;
 }
 
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static bool global_done;
+
+static void global_init(void)
+{
+    global_done = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+}
+
+void http_global_init(void)
+{
+    pthread_once(&global_once, global_init);
+}
+
+void http_global_cleanup(void)
+{
+    if (global_done)
+        curl_global_cleanup();
+    global_done = false;
+}
+
 struct http_client *http_client_new(const char *base_url, const char *token, long timeout_ms,
                                     char *err, size_t errlen)
 {
+    http_global_init();
     struct http_client *c = calloc(1, sizeof(*c));
     if (!c)
         goto oom;

@@ -57,6 +57,12 @@ struct http_response {
 
 void http_response_free(struct http_response *r);
 
+/* libcurl's global set-up, once per process (thread-safe; later calls do nothing); every HTTP
+ * client calls it, a program that makes easy or multi handles of its own calls it first.
+ * http_global_cleanup undoes it at exit when it was done. */
+void http_global_init(void);
+void http_global_cleanup(void);
+
 struct http_client;
 
 /* base_url like http://host:port (no trailing slash); token may be NULL. The client keeps

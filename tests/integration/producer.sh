@@ -30,6 +30,8 @@ export ITP_TOKEN_A=$DXSYNC_A_SYNC_TOKEN ITP_TOKEN_B=$DXSYNC_B_SYNC_TOKEN
 
 start_proc producer "$P" --config "$T_TMP/cfg.json" --instance a --metrics-addr 127.0.0.1:29464 --log-level debug
 check "producer starts streaming" wait_for 30 grep -q event=streaming "$T_TMP/producer.log"
+check "it read its sync user from the database (no request to Directus)" \
+  grep -q "event=sync_user instance=a user=$DXSYNC_A_SYNC_USER_ID from=database" "$T_TMP/producer.log"
 
 u1=$(python3 -c 'import uuid; print(uuid.uuid4())'); u2=$(python3 -c 'import uuid; print(uuid.uuid4())')
 api a "$ADMIN" POST /items/articles "[{\"id\":\"$u1\",\"title\":\"one\",\"body\":\"not routed\",\"rating\":\"7\"},{\"id\":\"$u2\",\"title\":\"two\",\"rating\":2}]" >/dev/null
@@ -146,4 +148,11 @@ for l in sys.stdin:
 print(n)' <"$T_TMP/counters.json")
 check "one snapshot event per row ($snaps of $rows)" test "$snaps" = "$rows"
 expect_exit 2 "snapshot of a collection no route names" "$P" --config "$T_TMP/cfg.json" --instance a snapshot --collection unrouted_notes
+
+# A token no user of the database has: the producer asks Directus (GET /users/me), which
+# refuses it, and stops naming the instance; the token itself is in no line.
+ITP_TOKEN_A=dxsync-no-such-token-0042 expect_exit 1 "a token no user has stops the producer" \
+  "$P" --config "$T_TMP/cfg.json" --instance a
+expect_output "the token of instance a is not valid" "it says the token is not valid"
+check "the token is not printed" bash -c "! grep -q dxsync-no-such-token-0042 '$T_TMP/out'"
 finish
