@@ -3,7 +3,7 @@
 #   services.sh install         install what is missing (Debian packages, Kafka jars, Directus)
 #   services.sh up [NAMES...]   PostgreSQL, Kafka, and a prepared Directus per name (default: a b)
 #   services.sh down            stop everything this harness started (by pid)
-# `up` writes $DXSYNC_RUN/services.env (sourceable): DXSYNC_PG_URL, DXSYNC_KAFKA_BROKERS, and per
+# `up` writes $DXSYNC_RUN/services.env (sourceable): the ports, DXSYNC_PG_URL, DXSYNC_KAFKA_BROKERS, and per
 # instance N (upper case) DXSYNC_N_URL, _DB_URL, _ADMIN_TOKEN, _SYNC_TOKEN, _SYNC_USER_ID,
 # _EDITOR1_ID, ... as written by directus.sh.
 set -euo pipefail
@@ -25,6 +25,11 @@ cmd_up() {
   kafka=$("$HARNESS_DIR/kafka.sh" start | sed -n 's/^KAFKA_BROKERS=//p')
   {
     echo "DXSYNC_RUN=$DXSYNC_RUN"
+    # the ports, so that a test restarting a service (kafka.sh start) brings it back on them
+    echo "DXSYNC_PG_PORT=$DXSYNC_PG_PORT"
+    echo "DXSYNC_KAFKA_PORT=$DXSYNC_KAFKA_PORT"
+    echo "DXSYNC_KAFKA_CONTROLLER_PORT=$DXSYNC_KAFKA_CONTROLLER_PORT"
+    echo "DXSYNC_DIRECTUS_BASE_PORT=$DXSYNC_DIRECTUS_BASE_PORT"
     echo "DXSYNC_PG_URL=$pg"
     echo "DXSYNC_KAFKA_BROKERS=$kafka"
     echo "DXSYNC_INSTANCES=\"${names[*]}\""
