@@ -233,8 +233,9 @@ static void serves_the_page_and_json(void **state)
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
     body = get(url, &st, ct, sizeof(ct));
     assert_non_null(strstr(body, "\ndxsync_healthy 0\n"));
-    /* the process's memory, read at each scrape: a resident size of at least 1 MB, a heap in
-     * use that grows by what is allocated (10 MB held across two scrapes) */
+    /* the process's memory, read at a scrape a second after the last read at the earliest: a
+     * resident size of at least 1 MB, a heap in use that grows by what is allocated (10 MB held
+     * across two scrapes 1.1 s apart) */
     const char *rss = strstr(body, "\nprocess_resident_memory_bytes ");
     const char *used = strstr(body, "\ndxsync_heap_in_use_bytes ");
     assert_non_null(rss);
@@ -246,6 +247,7 @@ static void serves_the_page_and_json(void **state)
     char *hold = malloc(10u << 20);
     assert_non_null(hold);
     memset(hold, 1, 10u << 20);
+    util_sleep_ms(1100, NULL);
     body = get(url, &st, ct, sizeof(ct));
     used = strstr(body, "\ndxsync_heap_in_use_bytes ");
     assert_non_null(used);
