@@ -64,7 +64,7 @@ PY
 for r in $(seq 0 $((ROUNDS - 1))); do
   "$BIN/producer/dxsync-producer" --config "$TMP/cfg.json" --instance "bench$r" >"$TMP/p0-$r.log" 2>&1 &
   pid=$!
-  wait_for 20 grep -q event=streaming "$TMP/p0-$r.log" || { cat "$TMP/p0-$r.log" >&2; die "producer bench$r did not stream"; }
+  wait_for 20 grep -qs event=streaming "$TMP/p0-$r.log" || { cat "$TMP/p0-$r.log" >&2; die "producer bench$r did not stream"; }
   kill -TERM $pid; wait $pid || true
   q "select pg_create_logical_replication_slot('ceiling_$r', 'pgoutput')" >/dev/null
 done
