@@ -9,7 +9,8 @@
 #             SETTINGS ("batch_max/max_in_flight", default "100/4 250/4 100/8 250/8 500/2"),
 #             RUNS times each (default 3), the median
 # Prints the sweep table, the consumer table and the ratio of each median to the best sweep
-# figure (target >= 1.0), the consumer's peak RSS and requests per run.
+# figure (target >= 1.0), the consumer's peak RSS and requests per run, and the split of its
+# time: its start until the first applied answer, and the rate after it.
 #   tests/bench/ingest.sh [N] [RUNS]          (default 2000 3)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -124,27 +125,36 @@ def consumer(batch_max, in_flight, run):
     t0 = time.time()
     p = subprocess.Popen([f"{BIN}/consumer/dxsync-consumer", "--config", path, "--remote", "b", "--metrics-addr", str(port)],
                          stdout=log, stderr=log)
-    while applied(port)[0] < N:
+    first = None  # (seconds after the start, items) at the first answer that applied some
+    while (done := applied(port)[0]) < N:
         if p.poll() is not None or time.time() - t0 > 600:
             sys.exit(f"consumer {batch_max}/{in_flight}: did not apply {N}:\n" + open(f"{TMP}/{prefix}.log").read()[-2000:])
+        if done and first is None:
+            first = (time.time() - t0, done)
         time.sleep(0.02)
     secs = time.time() - t0
+    first = first or (secs, 0)
     reqs = applied(port)[1]
     rss = int(next(l.split()[1] for l in open(f"/proc/{p.pid}/status") if l.startswith("VmHWM:"))) / 1024
     p.send_signal(signal.SIGTERM)
     p.wait(60)
-    return N / secs, reqs, rss
+    steady = (N - first[1]) / max(1e-3, secs - first[0])
+    return N / secs, reqs, rss, first[0], steady
 
 
 print(f"consumer: {N} creates queued in Kafka (6 partitions), from the consumer's start until all are on b", flush=True)
 print(f"{'batch/in-flight':>16} " + " ".join(f"{'run ' + str(i + 1):>8}" for i in range(RUNS))
-      + f" {'median':>8} {'ratio':>6} {'requests':>9} {'rss-MB':>7}", flush=True)
+      + f" {'median':>8} {'ratio':>6} {'requests':>9} {'rss-MB':>7} {'start-s':>7} {'steady/s':>8} {'ratio':>6}", flush=True)
 for setting in E["BENCH_SETTINGS"].split():
     bm, fl = map(int, setting.split("/"))
     runs = [consumer(bm, fl, i) for i in range(RUNS)]
     med = statistics.median(r[0] for r in runs)
+    steady = statistics.median(r[4] for r in runs)
     print(f"{setting:>16} " + " ".join(f"{r[0]:>8.0f}" for r in runs)
           + f" {med:>8.0f} {med / best[0]:>6.2f} {statistics.median(r[1] for r in runs):>9.0f}"
-          f" {max(r[2] for r in runs):>7.1f}", flush=True)
+          f" {max(r[2] for r in runs):>7.1f} {statistics.median(r[3] for r in runs):>7.2f} {steady:>8.0f}"
+          f" {steady / best[0]:>6.2f}", flush=True)
 print(f"target: median >= 1.0x the best ingest of the sweep ({best[0]:.0f} items/s)")
+print("start-s: from the start to the first applied answer (process, group join, restore of the queued\n"
+      "events, the key's GET /fields, the first batch); steady/s: the rest of the items over the rest of the time")
 PY
