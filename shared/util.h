@@ -63,7 +63,8 @@ void util_release_memory(void);
 /* The process's memory now, in bytes: resident (/proc/self/statm), the heap's bytes in use by
  * allocations and its free bytes kept by the allocator (glibc's mallinfo2 over every arena; 0
  * elsewhere). RSS growing with heap_used is memory something holds; with heap_free, memory freed
- * but not handed back (fragmentation). Fields it cannot read are 0. */
+ * but not handed back (fragmentation). Fields it cannot read are 0. Under AddressSanitizer the heap
+ * figures are glibc's alone (ASan allocates on its own). */
 struct util_memory {
     size_t rss, heap_used, heap_free;
 };

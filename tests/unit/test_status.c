@@ -12,6 +12,17 @@
 #include "metrics.h"
 #include "util.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -251,7 +262,8 @@ static void serves_the_page_and_json(void **state)
     body = get(url, &st, ct, sizeof(ct));
     used = strstr(body, "\ndxsync_heap_in_use_bytes ");
     assert_non_null(used);
-    assert_true(strtod(used + strlen("\ndxsync_heap_in_use_bytes "), NULL) >= used0 + 10e6);
+    if (!SANITIZED) /* ASan's allocator replaces glibc's: mallinfo2 does not see its blocks */
+        assert_true(strtod(used + strlen("\ndxsync_heap_in_use_bytes "), NULL) >= used0 + 10e6);
     free(hold);
     free(body);
     metrics_free(m);
