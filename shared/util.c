@@ -385,6 +385,14 @@ void util_memory_now(struct util_memory *out)
 #endif
 }
 
+void util_tune_allocator(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+#endif
+}
+
 void util_release_memory(void)
 {
 #ifdef __GLIBC__

@@ -60,6 +60,13 @@ int64_t util_wall_ms(void);
  * event), the resident size falls back instead of staying at the burst's peak. */
 void util_release_memory(void);
 
+/* Fixes glibc's mmap and trim thresholds (256 KiB, 1 MiB) instead of letting them grow: after
+ * librdkafka frees a large fetch buffer, glibc raises both (up to 32 and 64 MiB) and keeps
+ * everything freed below them for good, which malloc_trim does not hand back from the arenas of
+ * librdkafka's threads. A consumer that read 20,000 events of 5 KB back at assignment kept
+ * 30.6 MB of RSS with the moving thresholds, 19.1 MB with these (its clocks 6 MB). */
+void util_tune_allocator(void);
+
 /* The process's memory now, in bytes: resident (/proc/self/statm), the heap's bytes in use by
  * allocations and its free bytes kept by the allocator (glibc's mallinfo2 over every arena; 0
  * elsewhere). RSS growing with heap_used is memory something holds; with heap_free, memory freed

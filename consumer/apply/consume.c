@@ -976,6 +976,7 @@ static void stop(struct consume *c)
 
 int consume_run(const struct config *cfg, const char *remote, struct metrics *m)
 {
+    util_tune_allocator();
     struct consume c;
     memset(&c, 0, sizeof(c));
     c.cfg = cfg;
