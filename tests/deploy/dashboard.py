@@ -14,7 +14,7 @@ import re
 import sys
 
 BUILTIN = {"up"}  # series Prometheus makes itself
-NAME = re.compile(r"\b(dxsync_[a-z0-9_]+|up)\b(?!\s*\()")
+NAME = re.compile(r"\b((?:dxsync|process)_[a-z0-9_]+|up)\b(?!\s*\()")
 
 
 def exported_from_metrics(paths):
@@ -31,7 +31,7 @@ def exported_from_metrics(paths):
 
 def exported_from_source(root):
     names, hist = set(), set()
-    call = re.compile(r"metrics_(counter|gauge|histogram)\(\s*[^,]+,\s*(\"dxsync_[a-z0-9_]+\"|[A-Z_]+)", re.S)
+    call = re.compile(r"metrics_(counter|gauge|histogram)\(\s*[^,]+,\s*(\"(?:dxsync|process)_[a-z0-9_]+\"|[A-Z_]+)", re.S)
     for d, _, files in os.walk(root):
         if "/tests" in d or "/build" in d or "/." in d:
             continue
@@ -42,7 +42,7 @@ def exported_from_source(root):
             macros = dict(re.findall(r"#define\s+([A-Z_]+)\s+\"(dxsync_[a-z0-9_]+)\"", text))
             for kind, name in call.findall(text):
                 name = macros.get(name, name.strip('"'))
-                if not name.startswith("dxsync_"):
+                if not name.startswith(("dxsync_", "process_")):
                     continue
                 names.add(name)
                 if kind == "histogram":
