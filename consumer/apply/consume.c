@@ -688,8 +688,8 @@ static void register_metrics(struct consume *c)
                                  "Events held in memory, waiting or in flight", l);
     c->m_clock_keys = metrics_gauge(c->m, "dxsync_consumer_clock_keys",
                                     "Keys whose newest writes the consumer knows (convergence)", l);
-    c->m_clock_bytes =
-        metrics_gauge(c->m, "dxsync_consumer_clock_bytes", "Memory the convergence clocks take", l);
+    c->m_clock_bytes = metrics_gauge(c->m, "dxsync_consumer_clock_bytes",
+                                     "Heap the convergence clocks take (as malloc counts it)", l);
     c->m_restore_s = metrics_gauge(
         c->m, "dxsync_consumer_restore_seconds",
         "Time the last assignment took to read its partitions back into the clocks", l);

