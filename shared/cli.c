@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Seconds a clean stop may take beyond the consumer's request timeout (signals.h). */
+#define STOP_DEADLINE_S 60
+
 enum { OPT_CONFIG = 1000, OPT_LOG_LEVEL, OPT_METRICS, OPT_HELP, OPT_VERSION, OPT_SPEC = 2000 };
 
 void cli_print_help(const struct cli_spec *spec, FILE *f)
@@ -226,6 +229,10 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
         fprintf(stderr, "%s: cannot install signal handlers\n", spec->program);
         return 1;
     }
+    /* the longest clean stop: requests in flight up to their timeout, then the DLQ's
+     * acknowledgements (10 s), the last commit and leaving the group (a session timeout) */
+    signals_set_stop_deadline(STOP_DEADLINE_S +
+                              (unsigned)app->cfg.consumer.request_timeout_ms / 1000);
     if (!spec->http_on_demand)
         http_global_init();
     app->metrics = metrics_new();

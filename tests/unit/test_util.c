@@ -9,11 +9,15 @@
 #include "backoff.h"
 #include "cli.h"
 #include "log.h"
+#include "signals.h"
 #include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 static void utf8(void **state)
 {
@@ -287,6 +291,71 @@ static void cli_flags(void **state)
     cli_free(&spec);
 }
 
+/* A child that gets SIGTERM (twice when twice), then takes stop_s to stop; its exit status
+ * (-1 when it had to be killed after 10 s), what it wrote to stderr, and the seconds it took. */
+static int stop_child(unsigned deadline_s, int signals, unsigned stop_s, char *out, size_t outlen,
+                      double *secs)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        if (signals_install())
+            _exit(9);
+        signals_set_stop_deadline(deadline_s);
+        for (int i = 0; i < signals; i++)
+            raise(SIGTERM);
+        if (!signals_stop)
+            _exit(8);
+        sleep(stop_s); /* the clean stop; SIGALRM ends it early */
+        _exit(0);
+    }
+    close(fds[1]);
+    int status = 0;
+    const struct timespec tick = {0, 10000000};
+    for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) == 0; i++)
+        nanosleep(&tick, NULL);
+    if (waitpid(pid, &status, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        status = -1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    *secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    ssize_t n = read(fds[0], out, outlen - 1);
+    out[n > 0 ? n : 0] = 0;
+    close(fds[0]);
+    return status < 0 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+}
+
+/* The first signal asks for a clean stop, which may take up to the deadline; a stop that hangs
+ * past it, or a second signal, exits at once with status 1. */
+static void stop_deadline(void **state)
+{
+    (void)state;
+    char out[512];
+    double secs;
+    /* a clean stop within the deadline: status 0, nothing said */
+    assert_int_equal(stop_child(3, 1, 1, out, sizeof(out), &secs), 0);
+    assert_string_equal(out, "");
+    /* a stop that hangs: out after the deadline (1 s), not after its 30 s */
+    assert_int_equal(stop_child(1, 1, 30, out, sizeof(out), &secs), 1);
+    assert_non_null(strstr(out, "event=stop_timeout"));
+    assert_true(secs >= 0.9 && secs < 5);
+    /* no deadline: the stop takes its time */
+    assert_int_equal(stop_child(0, 1, 2, out, sizeof(out), &secs), 0);
+    assert_true(secs >= 1.9);
+    /* a second signal */
+    assert_int_equal(stop_child(30, 2, 30, out, sizeof(out), &secs), 1);
+    assert_non_null(strstr(out, "second signal"));
+    assert_true(secs < 5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +367,7 @@ int main(void)
         cmocka_unit_test(log_lines),
         cmocka_unit_test(log_values),
         cmocka_unit_test(cli_flags),
+        cmocka_unit_test(stop_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
