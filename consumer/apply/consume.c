@@ -929,6 +929,9 @@ static int64_t turn(struct consume *c)
     if ((c->trim_ms && now >= c->trim_ms) || now >= c->next_trim_ms) {
         c->trim_ms = 0;
         c->next_trim_ms = now + TRIM_EVERY_MS;
+        /* what landed after the last restore's or fetch's own release */
+        for (size_t i = 0; !c->restoring && c->restore_rk && i < c->nparts; i++)
+            restore_release(c->restore_rk, c->parts[i]->sub->topic, c->parts[i]->partition);
         util_release_memory();
     }
     for (size_t i = 0; i < c->nparts; i++)

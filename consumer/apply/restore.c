@@ -158,12 +158,30 @@ int64_t restore_count(const struct restore *r)
     return r->count;
 }
 
+void restore_release(rd_kafka_t *rk, const char *topic, int32_t partition)
+{
+    /* a pop drops the outdated ops (of unassigned partitions) and returns what is left:
+     * bounded, in case something is still assigned and keeps delivering */
+    rd_kafka_message_t *m;
+    for (int i = 0; i < 100000 && (m = rd_kafka_consumer_poll(rk, 0)); i++)
+        rd_kafka_message_destroy(m);
+    rd_kafka_queue_t *q = topic ? rd_kafka_queue_get_partition(rk, topic, partition) : NULL;
+    if (!q)
+        return;
+    for (int i = 0; i < 100000 && (m = rd_kafka_consume_queue(q, 0)); i++)
+        rd_kafka_message_destroy(m);
+    rd_kafka_queue_destroy(q);
+}
+
 void restore_free(struct restore *r)
 {
     if (!r)
         return;
-    if (r->assigned)
+    if (r->assigned) {
         rd_kafka_assign(r->rk, NULL);
+        for (size_t i = 0; i < r->n; i++)
+            restore_release(r->rk, r->t[i].topic, r->t[i].partition);
+    }
     free(r->t);
     free(r->next);
     free(r);
@@ -193,6 +211,7 @@ rd_kafka_message_t *restore_fetch(rd_kafka_t *rk, const char *topic, int32_t par
             rd_kafka_message_destroy(m);
     }
     rd_kafka_assign(rk, NULL);
+    restore_release(rk, topic, partition);
     if (!found)
         snprintf(err, errlen, "%s [%d] offset %lld: not read within %d ms", topic, (int)partition,
                  (long long)offset, timeout_ms);
