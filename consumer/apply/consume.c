@@ -706,21 +706,7 @@ static int make_restore_consumer(struct consume *c, char *err, size_t errlen)
         return -1;
     }
     static struct kafka_state rst = {.component = COMP};
-    /* Read as fast as the broker sends: a full queue makes librdkafka pause the partition's
-     * fetches for a while. Measured on 200,000 events of 740 bytes in 3 partitions: an 8 MB
-     * queue restores 16,600 events/s, 32 MB 62,000/s (peak RSS 97 MB, the clocks 17 MB of
-     * it), 64 MB 130,000/s (131 MB). The buffers are only full while a long history is read. */
-    const char *const defaults[] = {"fetch.max.bytes",
-                                    "8388608",
-                                    "max.partition.fetch.bytes",
-                                    "2097152",
-                                    "queued.max.messages.kbytes",
-                                    "32768",
-                                    "queued.min.messages",
-                                    "1000000",
-                                    "fetch.wait.max.ms",
-                                    "10",
-                                    NULL};
+    const char *const defaults[] = {RESTORE_KAFKA_DEFAULTS, NULL};
     /* It never joins its group: the group settings of kafka.properties, meant for the apply
      * group, must not make this client invalid. */
     const char *const forced[] = {"group.id",

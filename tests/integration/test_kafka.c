@@ -11,18 +11,8 @@
 #include "config.h"
 #include "kafka.h"
 #include "restore.h"
+#include "testutil.h"
 #include "util.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,17 +175,7 @@ static void read_back_hands_back_the_prefetch(void **state)
     assert_int_equal(rd_kafka_flush(p, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_destroy(p);
 
-    static const char *const defaults[] = {"fetch.max.bytes",
-                                           "8388608",
-                                           "max.partition.fetch.bytes",
-                                           "2097152",
-                                           "queued.max.messages.kbytes",
-                                           "32768",
-                                           "queued.min.messages",
-                                           "1000000",
-                                           "fetch.wait.max.ms",
-                                           "10",
-                                           NULL};
+    static const char *const defaults[] = {RESTORE_KAFKA_DEFAULTS, NULL};
     char group[160];
     snprintf(group, sizeof(group), "%s.restore", topic);
     const char *const forced[] = {

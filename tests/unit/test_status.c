@@ -12,17 +12,6 @@
 #include "metrics.h"
 #include "util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <curl/curl.h>

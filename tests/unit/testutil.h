@@ -4,6 +4,19 @@
 
 #include <stddef.h>
 
+/* 1 in an AddressSanitizer build: the heap is ASan's own there, and glibc's mallinfo2 does not
+ * see it (heap figures are then not checked). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 /* Reads a whole file (malloc'd, NUL-terminated; *len without the NUL). NULL on failure. */
 char *testutil_read_file(const char *path, size_t *len);
 
