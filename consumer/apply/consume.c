@@ -903,6 +903,21 @@ static void wait_for_work(struct consume *c, int64_t wake)
         ;
 }
 
+/* Drops what the read-back client fetched after the last restore's or fetch's own release
+ * (restore_release), for the assigned partitions. */
+static void release_read_back(struct consume *c)
+{
+    if (!c->restore_rk || c->restoring)
+        return;
+    struct restore_target *t = c->nparts ? calloc(c->nparts, sizeof(*t)) : NULL;
+    for (size_t i = 0; t && i < c->nparts; i++) {
+        t[i].topic = c->parts[i]->sub->topic;
+        t[i].partition = c->parts[i]->partition;
+    }
+    restore_release(c->restore_rk, t, t ? c->nparts : 0); /* its own queue at least */
+    free(t);
+}
+
 /* One turn: take from Kafka, serve DLQ reports, move requests, store offsets, publish what is
  * due. Returns when the loop should look again. */
 static int64_t turn(struct consume *c)
@@ -915,9 +930,7 @@ static int64_t turn(struct consume *c)
     if ((c->trim_ms && now >= c->trim_ms) || now >= c->next_trim_ms) {
         c->trim_ms = 0;
         c->next_trim_ms = now + TRIM_EVERY_MS;
-        /* what landed after the last restore's or fetch's own release */
-        for (size_t i = 0; !c->restoring && c->restore_rk && i < c->nparts; i++)
-            restore_release(c->restore_rk, c->parts[i]->sub->topic, c->parts[i]->partition);
+        release_read_back(c);
         util_release_memory();
     }
     for (size_t i = 0; i < c->nparts; i++)

@@ -158,19 +158,20 @@ int64_t restore_count(const struct restore *r)
     return r->count;
 }
 
-void restore_release(rd_kafka_t *rk, const char *topic, int32_t partition)
+void restore_release(rd_kafka_t *rk, const struct restore_target *t, size_t n)
 {
     /* a pop drops the outdated ops (of unassigned partitions) and returns what is left:
      * bounded, in case something is still assigned and keeps delivering */
     rd_kafka_message_t *m;
     for (int i = 0; i < 100000 && (m = rd_kafka_consumer_poll(rk, 0)); i++)
         rd_kafka_message_destroy(m);
-    rd_kafka_queue_t *q = topic ? rd_kafka_queue_get_partition(rk, topic, partition) : NULL;
-    if (!q)
-        return;
-    for (int i = 0; i < 100000 && (m = rd_kafka_consume_queue(q, 0)); i++)
-        rd_kafka_message_destroy(m);
-    rd_kafka_queue_destroy(q);
+    for (size_t k = 0; k < n; k++) {
+        rd_kafka_queue_t *q = rd_kafka_queue_get_partition(rk, t[k].topic, t[k].partition);
+        for (int i = 0; q && i < 100000 && (m = rd_kafka_consume_queue(q, 0)); i++)
+            rd_kafka_message_destroy(m);
+        if (q)
+            rd_kafka_queue_destroy(q);
+    }
 }
 
 void restore_free(struct restore *r)
@@ -179,8 +180,7 @@ void restore_free(struct restore *r)
         return;
     if (r->assigned) {
         rd_kafka_assign(r->rk, NULL);
-        for (size_t i = 0; i < r->n; i++)
-            restore_release(r->rk, r->t[i].topic, r->t[i].partition);
+        restore_release(r->rk, r->t, r->n);
     }
     free(r->t);
     free(r->next);
@@ -211,7 +211,7 @@ rd_kafka_message_t *restore_fetch(rd_kafka_t *rk, const char *topic, int32_t par
             rd_kafka_message_destroy(m);
     }
     rd_kafka_assign(rk, NULL);
-    restore_release(rk, topic, partition);
+    restore_release(rk, &(struct restore_target){.topic = topic, .partition = partition}, 1);
     if (!found)
         snprintf(err, errlen, "%s [%d] offset %lld: not read within %d ms", topic, (int)partition,
                  (long long)offset, timeout_ms);

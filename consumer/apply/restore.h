@@ -50,13 +50,13 @@ int64_t restore_count(const struct restore *r);
  * (finished or not). */
 void restore_free(struct restore *r);
 
-/* Drops the messages rk fetched but nobody read, in its queue and (topic not NULL) in the
- * queue of topic/partition. Each holds its fetch buffer (up to max.partition.fetch.bytes)
+/* Drops the messages rk fetched but nobody read, in its queue and in the queues of the n
+ * partitions of t. Each holds its fetch buffer (up to max.partition.fetch.bytes)
  * until it is popped: after an unassign, what was fetched stays in the client's queue, and a
  * fetch in flight at the unassign lands in the partition's own queue a moment later. A restore
  * that stopped at its ends while librdkafka had fetched beyond them kept 3.8 MB in use in the
  * soak until the next assignment. Only for partitions not assigned on rk. */
-void restore_release(rd_kafka_t *rk, const char *topic, int32_t partition);
+void restore_release(rd_kafka_t *rk, const struct restore_target *t, size_t n);
 
 /* Reads the one message at offset of topic/partition with rk (not while a restore runs on it).
  * Returns it (the caller destroys it), or NULL with err set after timeout_ms. */

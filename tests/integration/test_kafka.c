@@ -192,7 +192,7 @@ static void read_back_hands_back_the_prefetch(void **state)
     rd_kafka_message_destroy(m);
     util_sleep_ms(1000, NULL); /* fetches in flight at the unassign land */
     util_memory_now(&read);
-    restore_release(c, topic, 1);
+    restore_release(c, &(struct restore_target){.topic = topic, .partition = 1}, 1);
     util_memory_now(&after);
     print_message("  heap in use: %.1f MB before, %.1f MB a second after the read, %.1f MB after "
                   "the release\n",
