@@ -71,6 +71,11 @@ int main(int argc, char **argv)
 {
     struct cli_opt opts[] = {
         {.name = "remote", .metavar = "NAME", .help = "the instance to write into"},
+        {.name = "member",
+         .metavar = "NAME",
+         .help = "run: this consumer's name in its group (static membership, group.instance.id) "
+                 "and of its clock store; default: the host name. Give each consumer of one "
+                 "remote its own, the same across its restarts"},
         {.name = "since",
          .metavar = "TIME",
          .help = "replay, audit, dlq list: ISO 8601 time or a duration back from now (2h, 30m, "
@@ -97,7 +102,7 @@ int main(int argc, char **argv)
     struct cli_spec spec = {
         .program = "dxsync-consumer",
         .summary = "apply changes from Kafka to one remote Directus instance",
-        .usage = "  dxsync-consumer --remote NAME [run]\n"
+        .usage = "  dxsync-consumer --remote NAME [--member NAME] [run]\n"
                  "  dxsync-consumer --remote NAME check\n"
                  "  dxsync-consumer --remote NAME status\n"
                  "  dxsync-consumer --remote NAME replay --since TIME\n"
@@ -113,7 +118,10 @@ int main(int argc, char **argv)
             "Subcommands:\n"
             "  run      join group <prefix>.apply.<remote> and apply every routed event to the\n"
             "           remote as its sync user, batched and idempotent; a file's bytes are\n"
-            "           streamed from its source's /assets; the default\n"
+            "           streamed from its source's /assets; the default. Its convergence\n"
+            "           clocks are kept in consumer.state_dir (default $STATE_DIRECTORY, else\n"
+            "           $XDG_STATE_HOME/dxsync, else ~/.local/state/dxsync), so a restart reads\n"
+            "           back only what came after its last checkpoint\n"
             "  check    report every problem with the remote (reachability, token, collections,\n"
             "           fields, permissions; files readable on their source) and exit 0 when\n"
             "           there is none\n"
@@ -183,7 +191,18 @@ int main(int argc, char **argv)
             rc = redrive_run(&app.cfg, remote, &f, stdout);
         }
     } else if (strcmp(app.cli.subcommand, "run") == 0) {
-        rc = consume_run(&app.cfg, remote, app.metrics);
+        char host[128];
+        const char *member = cli_value(&spec, "member");
+        if (member && !consume_member_valid(member)) {
+            fprintf(stderr,
+                    "dxsync-consumer: --member: \"%s\" is not a member name (1-100 of A-Z a-z "
+                    "0-9 . _ -)\n",
+                    member);
+            rc = 2;
+            goto out;
+        }
+        rc = consume_run(&app.cfg, remote,
+                         member ? member : consume_default_member(host, sizeof(host)), app.metrics);
     } else if (strcmp(app.cli.subcommand, "check") == 0) {
         int problems;
         char err[512];

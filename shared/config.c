@@ -653,8 +653,10 @@ static int parse_root(struct parse *p, const cJSON *root, struct config *cfg)
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(root, "consumer");
     if (c) {
         static const char *const ckeys[] = {
-            "batch_max",     "linger_ms",     "request_timeout_ms", "retry_notify_after_s",
-            "item_attempts", "max_in_flight", "parent_wait_s"};
+            "batch_max",         "linger_ms",     "request_timeout_ms", "retry_notify_after_s",
+            "item_attempts",     "max_in_flight", "parent_wait_s",      "state_dir",
+            "clock_cache_mb",    "state_max_mb",  "horizon_s",          "max_clock_skew_ms",
+            "session_timeout_ms"};
         if (!cJSON_IsObject(c))
             return fail(p, "consumer", "expected an object, got %s", type_name(c));
         if (check_keys(p, c, "consumer", ckeys, DX_ARRAY_LEN(ckeys)) ||
@@ -666,7 +668,16 @@ static int parse_root(struct parse *p, const cJSON *root, struct config *cfg)
                       &cfg->consumer.retry_notify_after_s) ||
             get_int32(p, c, "consumer", "item_attempts", 1, 1000, &cfg->consumer.item_attempts) ||
             get_int32(p, c, "consumer", "max_in_flight", 1, 256, &cfg->consumer.max_in_flight) ||
-            get_int32(p, c, "consumer", "parent_wait_s", 0, 604800, &cfg->consumer.parent_wait_s))
+            get_int32(p, c, "consumer", "parent_wait_s", 0, 604800, &cfg->consumer.parent_wait_s) ||
+            get_string(p, c, "consumer", "state_dir", false, &cfg->consumer.state_dir) ||
+            get_int32(p, c, "consumer", "clock_cache_mb", 1, 65536,
+                      &cfg->consumer.clock_cache_mb) ||
+            get_int32(p, c, "consumer", "state_max_mb", 16, 4194304, &cfg->consumer.state_max_mb) ||
+            get_int32(p, c, "consumer", "horizon_s", 0, 315360000, &cfg->consumer.horizon_s) ||
+            get_int32(p, c, "consumer", "max_clock_skew_ms", 0, 3600000,
+                      &cfg->consumer.max_clock_skew_ms) ||
+            get_int32(p, c, "consumer", "session_timeout_ms", 6000, 1800000,
+                      &cfg->consumer.session_timeout_ms))
             return -1;
     }
     const cJSON *nt = cJSON_GetObjectItemCaseSensitive(root, "notify");
@@ -694,6 +705,11 @@ static void set_defaults(struct config *cfg)
     cfg->consumer.item_attempts = 5;
     cfg->consumer.max_in_flight = 4;
     cfg->consumer.parent_wait_s = 600;
+    cfg->consumer.clock_cache_mb = 16;
+    cfg->consumer.state_max_mb = 10240;
+    cfg->consumer.horizon_s = 21600;
+    cfg->consumer.max_clock_skew_ms = 5000;
+    cfg->consumer.session_timeout_ms = 15000;
     cfg->notify.digest_window_s = 60;
 }
 
@@ -815,6 +831,7 @@ void config_free(struct config *cfg)
         free_strv(r->notify, r->nnotify);
     }
     free(cfg->routes);
+    free(cfg->consumer.state_dir);
     memset(cfg, 0, sizeof(*cfg));
 }
 

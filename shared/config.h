@@ -56,6 +56,15 @@ struct config_consumer {
     int item_attempts;
     int max_in_flight;
     int parent_wait_s; /* how long a write refused for a missing referenced item waits for it */
+    /* The consumer's state (state.h): where its store lives (NULL: the default), the memory
+     * its clocks may take, the store's size limit, how far back a member without local state
+     * reads (0: all of it), the clock skew allowed between hosts, and the group session. */
+    char *state_dir;
+    int clock_cache_mb;
+    int state_max_mb;
+    int horizon_s;
+    int max_clock_skew_ms;
+    int session_timeout_ms;
 };
 
 struct config_notify {

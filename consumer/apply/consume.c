@@ -4,10 +4,11 @@
  * remote remote's, dead letters dlq's, the convergence clocks lww's.
  *
  * Convergence (lww.h): besides the routes into the remote it subscribes to the remote's own
- * topics (its local edits), every event taken is observed by lww before it may be planned,
- * and at every assignment the assigned partitions are first read back from their start to
- * their end (restore.h), so the clocks hold every write in the log before anything is
- * applied; they live only in memory and are rebuilt that way after a restart or rebalance. */
+ * topics (its local edits), every event taken is observed by the clocks before it may be
+ * planned, and at every assignment the assigned partitions are first read back from their
+ * checkpoint to their end (state.h), so the clocks hold every write in the log before
+ * anything is applied. The group uses static membership (group.instance.id, the member's
+ * name): a restart within consumer.session_timeout_ms is no rebalance at all. */
 #include "consume.h"
 
 #include "deadletter.h"
@@ -20,9 +21,9 @@
 #include "plan.h"
 #include "recent.h"
 #include "remote.h"
-#include "restore.h"
 #include "routes.h"
 #include "signals.h"
+#include "state.h"
 #include "util.h"
 
 #include <fcntl.h>
@@ -49,15 +50,10 @@
  * remote's outage, librdkafka's buffers after Kafka's, leave memory glibc keeps otherwise (in
  * the soak, one malloc_trim between restores gave back 1.75 of a consumer's 20 MB). */
 #define TRIM_EVERY_MS 60000
-/* A restore that reads nothing for this long gives up (the partitions are applied anyway). */
-#define RESTORE_IDLE_MS 30000
-/* Time a turn of the loop gives the restore before it polls the group again. */
-#define RESTORE_SLICE_MS 50
 
 /* One assigned partition. */
 struct part {
-    const struct routes_sub *sub;
-    int32_t partition;
+    struct state_part sp;        /* its topic and number, and what the clocks hold of it */
     const rd_kafka_topic_t *rkt; /* learnt from the first message, to find the part fast */
     struct partq q;
     struct dispatch_lane lane;
@@ -74,12 +70,11 @@ struct consume {
     struct metrics *m;
     struct routes_sub *subs; /* the routes into the remote, then its own topics (local) */
     size_t nsubs;
-    size_t nin; /* subs[0..nin) are the routes into the remote */
+    size_t nin;         /* subs[0..nin) are the routes into the remote */
+    const char *member; /* this consumer's name in the group (group.instance.id) */
     struct lww *lww;
-    rd_kafka_t *restore_rk;    /* reads assigned partitions back into lww (restore.h) */
-    struct restore *restoring; /* the restore of the last assignment while it runs */
-    struct part **rparts;      /* its parts: rparts[i] is its target i */
-    int64_t restore_t0;
+    struct state *state;  /* the clocks' store and read-backs */
+    bool was_restoring;   /* at the last turn */
     int64_t trim_ms;      /* when to hand freed memory back (after a restore), 0 none */
     int64_t next_trim_ms; /* and the next time anyway (TRIM_EVERY_MS) */
     char group[256];
@@ -89,6 +84,7 @@ struct consume {
     int wake[2];
     struct part **parts;
     struct dispatch_lane **lanes; /* lanes[i] is &parts[i]->lane */
+    struct state_part **sps;      /* sps[i] is &parts[i]->sp */
     size_t nparts, capparts;
     struct remote remote;
     struct dlq *dlq;
@@ -99,9 +95,6 @@ struct consume {
     struct metric *m_malformed;
     struct metric *m_lag;
     struct metric *m_pending;
-    struct metric *m_clock_keys;
-    struct metric *m_clock_bytes;
-    struct metric *m_restore_s;
     int64_t next_stats_ms;
 };
 
@@ -116,7 +109,8 @@ static void release_event(struct partq_ev *e, void *opaque)
 static struct part *part_find(struct consume *c, const char *topic, int32_t partition)
 {
     for (size_t i = 0; i < c->nparts; i++)
-        if (c->parts[i]->partition == partition && strcmp(c->parts[i]->sub->topic, topic) == 0)
+        if (c->parts[i]->sp.partition == partition &&
+            strcmp(c->parts[i]->sp.sub->topic, topic) == 0)
             return c->parts[i];
     return NULL;
 }
@@ -125,7 +119,7 @@ static struct part *part_of_message(struct consume *c, const rd_kafka_message_t 
 {
     for (size_t i = 0; i < c->nparts; i++) {
         struct part *p = c->parts[i];
-        if (p->partition == msg->partition && p->rkt == msg->rkt)
+        if (p->sp.partition == msg->partition && p->rkt == msg->rkt)
             return p;
     }
     struct part *p = part_find(c, rd_kafka_topic_name(msg->rkt), msg->partition);
@@ -142,20 +136,23 @@ static struct part *part_add(struct consume *c, const struct routes_sub *sub, in
         if (np)
             c->parts = np;
         struct dispatch_lane **nl = np ? realloc(c->lanes, cap * sizeof(*nl)) : NULL;
-        if (!nl)
+        if (nl)
+            c->lanes = nl;
+        struct state_part **ns = nl ? realloc(c->sps, cap * sizeof(*ns)) : NULL;
+        if (!ns)
             return NULL;
-        c->lanes = nl;
+        c->sps = ns;
         c->capparts = cap;
     }
     struct part *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
-    p->sub = sub;
-    p->partition = partition;
     partq_init(&p->q, release_event, NULL);
     dispatch_lane_init(&p->lane, sub, partition, &p->q);
+    p->sp = (struct state_part){sub, partition, &p->lane, &p->q, false, -1};
     p->has_recent = recent_init(&p->recent, RECENT_KEYS) == 0;
     c->lanes[c->nparts] = &p->lane;
+    c->sps[c->nparts] = &p->sp;
     c->parts[c->nparts++] = p;
     return p;
 }
@@ -166,7 +163,7 @@ static struct part *part_add(struct consume *c, const struct routes_sub *sub, in
 static void part_labels(const struct consume *c, const struct part *p, char *out, size_t len)
 {
     snprintf(out, len, "remote=\"%s\",topic=\"%s\",partition=\"%" PRId32 "\"", c->remote_name,
-             p->sub->topic, p->partition);
+             p->sp.sub->topic, p->sp.partition);
 }
 
 static void part_remove(struct consume *c, struct part *p)
@@ -184,6 +181,7 @@ static void part_remove(struct consume *c, struct part *p)
         if (c->parts[i] == p) {
             memmove(&c->parts[i], &c->parts[i + 1], (c->nparts - i - 1) * sizeof(*c->parts));
             memmove(&c->lanes[i], &c->lanes[i + 1], (c->nparts - i - 1) * sizeof(*c->lanes));
+            memmove(&c->sps[i], &c->sps[i + 1], (c->nparts - i - 1) * sizeof(*c->sps));
             c->nparts--;
             break;
         }
@@ -197,7 +195,7 @@ static void part_advance(struct consume *c, struct part *p)
     if (next < 0)
         return;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, p->sub->topic, p->partition)->offset = next;
+    rd_kafka_topic_partition_list_add(l, p->sp.sub->topic, p->sp.partition)->offset = next;
     rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, l);
     if (!err && l->elems[0].err)
         err = l->elems[0].err;
@@ -206,7 +204,7 @@ static void part_advance(struct consume *c, struct part *p)
         log_warn(COMP,
                  "event=offset_store_failed topic=%s partition=%" PRId32 " offset=%" PRId64
                  " error=%s",
-                 p->sub->topic, p->partition, next, rd_kafka_err2name(err));
+                 p->sp.sub->topic, p->sp.partition, next, rd_kafka_err2name(err));
 }
 
 /* ---------------------------------------------------------------------------- messages in */
@@ -215,7 +213,7 @@ static void dead_letter(struct consume *c, struct part *p, struct partq_ev *e, c
                         const char *message)
 {
     struct dlq_why why = {0, code, message, 0};
-    dlq_send(c->dlq, &p->q, e, p->sub, p->partition, &why);
+    dlq_send(c->dlq, &p->q, e, p->sp.sub, p->sp.partition, &why);
 }
 
 /* Asks the remote's field list whether e writes a field the remote lacks: applies, waits for the
@@ -290,14 +288,15 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         p && !p->lane.leaving ? partq_push(&p->q, msg, msg->offset, now, &oom) : NULL;
     if (!e && oom) {
         /* cannot keep it: ask Kafka for it again later */
-        log_error(COMP, "event=out_of_memory topic=%s partition=%" PRId32, p->sub->topic,
-                  p->partition);
+        log_error(COMP, "event=out_of_memory topic=%s partition=%" PRId32, p->sp.sub->topic,
+                  p->sp.partition);
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, p->sub->topic, p->partition)->offset = msg->offset;
+        rd_kafka_topic_partition_list_add(l, p->sp.sub->topic, p->sp.partition)->offset =
+            msg->offset;
         rd_kafka_error_t *se = rd_kafka_seek_partitions(c->rk, l, 1000);
         if (se) {
             log_error(COMP, "event=seek_failed topic=%s partition=%" PRId32 " error=%s",
-                      p->sub->topic, p->partition, LOG_Q(rd_kafka_error_string(se)));
+                      p->sp.sub->topic, p->sp.partition, LOG_Q(rd_kafka_error_string(se)));
             rd_kafka_error_destroy(se);
         }
         rd_kafka_topic_partition_list_destroy(l);
@@ -309,10 +308,10 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
     char err[512];
     if (event_decode(msg->payload, msg->len, &e->ev, err, sizeof(err)) == 0) {
         e->decoded = true;
-        if (strcmp(e->ev.source, p->sub->route->from) != 0 ||
-            strcmp(e->ev.collection, p->sub->coll->collection) != 0)
+        if (strcmp(e->ev.source, p->sp.sub->route->from) != 0 ||
+            strcmp(e->ev.collection, p->sp.sub->coll->collection) != 0)
             snprintf(err, sizeof(err), "event of %.100s/%.100s on topic %s", e->ev.source,
-                     e->ev.collection, p->sub->topic);
+                     e->ev.collection, p->sp.sub->topic);
         else
             err[0] = '\0';
     }
@@ -326,17 +325,15 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         log_debug(COMP,
                   "event=stale_skipped topic=%s partition=%" PRId32 " offset=%" PRId64
                   " key=%s activity_id=%" PRId64,
-                  p->sub->topic, p->partition, e->offset, LOG_Q(e->ev.key_text), e->ev.activity_id);
-    } else if (!plan_touches(&e->ev, p->sub->coll)) {
+                  p->sp.sub->topic, p->sp.partition, e->offset, LOG_Q(e->ev.key_text),
+                  e->ev.activity_id);
+    } else if (!plan_touches(&e->ev, p->sp.sub->coll)) {
         partq_set(&p->q, e, PARTQ_DONE);
         metrics_add(c->m_skipped, 1);
     } else {
-        plan_prune(&e->ev, p->sub->coll);
-        struct lww_where at = {p->partition, (uint16_t)(p->sub - c->subs), e->offset,
-                               !p->sub->local, false};
-        if (lww_observe(c->lww, &e->ev, &at))
-            log_error(COMP, "event=out_of_memory what=clock key=%s", LOG_Q(e->ev.key_text));
-        if (!p->sub->local) /* the remote's own edits are not applied (only repaired) */
+        plan_prune(&e->ev, p->sp.sub->coll);
+        state_observe(c->state, &p->sp, &e->ev, e->offset);
+        if (!p->sp.sub->local) /* the remote's own edits are not applied (only repaired) */
             check_fields(c, p, e);
     }
 }
@@ -390,160 +387,37 @@ static void commit_sync(struct consume *c)
         log_warn(COMP, "event=commit_failed error=%s", rd_kafka_err2name(err));
 }
 
-static void restore_abort(struct consume *c);
-
 static void on_revoke(struct consume *c, const rd_kafka_topic_partition_list_t *l)
 {
-    restore_abort(c);
+    struct state_part **leaving = calloc((size_t)l->cnt + 1, sizeof(*leaving));
+    size_t nleaving = 0;
     for (int i = 0; i < l->cnt; i++) {
         struct part *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
-        if (p)
+        if (p) {
             p->lane.leaving = true;
+            if (leaving)
+                leaving[nleaving++] = &p->sp;
+        }
     }
     finish_leaving(c);
     commit_sync(c);
+    /* the clocks and the offsets they cover are stored; those of a partition number none of
+     * our topics has any more leave memory */
+    state_revoke(c->state, leaving, nleaving, c->sps, c->nparts);
+    free(leaving);
     for (int i = 0; i < l->cnt; i++) {
         struct part *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
         if (p) {
             log_info(COMP, "event=partition_revoked topic=%s partition=%" PRId32 " dropped=%zu",
-                     p->sub->topic, p->partition, partq_len(&p->q));
+                     p->sp.sub->topic, p->sp.partition, partq_len(&p->q));
             part_remove(c, p);
         }
     }
-    /* the clocks of a partition number none of our topics has any more go with it */
-    for (int i = 0; i < l->cnt; i++) {
-        int32_t n = l->elems[i].partition;
-        bool kept = false;
-        for (size_t j = 0; j < c->nparts && !kept; j++)
-            kept = c->parts[j]->partition == n;
-        if (!kept)
-            lww_drop_partition(c->lww, n);
-    }
-}
-
-/* dispatch's fetch (dispatch_set_fetch): one event of one of our topics, read again. */
-static int fetch_event(void *opaque, uint16_t sub, int32_t partition, int64_t offset,
-                       struct event *out)
-{
-    struct consume *c = opaque;
-    char err[512];
-    if (sub >= c->nsubs || c->restoring)
-        return -1; /* the restore client is busy */
-    rd_kafka_message_t *m = restore_fetch(c->restore_rk, c->subs[sub].topic, partition, offset,
-                                          10000, err, sizeof(err));
-    if (!m) {
-        log_warn(COMP, "event=fetch_failed error=%s", LOG_Q(err));
-        return -1;
-    }
-    int rc = event_decode(m->payload, m->len, out, err, sizeof(err));
-    rd_kafka_message_destroy(m);
-    return rc;
-}
-
-/* Feeds one message read back at assignment to the clocks. */
-static void restore_message(void *opaque, size_t target, const rd_kafka_message_t *msg)
-{
-    struct consume *c = opaque;
-    struct part *p = c->rparts[target];
-    struct event ev;
-    char err[256];
-    if (event_decode(msg->payload, msg->len, &ev, err, sizeof(err)))
-        return; /* malformed: it will be dead-lettered when it is taken */
-    if (strcmp(ev.source, p->sub->route->from) == 0 &&
-        strcmp(ev.collection, p->sub->coll->collection) == 0 && plan_touches(&ev, p->sub->coll)) {
-        plan_prune(&ev, p->sub->coll);
-        struct lww_where at = {p->partition, (uint16_t)(p->sub - c->subs), msg->offset,
-                               !p->sub->local, true};
-        if (lww_observe(c->lww, &ev, &at))
-            log_error(COMP, "event=out_of_memory what=clock key=%s", LOG_Q(ev.key_text));
-    }
-    event_free(&ev);
-}
-
-/* Ends the running restore: its parts may be planned (restore_end set from what was read, or
- * past everything when it gave up: their events then count as new). */
-static void restore_finish(struct consume *c, bool done)
-{
-    size_t n = 0;
-    const struct restore_target *t = restore_targets(c->restoring, &n);
-    for (size_t i = 0; i < n; i++) {
-        c->rparts[i]->lane.restoring = false;
-        c->rparts[i]->lane.restore_end = done ? t[i].end : 0;
-    }
-    restore_free(c->restoring);
-    c->restoring = NULL;
-    free(c->rparts);
-    c->rparts = NULL;
-}
-
-/* A revoke or a stop while a restore runs: its parts go, so does the restore. */
-static void restore_abort(struct consume *c)
-{
-    if (c->restoring) {
-        log_info(COMP, "event=restore_abandoned events=%" PRId64, restore_count(c->restoring));
-        restore_finish(c, false);
-    }
-}
-
-/* Starts reading the newly assigned parts back into the clocks (restore.h); their lanes plan
- * nothing until restore_turn saw it through. Their partition numbers' clocks start afresh. */
-static void restore_begin(struct consume *c, struct part **parts, size_t n)
-{
-    restore_abort(c);
-    if (n == 0)
-        return;
-    struct restore_target *t = calloc(n, sizeof(*t));
-    if (t) {
-        for (size_t i = 0; i < n; i++) {
-            t[i].topic = parts[i]->sub->topic;
-            t[i].partition = parts[i]->partition;
-            lww_drop_partition(c->lww, parts[i]->partition);
-        }
-        c->restoring = restore_new(c->restore_rk, t, n, RESTORE_IDLE_MS);
-        free(t);
-    }
-    if (!c->restoring) {
-        log_error(COMP, "event=out_of_memory what=restore");
-        return;
-    }
-    c->rparts = parts;
-    for (size_t i = 0; i < n; i++)
-        parts[i]->lane.restoring = true;
-    c->restore_t0 = util_mono_ms();
-}
-
-/* One slice of the running restore. Returns true while it still runs. */
-static bool restore_turn(struct consume *c)
-{
-    if (!c->restoring)
-        return false;
-    int rc = restore_step(c->restoring, restore_message, c, RESTORE_SLICE_MS);
-    if (rc == 0)
-        return true;
-    size_t n;
-    restore_targets(c->restoring, &n);
-    double secs = (double)(util_mono_ms() - c->restore_t0) / 1000.0;
-    metrics_set(c->m_restore_s, secs);
-    if (rc < 0)
-        log_error(COMP,
-                  "event=restore_incomplete partitions=%zu events=%" PRId64 " seconds=%.1f "
-                  "error=%s hint=\"older events may be applied over newer ones until the next "
-                  "assignment\"",
-                  n, restore_count(c->restoring), secs, LOG_Q(restore_error(c->restoring)));
-    else
-        log_info(COMP,
-                 "event=clocks_restored partitions=%zu events=%" PRId64 " keys=%zu seconds=%.2f", n,
-                 restore_count(c->restoring), lww_keys(c->lww), secs);
-    restore_finish(c, rc > 0);
-    /* the restore's fetch buffers (up to 32 MB) are freed by librdkafka's threads in a moment:
-     * then give the memory back */
-    c->trim_ms = util_mono_ms() + 2000;
-    return false;
 }
 
 static void on_assign(struct consume *c, const rd_kafka_topic_partition_list_t *l)
 {
-    struct part **added = calloc((size_t)l->cnt + 1, sizeof(*added));
+    struct state_part **added = calloc((size_t)l->cnt + 1, sizeof(*added));
     size_t nadded = 0;
     for (int i = 0; i < l->cnt; i++) {
         const struct routes_sub *sub = routes_find(c->subs, c->nsubs, l->elems[i].topic);
@@ -555,14 +429,12 @@ static void on_assign(struct consume *c, const rd_kafka_topic_partition_list_t *
             continue;
         }
         if (added)
-            added[nadded++] = p;
+            added[nadded++] = &p->sp;
         log_info(COMP, "event=partition_assigned topic=%s partition=%" PRId32 "%s", sub->topic,
                  l->elems[i].partition, sub->local ? " local=true" : "");
     }
-    if (added && nadded)
-        restore_begin(c, added, nadded); /* takes added */
-    else
-        free(added);
+    state_assign(c->state, c->rk, added, nadded); /* read back before anything is planned */
+    free(added);
 }
 
 /* Each assigned partition gets its own queue, no longer forwarded to the consumer queue, so
@@ -576,7 +448,7 @@ static void take_queues(struct consume *c, const rd_kafka_topic_partition_list_t
         p->rkq = rd_kafka_queue_get_partition(c->rk, l->elems[i].topic, l->elems[i].partition);
         if (!p->rkq) {
             log_warn(COMP, "event=partition_queue_missing topic=%s partition=%" PRId32,
-                     p->sub->topic, p->partition);
+                     p->sp.sub->topic, p->sp.partition);
             continue;
         }
         rd_kafka_queue_forward(p->rkq, NULL);
@@ -621,7 +493,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static int64_t fetch_position(const struct consume *c, const struct part *p)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, p->sub->topic, p->partition);
+    rd_kafka_topic_partition_list_add(l, p->sp.sub->topic, p->sp.partition);
     int64_t off = -1;
     if (rd_kafka_position(c->rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[0].err == 0)
         off = l->elems[0].offset;
@@ -642,7 +514,8 @@ static void stats(struct consume *c, int64_t now)
         int64_t lo, hi, next = partq_resume_offset(&p->q);
         if (next < 0)
             next = fetch_position(c, p); /* nothing taken since the assignment */
-        if (rd_kafka_get_watermark_offsets(c->rk, p->sub->topic, p->partition, &lo, &hi) || hi < 0)
+        if (rd_kafka_get_watermark_offsets(c->rk, p->sp.sub->topic, p->sp.partition, &lo, &hi) ||
+            hi < 0)
             continue;
         if (next < 0 && hi == lo)
             next = hi; /* an empty partition: nothing to apply */
@@ -658,8 +531,7 @@ static void stats(struct consume *c, int64_t now)
     }
     metrics_set(c->m_lag, (double)lag);
     metrics_set(c->m_pending, (double)pending);
-    metrics_set(c->m_clock_keys, (double)lww_keys(c->lww));
-    metrics_set(c->m_clock_bytes, (double)lww_bytes(c->lww));
+    state_stats(c->state);
     const struct remote *r = &c->remote;
     if (r->down_since_ms) {
         char text[800];
@@ -686,48 +558,26 @@ static void register_metrics(struct consume *c)
                              "Events in the assigned partitions not applied yet", l);
     c->m_pending = metrics_gauge(c->m, "dxsync_consumer_pending_events",
                                  "Events held in memory, waiting or in flight", l);
-    c->m_clock_keys = metrics_gauge(c->m, "dxsync_consumer_clock_keys",
-                                    "Keys whose newest writes the consumer knows (convergence)", l);
-    c->m_clock_bytes = metrics_gauge(c->m, "dxsync_consumer_clock_bytes",
-                                     "Heap the convergence clocks take (as malloc counts it)", l);
-    c->m_restore_s = metrics_gauge(
-        c->m, "dxsync_consumer_restore_seconds",
-        "Time the last assignment took to read its partitions back into the clocks", l);
 }
 
-/* The client that reads assigned partitions back into the clocks: assigned by hand, never
- * subscribed, never committing (its group id only names it). */
-static int make_restore_consumer(struct consume *c, char *err, size_t errlen)
+const char *consume_default_member(char *out, size_t len)
 {
-    char group[300];
-    if (util_format(group, sizeof(group), "%s.restore.%s", c->cfg->kafka.topic_prefix,
-                    c->remote_name)) {
-        snprintf(err, errlen, "restore group name too long");
-        return -1;
-    }
-    static struct kafka_state rst = {.component = COMP};
-    const char *const defaults[] = {RESTORE_KAFKA_DEFAULTS, NULL};
-    /* It never joins its group: the group settings of kafka.properties, meant for the apply
-     * group, must not make this client invalid. */
-    const char *const forced[] = {"group.id",
-                                  group,
-                                  "enable.auto.commit",
-                                  "false",
-                                  "enable.partition.eof",
-                                  "false",
-                                  "auto.offset.reset",
-                                  "earliest",
-                                  "session.timeout.ms",
-                                  "45000",
-                                  "max.poll.interval.ms",
-                                  "300000",
-                                  NULL};
-    rd_kafka_conf_t *conf = kafka_conf_new(c->cfg, &rst, defaults, forced, err, errlen);
-    if (!conf)
-        return -1;
-    c->restore_rk =
-        kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka restore consumer", err, errlen);
-    return c->restore_rk ? 0 : -1;
+    if (gethostname(out, len) || !out[0] || !consume_member_valid(out))
+        snprintf(out, len, "dxsync");
+    out[len - 1] = '\0';
+    return out;
+}
+
+bool consume_member_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 100)
+        return false;
+    for (const char *s = name; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            return false;
+    return true;
 }
 
 int64_t consume_longest_block_ms(const struct config *cfg)
@@ -747,8 +597,9 @@ static int make_consumer(struct consume *c, char *err, size_t errlen)
      * fetch buffers, so small fetches keep the RSS small. */
     char min_msgs[16];
     snprintf(min_msgs, sizeof(min_msgs), "%zu", c->queue_max);
-    char poll_ms[24];
+    char poll_ms[24], session_ms[24];
     snprintf(poll_ms, sizeof(poll_ms), "%" PRId64, consume_poll_interval_ms(c->cfg));
+    snprintf(session_ms, sizeof(session_ms), "%d", c->cfg->consumer.session_timeout_ms);
     const char *const defaults[] = {"queued.min.messages",
                                     min_msgs,
                                     "queued.max.messages.kbytes",
@@ -762,7 +613,7 @@ static int make_consumer(struct consume *c, char *err, size_t errlen)
                                     "auto.commit.interval.ms",
                                     "1000",
                                     "session.timeout.ms",
-                                    "10000",
+                                    session_ms,
                                     "max.poll.interval.ms",
                                     poll_ms,
                                     NULL};
@@ -771,6 +622,12 @@ static int make_consumer(struct consume *c, char *err, size_t errlen)
     rd_kafka_conf_t *conf = kafka_group_conf_new(c->cfg, &c->cst, c->group, defaults, err, errlen);
     if (!conf)
         return -1;
+    /* static membership: this member's name, so that a restart within the session timeout
+     * gets its partitions back without a rebalance (the other members go on) */
+    if (rd_kafka_conf_set(conf, "group.instance.id", c->member, err, errlen) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     char set[24] = "";
     size_t setlen = sizeof(set);
@@ -828,6 +685,12 @@ static int subscribe(struct consume *c)
     return 0;
 }
 
+/* dispatch's history: an event older than its partition's floor waits for its history. */
+static void want_history(void *state, int32_t partition)
+{
+    state_want_history(state, partition);
+}
+
 static int setup(struct consume *c, char *err, size_t errlen)
 {
     if (kafka_group_apply(c->cfg, c->remote_name, c->group, sizeof(c->group))) {
@@ -853,31 +716,31 @@ static int setup(struct consume *c, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (!(c->state = state_new(c->cfg, c->remote_name, c->member, c->subs, c->nsubs, c->lww, c->m,
+                               err, errlen)))
+        return -1;
     if (!(c->dispatch = dispatch_new(c->cfg, c->inst, &c->remote, c->dlq, c->lww, c->subs, c->nin,
                                      c->m, err, errlen)))
         return -1;
     register_metrics(c);
-    if (make_restore_consumer(c, err, errlen))
-        return -1;
-    dispatch_set_fetch(c->dispatch, fetch_event, c);
+    dispatch_set_state(c->dispatch, state_fetch, want_history, c->state);
     return make_consumer(c, err, errlen);
 }
 
 static void teardown(struct consume *c)
 {
-    restore_abort(c);
     while (c->nparts)
         part_remove(c, c->parts[c->nparts - 1]);
     free(c->parts);
     free(c->lanes);
+    free(c->sps);
     if (c->queue)
         rd_kafka_queue_destroy(c->queue);
     if (c->rk)
         rd_kafka_destroy(c->rk);
-    if (c->restore_rk)
-        rd_kafka_destroy(c->restore_rk);
     dlq_free(c->dlq, 10000);
     dispatch_free(c->dispatch);
+    state_free(c->state);
     lww_free(c->lww);
     remote_free(&c->remote);
     if (c->wake[0] >= 0) {
@@ -903,26 +766,14 @@ static void wait_for_work(struct consume *c, int64_t wake)
         ;
 }
 
-/* Drops what the read-back client fetched after the last restore's or fetch's own release
- * (restore_release), for the assigned partitions. */
-static void release_read_back(struct consume *c)
-{
-    if (!c->restore_rk || c->restoring)
-        return;
-    struct restore_target *t = c->nparts ? calloc(c->nparts, sizeof(*t)) : NULL;
-    for (size_t i = 0; t && i < c->nparts; i++) {
-        t[i].topic = c->parts[i]->sub->topic;
-        t[i].partition = c->parts[i]->partition;
-    }
-    restore_release(c->restore_rk, t, t ? c->nparts : 0); /* its own queue at least */
-    free(t);
-}
-
 /* One turn: take from Kafka, serve DLQ reports, move requests, store offsets, publish what is
  * due. Returns when the loop should look again. */
 static int64_t turn(struct consume *c)
 {
-    bool restoring = restore_turn(c);
+    bool restoring = state_turn(c->state, c->sps, c->nparts);
+    if (c->was_restoring && !restoring) /* the read-back's fetch buffers are freed in a moment */
+        c->trim_ms = util_mono_ms() + 2000;
+    c->was_restoring = restoring;
     bool drained = drain(c) && !restoring;
     dlq_poll(c->dlq);
     dispatch_transfers(c->dispatch);
@@ -930,7 +781,7 @@ static int64_t turn(struct consume *c)
     if ((c->trim_ms && now >= c->trim_ms) || now >= c->next_trim_ms) {
         c->trim_ms = 0;
         c->next_trim_ms = now + TRIM_EVERY_MS;
-        release_read_back(c);
+        state_release_read_back(c->state, c->sps, c->nparts);
         util_release_memory();
     }
     for (size_t i = 0; i < c->nparts; i++)
@@ -968,21 +819,22 @@ static void stop(struct consume *c)
     }
     log_info(COMP, "event=stopping in_flight=%zu pending=%zu", dispatch_in_flight(c->dispatch),
              pending);
-    restore_abort(c);
     finish_leaving(c);
     commit_sync(c);
+    state_stop(c->state, c->sps, c->nparts);
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
     if (err)
         log_warn(COMP, "event=close_failed error=%s", rd_kafka_err2name(err));
 }
 
-int consume_run(const struct config *cfg, const char *remote, struct metrics *m)
+int consume_run(const struct config *cfg, const char *remote, const char *member, struct metrics *m)
 {
     util_tune_allocator();
     struct consume c;
     memset(&c, 0, sizeof(c));
     c.cfg = cfg;
     c.remote_name = remote;
+    c.member = member;
     c.m = m;
     c.wake[0] = c.wake[1] = -1;
     c.inst = config_instance_find(cfg, remote);
@@ -1021,9 +873,9 @@ int consume_run(const struct config *cfg, const char *remote, struct metrics *m)
     if (subscribe(&c))
         goto out;
     log_info(COMP,
-             "event=started remote=%s url=%s group=%s topics=%zu batch_max=%d "
+             "event=started remote=%s url=%s group=%s member=%s topics=%zu batch_max=%d "
              "max_in_flight=%d linger_ms=%d",
-             remote, LOG_Q(c.inst->url), c.group, c.nsubs, cfg->consumer.batch_max,
+             remote, LOG_Q(c.inst->url), c.group, member, c.nsubs, cfg->consumer.batch_max,
              cfg->consumer.max_in_flight, cfg->consumer.linger_ms);
     const struct kafka_state *pst = dlq_kafka_state(c.dlq);
     while (!signals_stop && !c.cst.fatal && !pst->fatal)

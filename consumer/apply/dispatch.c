@@ -54,13 +54,15 @@ struct dispatch {
     struct metric *m_refills;
     struct metric *m_parent_waits;
     struct metric *m_parked;
+    struct metric *m_history;
     struct metric *m_file_bytes;
     struct metric *m_files;
     struct metric *m_file_seconds;
     struct http_client **src_http; /* per configured instance, made when a file needs it */
     struct dispatch_lane **xlanes; /* the lanes whose file is being transferred (nslots) */
     dispatch_fetch_fn fetch;
-    void *fetch_opaque;
+    dispatch_history_fn history;
+    void *state;          /* their opaque */
     uint64_t applied_gen; /* counts batches that applied something: parked events try again */
     int64_t parked_total; /* parked events in every lane (the gauge) */
 };
@@ -85,21 +87,24 @@ static int64_t parked_wake(const struct dispatch *d, const struct partq_ev *pe)
                : pe->parked_until;
 }
 
-void dispatch_set_fetch(struct dispatch *d, dispatch_fetch_fn fn, void *opaque)
+void dispatch_set_state(struct dispatch *d, dispatch_fetch_fn fetch, dispatch_history_fn history,
+                        void *opaque)
 {
-    d->fetch = fn;
-    d->fetch_opaque = opaque;
+    d->fetch = fetch;
+    d->history = history;
+    d->state = opaque;
 }
 
 struct refill_at {
     struct dispatch *d;
+    const char *collection;
     int32_t partition;
 };
 
-static int refill_fetch(void *opaque, uint16_t sub, int64_t offset, struct event *out)
+static int refill_fetch(void *opaque, const char *source, int64_t offset, struct event *out)
 {
     struct refill_at *at = opaque;
-    return at->d->fetch(at->d->fetch_opaque, sub, at->partition, offset, out);
+    return at->d->fetch(at->d->state, source, at->collection, at->partition, offset, out);
 }
 
 /* Tries of a refill whose writes could not all be read (Kafka unreachable, the restore client
@@ -113,7 +118,7 @@ static int refill_fetch(void *opaque, uint16_t sub, int64_t offset, struct event
  * as it is (logged). */
 static bool refill(struct dispatch *d, struct dispatch_lane *l, struct partq_ev *pe)
 {
-    struct refill_at at = {d, l->partition};
+    struct refill_at at = {d, l->sub->coll->collection, l->partition};
     size_t unread = 0;
     size_t n = lww_refill_data(d->lww, &pe->ev, refill_fetch, &at, &unread);
     metrics_add(d->m_refills, (double)n);
@@ -278,12 +283,12 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
         d->scratch_evs[i] = NULL;
         if (stop || pe->state != PARTQ_WAITING)
             continue;
+        bool blocked = false;
+        for (size_t k = 0; k < nblocked && !blocked; k++)
+            blocked = strcmp(d->scratch_keys[k], pe->ev.key_text) == 0;
+        if (blocked)
+            continue; /* behind an event of its key that waits for its parent or history */
         if (q->parked) {
-            bool blocked = false;
-            for (size_t k = 0; k < nblocked && !blocked; k++)
-                blocked = strcmp(d->scratch_keys[k], pe->ev.key_text) == 0;
-            if (blocked)
-                continue; /* behind an event of its key that waits for its parent */
             if (pe->parked && !(retry_parked && parked_due(d, pe, now))) {
                 d->scratch_keys[nblocked++] = pe->ev.key_text;
                 continue;
@@ -291,12 +296,34 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
             if (retry_parked && !pe->parked)
                 continue; /* this round tries the parked ones */
         }
+        if (pe->history && lww_floor(d->lww, l->partition) != LWW_COMPLETE) {
+            d->scratch_keys[nblocked++] = pe->ev.key_text; /* waits for the history */
+            continue;
+        }
         if (cand >= bmax || !lww_may_claim(d->lww, &pe->ev, l)) {
             stop = true;
             continue;
         }
         bool pending = pe->offset < l->restore_end; /* in the log at restore (lww_decide) */
-        if (lww_decide(d->lww, &pe->ev, l->sub->local, pending) == LWW_SKIP) {
+        enum lww_verdict v = lww_decide(d->lww, &pe->ev, l->sub->local, pending);
+        if (v == LWW_HISTORY) {
+            if (!pe->history) {
+                pe->history = true;
+                metrics_add(d->m_history, 1);
+                log_info(COMP,
+                         "event=history_wait topic=%s partition=%" PRId32 " offset=%" PRId64
+                         " key=%s commit_us=%" PRId64 " floor_us=%" PRId64,
+                         l->sub->topic, l->partition, pe->offset, LOG_Q(pe->ev.key_text),
+                         pe->ev.has_commit_us ? pe->ev.commit_us : 0,
+                         lww_floor(d->lww, l->partition));
+            }
+            if (d->history)
+                d->history(d->state, l->partition);
+            d->scratch_keys[nblocked++] = pe->ev.key_text;
+            continue;
+        }
+        pe->history = false;
+        if (v == LWW_SKIP) {
             if (!l->sub->local) {
                 metrics_add(d->m_superseded, 1);
                 log_debug(COMP,
@@ -1096,6 +1123,9 @@ static void register_metrics(struct dispatch *d)
         "Events refused for a missing referenced item that started waiting for it", l);
     d->m_parked = metrics_gauge(d->m, "dxsync_consumer_events_waiting_for_parent",
                                 "Events waiting for the item they point at", l);
+    d->m_history = metrics_counter(
+        d->m, "dxsync_consumer_history_waits_total",
+        "Events older than their partition's horizon that waited for its history to be read", l);
     d->m_file_bytes = metrics_counter(d->m, "dxsync_consumer_file_bytes_total",
                                       "Bytes of files moved from their source into the remote", l);
     d->m_files = metrics_counter(d->m, "dxsync_consumer_files_applied_total",

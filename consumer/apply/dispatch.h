@@ -72,12 +72,15 @@ struct dispatch *dispatch_new(const struct config *cfg, const struct config_inst
                               char *err, size_t errlen);
 void dispatch_free(struct dispatch *d);
 
-/* Reads the event at offset in partition of the consumer's topic number sub (subs as given to
- * the consumer's lww_observe), for the values an update that recreates an item missing on the
- * remote needs (lww_refill_data). Returns 0 with *out owned by the caller, or -1. */
-typedef int (*dispatch_fetch_fn)(void *opaque, uint16_t sub, int32_t partition, int64_t offset,
-                                 struct event *out);
-void dispatch_set_fetch(struct dispatch *d, dispatch_fetch_fn fn, void *opaque);
+/* Reads the event at offset in partition of source's topic of collection, for the values an
+ * update that recreates an item missing on the remote needs (lww_refill_data). Returns 0 with
+ * *out owned by the caller, or -1. */
+typedef int (*dispatch_fetch_fn)(void *opaque, const char *source, const char *collection,
+                                 int32_t partition, int64_t offset, struct event *out);
+/* Asks for partition's history: an event of it is older than its floor (LWW_HISTORY). */
+typedef void (*dispatch_history_fn)(void *opaque, int32_t partition);
+void dispatch_set_state(struct dispatch *d, dispatch_fetch_fn fetch, dispatch_history_fn history,
+                        void *opaque);
 
 void dispatch_lane_init(struct dispatch_lane *l, const struct routes_sub *sub, int32_t partition,
                         struct partq *q);
@@ -89,7 +92,8 @@ void dispatch_lane_drop(struct dispatch *d, struct dispatch_lane *l);
  * what a newer write owns is dropped, an event with nothing left is settled as superseded) and
  * holds its keys (lww_claim) until its answer: a key another partition's batch holds stops the
  * lane there until that batch is answered, so writes of one key from different sources never
- * cross in flight. */
+ * cross in flight. An event older than its partition's floor (LWW_HISTORY) waits, holding its
+ * key, until the partition's history is read (dispatch_set_state's history). */
 /* Starts requests, lanes in turn (and field list requests), while slots are free. drained:
  * Kafka has nothing more waiting (a batch need not wait to fill up). Returns the next time
  * something is due (a backoff, a linger), or INT64_MAX. */

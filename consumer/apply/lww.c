@@ -1,5 +1,8 @@
 #include "lww.h"
 
+#include "clockdb.h"
+#include "util.h"
+
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,24 +16,20 @@ struct field {
 #define NO_STAMP   0xff
 #define MAX_STAMPS 250 /* distinct stamps an entry keeps before unused ones are dropped */
 
-/* Where a stamp's event was read. */
-struct loc {
-    int64_t offset;
-    uint16_t sub;
-};
-
 struct entry {
-    struct entry *next;
+    struct entry *next;          /* in its bucket */
+    struct entry *older, *newer; /* in the LRU list */
     uint64_t hash;
     const void *owner;
     int64_t wrote_ms; /* wall clock of this consumer's last write of the key; 0 none */
     int32_t partition;
-    bool restored_foreign; /* a write from another instance was read back at restore */
-    uint8_t del;           /* index of the newest delete's stamp, or NO_STAMP */
+    bool foreign; /* a write from another instance is known */
+    bool dirty;   /* changed since the store last had it */
+    uint8_t del;  /* index of the newest delete's stamp, or NO_STAMP */
     uint8_t nstamps, capstamps;
     uint16_t nfields, capfields;
     struct lww_stamp *stamps;
-    struct loc *locs; /* locs[i]: where stamps[i]'s event was read */
+    int64_t *locs; /* locs[i]: the offset stamps[i]'s event was read at */
     struct field *fields;
     char key[]; /* "<collection>\x1f<key>" */
 };
@@ -44,6 +43,16 @@ struct lww {
     size_t bytes;
     char **fields; /* interned field names */
     size_t nfieldnames, capfieldnames;
+    struct entry *newest, *oldest; /* the LRU list */
+    struct entry **dirty;          /* the dirty entries */
+    size_t ndirty, capdirty;
+    struct clockdb *db; /* or NULL: every key stays in memory */
+    size_t cache_bytes;
+    int64_t margin_us;
+    int64_t *floors; /* per partition number; LWW_COMPLETE beyond nfloors */
+    size_t nfloors;
+    uint64_t store_errors;
+    struct util_buf enc; /* an entry's encoding, reused */
 };
 
 int lww_stamp_cmp(const struct lww_stamp *a, const struct lww_stamp *b)
@@ -72,6 +81,7 @@ struct lww *lww_new(const char *const *names, size_t n)
     w->names = calloc(n ? n : 1, sizeof(*w->names));
     w->nbuckets = 1024;
     w->buckets = calloc(w->nbuckets, sizeof(*w->buckets));
+    w->margin_us = 5000000;
     if (!w->names || !w->buckets)
         goto oom;
     for (size_t i = 0; i < n; i++) {
@@ -93,9 +103,40 @@ static size_t held(const void *p)
     return p ? malloc_usable_size((void *)p) + sizeof(size_t) : 0;
 }
 
+static size_t entry_bytes(const struct entry *e)
+{
+    return held(e) + held(e->stamps) + held(e->locs) + held(e->fields);
+}
+
+static void lru_unlink(struct lww *w, struct entry *e)
+{
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        w->oldest = e->newer;
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        w->newest = e->older;
+    e->older = e->newer = NULL;
+}
+
+static void lru_push(struct lww *w, struct entry *e)
+{
+    e->older = w->newest;
+    e->newer = NULL;
+    if (w->newest)
+        w->newest->newer = e;
+    else
+        w->oldest = e;
+    w->newest = e;
+}
+
+/* Frees e (already out of its bucket and of the dirty list). */
 static void entry_free(struct lww *w, struct entry *e)
 {
-    w->bytes -= held(e) + held(e->stamps) + held(e->locs) + held(e->fields);
+    lru_unlink(w, e);
+    w->bytes -= entry_bytes(e);
     free(e->stamps);
     free(e->locs);
     free(e->fields);
@@ -122,7 +163,45 @@ void lww_free(struct lww *w)
     free(w->names);
     free(w->fields);
     free(w->buckets);
+    free(w->dirty);
+    free(w->floors);
+    util_buf_free(&w->enc);
     free(w);
+}
+
+void lww_attach(struct lww *w, struct clockdb *db, size_t cache_bytes)
+{
+    w->db = db;
+    w->cache_bytes = cache_bytes;
+}
+
+void lww_set_margin(struct lww *w, int64_t margin_us)
+{
+    w->margin_us = margin_us;
+}
+
+void lww_set_floor(struct lww *w, int32_t partition, int64_t floor_us)
+{
+    if (partition < 0)
+        return;
+    size_t p = (size_t)partition;
+    if (p >= w->nfloors) {
+        if (floor_us == LWW_COMPLETE)
+            return;
+        int64_t *f = realloc(w->floors, (p + 1) * sizeof(*f));
+        if (!f)
+            return; /* out of memory: the partition counts as complete, as before floors */
+        for (size_t i = w->nfloors; i <= p; i++)
+            f[i] = LWW_COMPLETE;
+        w->floors = f;
+        w->nfloors = p + 1;
+    }
+    w->floors[p] = floor_us;
+}
+
+int64_t lww_floor(const struct lww *w, int32_t partition)
+{
+    return partition >= 0 && (size_t)partition < w->nfloors ? w->floors[partition] : LWW_COMPLETE;
 }
 
 /* ---- stamps ---- */
@@ -186,15 +265,24 @@ static bool entry_is(const struct entry *e, uint64_t h, const char *collection, 
            strcmp(e->key + cl + 1, key) == 0;
 }
 
-static struct entry *find(const struct lww *w, const struct event *ev)
+static struct entry *load(struct lww *w, const char *collection, const char *key, uint64_t h);
+
+/* ev's key in memory, read from the store when it is not (NULL when neither has it). A key
+ * found is the newest in the LRU list. */
+static struct entry *find(struct lww *w, const struct event *ev)
 {
     if (!ev->collection || !ev->key_text)
         return NULL;
     uint64_t h = hash_key(ev->collection, ev->key_text);
     for (struct entry *e = w->buckets[h & (w->nbuckets - 1)]; e; e = e->next)
-        if (entry_is(e, h, ev->collection, ev->key_text))
+        if (entry_is(e, h, ev->collection, ev->key_text)) {
+            if (w->newest != e) {
+                lru_unlink(w, e);
+                lru_push(w, e);
+            }
             return e;
-    return NULL;
+        }
+    return w->db ? load(w, ev->collection, ev->key_text, h) : NULL;
 }
 
 static void grow_table(struct lww *w)
@@ -217,31 +305,58 @@ static void grow_table(struct lww *w)
     w->nbuckets = n;
 }
 
-static struct entry *find_or_add(struct lww *w, const struct event *ev, int32_t partition)
+/* A new entry for collection/key (no clocks yet), in the table and the LRU list; NULL when out
+ * of memory. */
+static struct entry *insert(struct lww *w, const char *collection, const char *key, uint64_t h,
+                            int32_t partition)
 {
-    struct entry *e = find(w, ev);
-    if (e)
-        return e;
-    if (!ev->collection || !ev->key_text)
-        return NULL;
-    size_t cl = strlen(ev->collection), kl = strlen(ev->key_text);
-    e = calloc(1, sizeof(*e) + cl + 1 + kl + 1);
+    size_t cl = strlen(collection), kl = strlen(key);
+    struct entry *e = calloc(1, sizeof(*e) + cl + 1 + kl + 1);
     if (!e)
         return NULL;
-    memcpy(e->key, ev->collection, cl);
+    memcpy(e->key, collection, cl);
     e->key[cl] = 0x1f;
-    memcpy(e->key + cl + 1, ev->key_text, kl + 1);
-    e->hash = hash_key(ev->collection, ev->key_text);
+    memcpy(e->key + cl + 1, key, kl + 1);
+    e->hash = h;
     e->partition = partition;
     e->del = NO_STAMP;
     size_t b = e->hash & (w->nbuckets - 1);
     e->next = w->buckets[b];
     w->buckets[b] = e;
+    lru_push(w, e);
     w->nentries++;
     w->bytes += held(e);
     if (w->nentries > w->nbuckets)
         grow_table(w);
     return e;
+}
+
+static struct entry *find_or_add(struct lww *w, const struct event *ev, int32_t partition)
+{
+    struct entry *e = find(w, ev);
+    if (e || !ev->collection || !ev->key_text)
+        return e;
+    return insert(w, ev->collection, ev->key_text, hash_key(ev->collection, ev->key_text),
+                  partition);
+}
+
+/* e changed: the next checkpoint writes it. -1 when out of memory (it stays in memory, clean:
+ * the store keeps what it had). */
+static int mark_dirty(struct lww *w, struct entry *e)
+{
+    if (e->dirty || !w->db)
+        return 0;
+    if (w->ndirty == w->capdirty) {
+        size_t cap = w->capdirty ? w->capdirty * 2 : 256;
+        struct entry **d = realloc(w->dirty, cap * sizeof(*d));
+        if (!d)
+            return -1;
+        w->dirty = d;
+        w->capdirty = cap;
+    }
+    w->dirty[w->ndirty++] = e;
+    e->dirty = true;
+    return 0;
 }
 
 /* The interned index of name, added when new; -1 when out of memory or too many names. */
@@ -323,7 +438,7 @@ static uint8_t stamp_index(struct lww *w, struct entry *e, const struct lww_stam
         struct lww_stamp *st = realloc(e->stamps, cap * sizeof(*st));
         if (st)
             e->stamps = st;
-        struct loc *lc = st ? realloc(e->locs, cap * sizeof(*lc)) : NULL;
+        int64_t *lc = st ? realloc(e->locs, cap * sizeof(*lc)) : NULL;
         if (lc)
             e->locs = lc;
         w->bytes += held(e->stamps) + held(e->locs) - was;
@@ -332,10 +447,12 @@ static uint8_t stamp_index(struct lww *w, struct entry *e, const struct lww_stam
         e->capstamps = cap;
     }
     e->stamps[e->nstamps] = *s;
-    e->locs[e->nstamps] = (struct loc){at->offset, at->sub};
+    e->locs[e->nstamps] = at->offset;
     return e->nstamps++;
 }
 
+/* Records the write at s of field name: 1 when it is the newest now, 0 when a write as new was
+ * known, -1 when out of memory. */
 static int set_field(struct lww *w, struct entry *e, const char *name, const struct lww_stamp *s,
                      const struct lww_where *at)
 {
@@ -364,7 +481,7 @@ static int set_field(struct lww *w, struct entry *e, const char *name, const str
         f->name = (uint16_t)n;
     }
     f->stamp = si;
-    return 0;
+    return 1;
 }
 
 int lww_observe(struct lww *w, const struct event *ev, const struct lww_where *at)
@@ -372,24 +489,32 @@ int lww_observe(struct lww *w, const struct event *ev, const struct lww_where *a
     struct entry *e = find_or_add(w, ev, at->partition);
     if (!e)
         return -1;
-    if (at->foreign && at->restoring)
-        e->restored_foreign = true;
+    bool changed = at->foreign && !e->foreign;
+    if (at->foreign)
+        e->foreign = true;
     struct lww_stamp s;
     lww_stamp_of(w, ev, &s);
-    if (ev->action == EVENT_DELETE) {
-        if (e->del != NO_STAMP && lww_stamp_cmp(&e->stamps[e->del], &s) >= 0)
-            return 0;
-        uint8_t si = stamp_index(w, e, &s, at);
-        if (si == NO_STAMP)
-            return -1;
-        e->del = si;
-        return 0;
-    }
-    const cJSON *members = ev->action == EVENT_UPDATE ? ev->delta : ev->data;
     int rc = 0;
-    for (const cJSON *f = members ? members->child : NULL; f; f = f->next)
-        if (f->string && set_field(w, e, f->string, &s, at))
-            rc = -1;
+    if (ev->action == EVENT_DELETE) {
+        if (e->del == NO_STAMP || lww_stamp_cmp(&e->stamps[e->del], &s) < 0) {
+            uint8_t si = stamp_index(w, e, &s, at);
+            if (si == NO_STAMP)
+                rc = -1;
+            else
+                e->del = si;
+            changed = true;
+        }
+    } else {
+        const cJSON *members = ev->action == EVENT_UPDATE ? ev->delta : ev->data;
+        for (const cJSON *f = members ? members->child : NULL; f; f = f->next) {
+            int set = f->string ? set_field(w, e, f->string, &s, at) : 0;
+            if (set < 0)
+                rc = -1;
+            changed |= set != 0;
+        }
+    }
+    if (changed && mark_dirty(w, e))
+        rc = -1;
     return rc;
 }
 
@@ -442,12 +567,16 @@ enum lww_verdict lww_decide(struct lww *w, struct event *ev, bool local, bool pe
          * written over it (see the top of lww.h) */
         int64_t commit_ms = s.us / 1000;
         bool maybe_over = (e->wrote_ms && e->wrote_ms >= commit_ms - LWW_REPAIR_MARGIN_MS) ||
-                          (pending && e->restored_foreign);
+                          (pending && e->foreign);
         if (!maybe_over)
             return LWW_SKIP;
     }
+    /* what is left to write may belong to a write older than the floor, which the clocks lack */
+    int64_t floor = lww_floor(w, e->partition);
+    enum lww_verdict apply =
+        floor != LWW_COMPLETE && s.us <= floor + w->margin_us ? LWW_HISTORY : LWW_APPLY;
     if (ev->action == EVENT_DELETE)
-        return delete_wins(e, &s) ? LWW_APPLY : LWW_SKIP;
+        return delete_wins(e, &s) ? apply : LWW_SKIP;
     if (!alive(e))
         return LWW_SKIP; /* the newest delete is newer than every write: the item is gone */
     cJSON *members = ev->action == EVENT_UPDATE ? ev->delta : ev->data;
@@ -461,18 +590,19 @@ enum lww_verdict lww_decide(struct lww *w, struct event *ev, bool local, bool pe
             cJSON_Delete(cJSON_DetachItemViaPointer(members, f));
         f = next;
     }
-    return kept ? LWW_APPLY : LWW_SKIP;
+    return kept ? apply : LWW_SKIP;
 }
 
 /* A member of ev's data whose newest write is another event, and where that was read. */
 struct ref {
     const char *field;
-    struct loc at;
+    const char *source;
+    int64_t offset;
 };
 
 #define REFILL_MAX 64
 
-size_t lww_refill_data(const struct lww *w, struct event *ev, lww_fetch_fn fetch, void *opaque,
+size_t lww_refill_data(struct lww *w, struct event *ev, lww_fetch_fn fetch, void *opaque,
                        size_t *unread)
 {
     *unread = 0;
@@ -488,20 +618,22 @@ size_t lww_refill_data(const struct lww *w, struct event *ev, lww_fetch_fn fetch
         struct field *f = name < 0 ? NULL : field_of(e, name);
         if (!f || f->stamp == NO_STAMP || lww_stamp_cmp(&e->stamps[f->stamp], &s) == 0)
             continue; /* no write known, or this event's own */
-        refs[n++] = (struct ref){w->fields[name], e->locs[f->stamp]};
+        uint32_t src = e->stamps[f->stamp].src;
+        refs[n++] = (struct ref){w->fields[name], src < w->nnames ? w->names[src] : NULL,
+                                 e->locs[f->stamp]};
     }
     size_t replaced = 0;
     for (size_t i = 0; i < n; i++) {
         if (!refs[i].field)
             continue; /* taken with an earlier read of the same event */
         struct event src;
-        if (fetch(opaque, refs[i].at.sub, refs[i].at.offset, &src)) {
+        if (!refs[i].source || fetch(opaque, refs[i].source, refs[i].offset, &src)) {
             (*unread)++;
             continue;
         }
         for (size_t j = i; j < n; j++) {
-            if (!refs[j].field || refs[j].at.sub != refs[i].at.sub ||
-                refs[j].at.offset != refs[i].at.offset)
+            if (!refs[j].field || refs[j].source != refs[i].source ||
+                refs[j].offset != refs[i].offset)
                 continue;
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(src.delta, refs[j].field);
             if (!v)
@@ -530,7 +662,7 @@ bool lww_claim(struct lww *w, const struct event *ev, const void *owner)
     return true;
 }
 
-bool lww_may_claim(const struct lww *w, const struct event *ev, const void *owner)
+bool lww_may_claim(struct lww *w, const struct event *ev, const void *owner)
 {
     const struct entry *e = find(w, ev);
     return !e || !e->owner || e->owner == owner;
@@ -544,12 +676,30 @@ void lww_release(struct lww *w, const struct event *ev, const void *owner, bool 
         return;
     if (e->owner == owner)
         e->owner = NULL;
-    if (written)
+    if (written) {
         e->wrote_ms = now_ms > 0 ? now_ms : 1;
+        mark_dirty(w, e); /* out of memory: the store keeps the older time */
+    }
+}
+
+/* Takes e out of its bucket and frees it (it must not be in the dirty list any more). */
+static void evict(struct lww *w, struct entry *e)
+{
+    struct entry **pp = &w->buckets[e->hash & (w->nbuckets - 1)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = e->next;
+    entry_free(w, e);
 }
 
 void lww_drop_partition(struct lww *w, int32_t partition)
 {
+    size_t kept = 0;
+    for (size_t i = 0; i < w->ndirty; i++)
+        if (w->dirty[i]->partition != partition)
+            w->dirty[kept++] = w->dirty[i];
+    w->ndirty = kept;
     for (size_t i = 0; i < w->nbuckets; i++) {
         struct entry **pp = &w->buckets[i];
         while (*pp) {
@@ -564,6 +714,309 @@ void lww_drop_partition(struct lww *w, int32_t partition)
     }
 }
 
+/* ---- the store ---- */
+
+/* The encoding of an entry (the store's value), version 1:
+ *   u8 version, u8 flags (1: a foreign write is known, 2: the full key follows at the end),
+ *   varint partition, zigzag wrote_ms, u8 nstamps,
+ *   per stamp: zigzag us, varint lsn, zigzag aid, zigzag offset, varint length + source name,
+ *   u8 del (a stamp index or 0xff), varint nfields, per field: varint length + name, u8 stamp,
+ *   [varint length + "<collection>\x1f<key>"]. */
+#define ENC_VERSION  1
+#define ENC_FOREIGN  1
+#define ENC_FULL_KEY 2
+#define KEY_HASH_SEP 0x1e
+
+static void put_varint(struct util_buf *b, uint64_t v)
+{
+    unsigned char out[10];
+    size_t n = 0;
+    do {
+        out[n] = (unsigned char)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            out[n] |= 0x80;
+        n++;
+    } while (v);
+    util_buf_append(b, out, n);
+}
+
+static uint64_t zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static void put_bytes(struct util_buf *b, const char *s, size_t n)
+{
+    put_varint(b, n);
+    util_buf_append(b, s, n);
+}
+
+/* The store's key of collection/key into buf (cap bytes at least max + 1): the key as it is, or,
+ * when longer than max, its first bytes, a separator and its hash (the value then holds the full
+ * key). Returns its length; *full is set when the value must hold the full key. */
+static size_t store_key(char *buf, size_t max, const char *k, size_t kl, uint64_t h, bool *full)
+{
+    *full = kl > max;
+    if (!*full) {
+        memcpy(buf, k, kl);
+        return kl;
+    }
+    size_t head = max - 9;
+    memcpy(buf, k, head);
+    buf[head] = KEY_HASH_SEP;
+    memcpy(buf + head + 1, &h, 8);
+    return max;
+}
+
+static void encode(struct lww *w, const struct entry *e, bool full)
+{
+    struct util_buf *b = &w->enc;
+    util_buf_reset(b);
+    unsigned char head[2] = {
+        ENC_VERSION, (unsigned char)((e->foreign ? ENC_FOREIGN : 0) | (full ? ENC_FULL_KEY : 0))};
+    util_buf_append(b, head, 2);
+    put_varint(b, (uint64_t)(uint32_t)e->partition);
+    put_varint(b, zigzag(e->wrote_ms));
+    util_buf_append(b, &e->nstamps, 1);
+    for (size_t i = 0; i < e->nstamps; i++) {
+        const struct lww_stamp *st = &e->stamps[i];
+        put_varint(b, zigzag(st->us));
+        put_varint(b, st->lsn);
+        put_varint(b, zigzag(st->aid));
+        put_varint(b, zigzag(e->locs[i]));
+        const char *src = st->src < w->nnames ? w->names[st->src] : "";
+        put_bytes(b, src, strlen(src));
+    }
+    util_buf_append(b, &e->del, 1);
+    put_varint(b, e->nfields);
+    for (size_t i = 0; i < e->nfields; i++) {
+        const char *name = w->fields[e->fields[i].name];
+        put_bytes(b, name, strlen(name));
+        util_buf_append(b, &e->fields[i].stamp, 1);
+    }
+    if (full)
+        put_bytes(b, e->key, strlen(e->key));
+}
+
+struct reader {
+    const unsigned char *p, *end;
+    bool bad;
+};
+
+static uint64_t get_varint(struct reader *r)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end)
+            break;
+        unsigned char c = *r->p++;
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return v;
+    }
+    r->bad = true;
+    return 0;
+}
+
+static unsigned char get_u8(struct reader *r)
+{
+    if (r->p >= r->end) {
+        r->bad = true;
+        return 0;
+    }
+    return *r->p++;
+}
+
+/* A length-prefixed string: its bytes and length (not terminated), NULL when bad. */
+static const char *get_bytes(struct reader *r, size_t *n)
+{
+    uint64_t len = get_varint(r);
+    if (r->bad || len > (uint64_t)(r->end - r->p)) {
+        r->bad = true;
+        return NULL;
+    }
+    const char *s = (const char *)r->p;
+    r->p += len;
+    *n = (size_t)len;
+    return s;
+}
+
+/* The rank of the source named s (n bytes), nnames when unknown. */
+static uint32_t rank_of(const struct lww *w, const char *s, size_t n)
+{
+    for (size_t i = 0; i < w->nnames; i++)
+        if (strlen(w->names[i]) == n && memcmp(w->names[i], s, n) == 0)
+            return (uint32_t)i;
+    return (uint32_t)w->nnames;
+}
+
+/* Fills e (new, no clocks) from a stored value. 0, or -1 when the value is not one (e may hold
+ * part of it: the caller frees it). */
+static int decode(struct lww *w, struct entry *e, const void *val, size_t len, bool full)
+{
+    struct reader r = {val, (const unsigned char *)val + len, false};
+    if (get_u8(&r) != ENC_VERSION)
+        return -1;
+    unsigned char flags = get_u8(&r);
+    e->foreign = flags & ENC_FOREIGN;
+    e->partition = (int32_t)(uint32_t)get_varint(&r);
+    e->wrote_ms = unzigzag(get_varint(&r));
+    size_t ns = get_u8(&r);
+    if (r.bad || ns > MAX_STAMPS)
+        return -1;
+    if (ns) {
+        e->stamps = malloc(ns * sizeof(*e->stamps));
+        e->locs = malloc(ns * sizeof(*e->locs));
+        if (!e->stamps || !e->locs)
+            return -1;
+        e->capstamps = (uint8_t)ns;
+    }
+    for (size_t i = 0; i < ns; i++) {
+        struct lww_stamp *st = &e->stamps[i];
+        st->us = unzigzag(get_varint(&r));
+        st->lsn = get_varint(&r);
+        st->aid = unzigzag(get_varint(&r));
+        e->locs[i] = unzigzag(get_varint(&r));
+        size_t sl = 0;
+        const char *src = get_bytes(&r, &sl);
+        if (!src)
+            return -1;
+        st->src = rank_of(w, src, sl);
+        e->nstamps++;
+    }
+    e->del = get_u8(&r);
+    uint64_t nf = get_varint(&r);
+    if (r.bad || (e->del != NO_STAMP && e->del >= ns) || nf > 0xffff)
+        return -1;
+    if (nf) {
+        e->fields = malloc(nf * sizeof(*e->fields));
+        if (!e->fields)
+            return -1;
+        e->capfields = (uint16_t)nf;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        size_t nl = 0;
+        const char *name = get_bytes(&r, &nl);
+        unsigned char st = get_u8(&r);
+        if (!name || r.bad || nl >= 1024 || (st != NO_STAMP && st >= ns))
+            return -1;
+        char buf[1024];
+        memcpy(buf, name, nl);
+        buf[nl] = '\0';
+        int n = intern(w, buf);
+        if (n < 0)
+            return -1;
+        e->fields[i] = (struct field){(uint16_t)n, st};
+        e->nfields++;
+    }
+    if (full) {
+        size_t kl = 0;
+        const char *k = (flags & ENC_FULL_KEY) ? get_bytes(&r, &kl) : NULL;
+        if (!k || kl != strlen(e->key) || memcmp(k, e->key, kl) != 0)
+            return -1; /* another key with the same hashed store key */
+    }
+    return 0;
+}
+
+static struct entry *load(struct lww *w, const char *collection, const char *key, uint64_t h)
+{
+    size_t cl = strlen(collection), kl = strlen(key);
+    size_t max = clockdb_max_key(w->db);
+    char *full_key = malloc(cl + 1 + kl + 1), *k = malloc(max + 1);
+    struct entry *e = NULL;
+    if (!full_key || !k)
+        goto out;
+    memcpy(full_key, collection, cl);
+    full_key[cl] = 0x1f;
+    memcpy(full_key + cl + 1, key, kl + 1);
+    bool full;
+    size_t klen = store_key(k, max, full_key, cl + 1 + kl, h, &full);
+    const void *val;
+    size_t len;
+    int rc = clockdb_get(w->db, k, klen, &val, &len);
+    if (rc == 0)
+        goto out;
+    if (rc < 0) {
+        w->store_errors++;
+        goto out;
+    }
+    e = insert(w, collection, key, h, 0);
+    if (e) {
+        int bad = decode(w, e, val, len, full);
+        w->bytes += held(e->stamps) + held(e->locs) + held(e->fields);
+        if (bad) {
+            w->store_errors++; /* known from here on only from what is read again */
+            evict(w, e);
+            e = NULL;
+        }
+    }
+out:
+    free(full_key);
+    free(k);
+    return e;
+}
+
+int lww_checkpoint_write(struct lww *w, char *err, size_t errlen)
+{
+    if (!w->db)
+        return 0;
+    size_t max = clockdb_max_key(w->db);
+    char *k = malloc(max + 1);
+    if (!k) {
+        snprintf(err, errlen, "out of memory");
+        clockdb_abort(w->db);
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < w->ndirty && rc == 0; i++) {
+        const struct entry *e = w->dirty[i];
+        bool full;
+        size_t klen = store_key(k, max, e->key, strlen(e->key), e->hash, &full);
+        encode(w, e, full);
+        if (w->enc.failed) {
+            snprintf(err, errlen, "out of memory");
+            clockdb_abort(w->db);
+            rc = -1;
+        } else {
+            rc = clockdb_put(w->db, k, klen, w->enc.data, w->enc.len, err, errlen);
+        }
+    }
+    free(k);
+    return rc;
+}
+
+void lww_checkpoint_done(struct lww *w)
+{
+    for (size_t i = 0; i < w->ndirty; i++)
+        w->dirty[i]->dirty = false;
+    w->ndirty = 0;
+    if (w->capdirty > 4096) { /* a large restore's list goes back */
+        free(w->dirty);
+        w->dirty = NULL;
+        w->capdirty = 0;
+    }
+}
+
+void lww_trim(struct lww *w)
+{
+    if (!w->db || lww_bytes(w) <= w->cache_bytes)
+        return;
+    size_t target = w->cache_bytes / 8 * 7;
+    struct entry *e = w->oldest;
+    while (e && lww_bytes(w) > target) {
+        struct entry *newer = e->newer;
+        if (!e->dirty && !e->owner)
+            evict(w, e);
+        e = newer;
+    }
+}
+
 size_t lww_keys(const struct lww *w)
 {
     return w->nentries;
@@ -571,5 +1024,15 @@ size_t lww_keys(const struct lww *w)
 
 size_t lww_bytes(const struct lww *w)
 {
-    return w->bytes + held(w->buckets);
+    return w->bytes + held(w->buckets) + held(w->dirty) + held(w->floors);
+}
+
+size_t lww_dirty_bytes(const struct lww *w)
+{
+    return w->nentries ? w->ndirty * (w->bytes / w->nentries) : 0;
+}
+
+uint64_t lww_store_errors(const struct lww *w)
+{
+    return w->store_errors;
 }

@@ -43,7 +43,10 @@ struct partq_ev {
     /* an update whose item was missing on the remote: its data got the newest writes of its
      * other fields (dispatch.c, refill) */
     bool refilled;
-    int refill_tries;     /* tries that could not read every write (dispatch.c, REFILL_TRIES) */
+    int refill_tries; /* tries that could not read every write (dispatch.c, REFILL_TRIES) */
+    /* older than its partition's floor (lww.h, LWW_HISTORY): waits, holding its key, until the
+     * partition's history is read */
+    bool history;
     int parent_tries;     /* refusals for a missing referenced item so far */
     int64_t parked_since; /* the first refusal */
     int64_t parked_until; /* not planned before this (the backoff) */

@@ -7,12 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WATERMARK_TIMEOUT_MS 1000
-
 struct restore {
     rd_kafka_t *rk;
     struct restore_target *t;
-    int64_t *next; /* next offset to read per target; -1 while its watermarks are unknown */
+    int64_t *next; /* next offset to read per target */
     size_t n;
     size_t left; /* targets not read to their end */
     bool assigned;
@@ -35,42 +33,16 @@ struct restore *restore_new(rd_kafka_t *rk, const struct restore_target *targets
         return NULL;
     }
     memcpy(r->t, targets, n * sizeof(*r->t));
-    for (size_t i = 0; i < n; i++)
-        r->next[i] = -1;
+    for (size_t i = 0; i < n; i++) {
+        r->next[i] = r->t[i].start;
+        if (r->next[i] < r->t[i].end)
+            r->left++;
+    }
     r->rk = rk;
-    r->n = r->left = n;
+    r->n = n;
     r->idle_ms = idle_ms;
     r->idle_since = util_mono_ms();
     return r;
-}
-
-/* Asks the watermarks of the targets that do not have them yet. 1 when all are known, 0 when
- * some must be asked again (a topic just created has no leader for a moment), -1 on error. */
-static int watermarks(struct restore *r)
-{
-    bool all = true;
-    for (size_t i = 0; i < r->n; i++) {
-        if (r->next[i] >= 0)
-            continue;
-        int64_t lo, hi;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-            r->rk, r->t[i].topic, r->t[i].partition, &lo, &hi, WATERMARK_TIMEOUT_MS);
-        if (e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
-            e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-            lo = hi = 0; /* nothing published yet */
-        } else if (e) {
-            snprintf(r->err, sizeof(r->err), "%s [%d]: watermarks: %s", r->t[i].topic,
-                     (int)r->t[i].partition, rd_kafka_err2str(e));
-            all = false;
-            continue;
-        }
-        r->t[i].end = hi;
-        r->next[i] = lo;
-        r->idle_since = util_mono_ms();
-        if (lo >= hi)
-            r->left--;
-    }
-    return all ? 1 : 0;
 }
 
 static int assign(struct restore *r)
@@ -93,20 +65,10 @@ static int assign(struct restore *r)
 int restore_step(struct restore *r, restore_fn fn, void *opaque, int budget_ms)
 {
     int64_t until = util_mono_ms() + budget_ms;
-    if (!r->assigned) {
-        int w = watermarks(r);
-        if (w == 0) {
-            if (util_mono_ms() - r->idle_since > r->idle_ms)
-                return -1;
-            util_sleep_ms(budget_ms, NULL); /* ask again a slice later, without spinning */
-            return 0;
-        }
-        r->err[0] = '\0';
-        if (r->left == 0)
-            return 1;
-        if (assign(r))
-            return -1;
-    }
+    if (r->left == 0)
+        return 1;
+    if (!r->assigned && assign(r))
+        return -1;
     while (r->left > 0 && util_mono_ms() < until) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 50);
         if (!m) {

@@ -1,11 +1,10 @@
-/* restore: reads newly assigned partitions back from their first offset to their end, before
- * anything of them is applied, so that the convergence clocks (lww.h) know every write the log
- * holds: the clocks are rebuilt from the topics themselves on every assignment (restart,
- * rebalance, scale-out), and need no store of their own.
+/* restore: reads partitions back over a range of offsets with a client of its own, feeding
+ * every message to a callback: the consumer's state (state.h) reads newly assigned partitions
+ * from their checkpoint to their end before anything of them is applied, and a partition's
+ * history when an event older than its horizon must be decided.
  *
- * It runs in slices (restore_step) between turns of the consumer's loop, so a long history
- * never keeps the group consumer from polling (max.poll.interval.ms) nor a signal from being
- * seen. */
+ * It runs in slices (restore_step) between turns of the consumer's loop, so a long read never
+ * keeps the group consumer from polling (max.poll.interval.ms) nor a signal from being seen. */
 #ifndef DXSYNC_RESTORE_H
 #define DXSYNC_RESTORE_H
 
@@ -16,7 +15,8 @@
 struct restore_target {
     const char *topic;
     int32_t partition;
-    int64_t end; /* out: the high watermark read up to (offsets below it were read) */
+    int64_t start; /* the first offset to read */
+    int64_t end;   /* read up to (not including) this offset */
 };
 
 /* Called for every message read, with the index of its target. */
@@ -36,14 +36,14 @@ struct restore;
 
 /* A restore of targets[0..n) (copied; topic strings must outlive it) with rk, a consumer that is
  * assigned by hand, never subscribed, never committing. Gives up after idle_ms without
- * progress. NULL when out of memory. */
+ * progress (an offset below the log start is skipped to it). NULL when out of memory. */
 struct restore *restore_new(rd_kafka_t *rk, const struct restore_target *targets, size_t n,
                             int idle_ms);
 /* Reads for about budget_ms, feeding fn. Returns 1 when every target is read to its end, 0
  * when there is more, -1 when it gave up (restore_error says why). */
 int restore_step(struct restore *r, restore_fn fn, void *opaque, int budget_ms);
 const char *restore_error(const struct restore *r);
-/* The targets (with their ends once known) and the messages read so far. */
+/* The targets and the messages read so far. */
 const struct restore_target *restore_targets(const struct restore *r, size_t *n);
 int64_t restore_count(const struct restore *r);
 /* Unassigns rk, drops what it fetched beyond what was read (restore_release) and frees r

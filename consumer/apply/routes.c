@@ -138,3 +138,13 @@ void routes_free(struct routes_sub *subs, size_t n)
         free(subs[i].own.fields);
     free(subs);
 }
+
+const struct routes_sub *routes_of(const struct routes_sub *subs, size_t n, const char *source,
+                                   const char *collection)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(subs[i].route->from, source) == 0 &&
+            strcmp(subs[i].coll->collection, collection) == 0)
+            return &subs[i];
+    return NULL;
+}

@@ -33,5 +33,9 @@ void routes_free(struct routes_sub *subs, size_t n);
 
 /* The subscription of topic, or NULL. */
 const struct routes_sub *routes_find(const struct routes_sub *subs, size_t n, const char *topic);
+/* The subscription of source's topic of collection (the remote's own when source is the
+ * remote), or NULL. */
+const struct routes_sub *routes_of(const struct routes_sub *subs, size_t n, const char *source,
+                                   const char *collection);
 
 #endif

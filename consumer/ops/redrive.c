@@ -137,11 +137,8 @@ static int observe(void *arg, const rd_kafka_message_t *m)
         return 0;
     if (strcmp(ev.collection, sub->coll->collection) == 0 && plan_touches(&ev, sub->coll)) {
         plan_prune(&ev, sub->coll);
-        struct lww_where at = {.partition = m->partition,
-                               .sub = (uint16_t)(sub - r->subs),
-                               .offset = m->offset,
-                               .foreign = !sub->local,
-                               .restoring = true};
+        struct lww_where at = {
+            .partition = m->partition, .offset = m->offset, .foreign = !sub->local};
         lww_observe(r->lww, &ev, &at);
     }
     event_free(&ev);
@@ -233,18 +230,20 @@ static int apply_file(struct run *r, struct letter *l, struct apply_item *why)
 
 struct refill_at {
     struct run *r;
+    const char *collection;
     int32_t partition;
 };
 
 /* lww_refill_data's fetch: a source event read again. */
-static int refill_fetch(void *opaque, uint16_t sub, int64_t offset, struct event *out)
+static int refill_fetch(void *opaque, const char *source, int64_t offset, struct event *out)
 {
     struct refill_at *at = opaque;
     char err[512];
-    if (sub >= at->r->nsubs)
+    const struct routes_sub *sub = routes_of(at->r->subs, at->r->nsubs, source, at->collection);
+    if (!sub)
         return -1;
-    rd_kafka_message_t *m = restore_fetch(at->r->read_rk, at->r->subs[sub].topic, at->partition,
-                                          offset, KREAD_TIMEOUT_MS, err, sizeof(err));
+    rd_kafka_message_t *m = restore_fetch(at->r->read_rk, sub->topic, at->partition, offset,
+                                          KREAD_TIMEOUT_MS, err, sizeof(err));
     if (!m) {
         log_warn("redrive", "event=fetch_failed error=%s", LOG_Q(err));
         return -1;
@@ -277,7 +276,7 @@ static int apply_one(struct run *r, struct letter *l, struct apply_item *why)
         size_t idx;
         if (!refilled && apply_batch_recreates(&b, &idx, 1)) {
             /* the item is missing: created from data, brought up to date first (lww.h) */
-            struct refill_at at = {r, l->orig_partition};
+            struct refill_at at = {r, l->sub->coll->collection, l->orig_partition};
             size_t unread = 0;
             lww_refill_data(r->lww, &l->ev, refill_fetch, &at, &unread);
             if (unread)

@@ -64,7 +64,22 @@ int replay_run(const struct config *cfg, const char *remote, int64_t since_ms, F
     }
     if (!(rk = kread_client(cfg, &st, group, err, sizeof(err))))
         goto out;
-    int members = group_members(rk, group, err, sizeof(err));
+    /* a consumer that stopped stays a member (static membership) until its session times out:
+     * wait that long for the group to empty before refusing */
+    int64_t until = util_mono_ms() + cfg->consumer.session_timeout_ms + 5000;
+    int members;
+    bool said = false;
+    while ((members = group_members(rk, group, err, sizeof(err))) > 0 && util_mono_ms() < until) {
+        if (!said)
+            fprintf(stderr,
+                    "replay: group %s has %d member%s; a stopped consumer stays one until its "
+                    "session times out (consumer.session_timeout_ms = %d ms): waiting up to "
+                    "%d s\n",
+                    group, members, members == 1 ? "" : "s", cfg->consumer.session_timeout_ms,
+                    cfg->consumer.session_timeout_ms / 1000 + 5);
+        said = true;
+        util_sleep_ms(1000, NULL);
+    }
     if (members < 0)
         goto out;
     if (members > 0) {

@@ -39,7 +39,8 @@ trap 'stop_all' EXIT
 
 say "installing what is missing (first run: a few minutes)..."
 apt_need build-essential cmake ninja-build pkg-config curl ca-certificates python3 \
-  librdkafka-dev libpq-dev libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libcmocka-dev
+  librdkafka-dev libpq-dev libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libcmocka-dev \
+  liblmdb-dev
 "$H/services.sh" install
 
 say "building dxsync..."

@@ -24,6 +24,9 @@
 : "${DXSYNC_KAFKA_VERSION:=3.9.1}"
 : "${DXSYNC_DIRECTUS_VERSION:=12.4.0}"
 : "${DXSYNC_NODE_VERSION:=22.23.3}"
+# The consumers' clock stores (consumer.state_dir's default is $XDG_STATE_HOME/dxsync): in the
+# run's folder, wiped with it.
+export XDG_STATE_HOME="$DXSYNC_RUN/state"
 export DXSYNC_CACHE DXSYNC_RUN DXSYNC_PG_PORT DXSYNC_KAFKA_PORT DXSYNC_KAFKA_CONTROLLER_PORT \
        DXSYNC_KAFKA_VERSION DXSYNC_DIRECTUS_VERSION DXSYNC_NODE_VERSION
 
@@ -297,7 +300,9 @@ JSON
 # c_kill NAME: kill -9.
 c_start() {
   local name=$1 cfg=$2; shift 2
-  start_proc "$name" "$C_BIN" --config "$cfg" --remote b --log-level "${C_LOG_LEVEL:-info}" "$@"
+  # its own member name: two consumers of b here are two members of b's group
+  start_proc "$name" "$C_BIN" --config "$cfg" --remote b --member "$name" \
+    --log-level "${C_LOG_LEVEL:-info}" "$@"
 }
 c_stop() { stop_proc "$1" TERM 60; return "$STOP_RC"; }
 c_kill() { stop_proc "$1" KILL; }

@@ -93,3 +93,28 @@ int testutil_free_port(void)
     close(fd);
     return ntohs(a.sin_port);
 }
+
+int testutil_tmpdir(char *out, size_t len)
+{
+    const char *base = getenv("TMPDIR");
+    if (snprintf(out, len, "%s/dxsync-test.XXXXXX", base && *base ? base : "/tmp") >= (int)len)
+        return -1;
+    return mkdtemp(out) ? 0 : -1;
+}
+
+void testutil_rmdir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}

@@ -27,6 +27,11 @@ const char *testutil_dir(const char *env, const char *fallback);
 int testutil_each_file(const char *dir, void (*fn)(const char *path, const char *name, void *),
                        void *opaque);
 
+/* A new empty folder under $TMPDIR (or /tmp) into out; 0, or -1. */
+int testutil_tmpdir(char *out, size_t len);
+/* Removes dir and everything in it (one level of files, as the tests make them). */
+void testutil_rmdir(const char *dir);
+
 /* A loopback TCP port that was free a moment ago (bound, read, closed): nothing listens on it. */
 int testutil_free_port(void);
 
