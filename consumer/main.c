@@ -10,14 +10,39 @@
 #include "consume.h"
 #include "log.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const subcommands[] = {"run",   "check", "status", "replay",
                                           "audit", "dlq",   "verify", NULL};
 /* They read and move offsets in Kafka only: no instance token or database is needed. */
 static const char *const kafka_only[] = {"status", "replay", "audit", "dlq", NULL};
 static const char *const dlq_actions[] = {"list", "redrive", NULL};
+
+/* Whether name can be a member name (1-100 of A-Z a-z 0-9 . _ -). */
+static bool member_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 100)
+        return false;
+    for (const char *s = name; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
+/* The member name of a consumer not given one: the host's name (a StatefulSet's pod name is
+ * stable), "dxsync" when it has none. Returns out. */
+static const char *default_member(char *out, size_t len)
+{
+    if (gethostname(out, len) || !out[0] || !member_valid(out))
+        snprintf(out, len, "dxsync");
+    out[len - 1] = '\0';
+    return out;
+}
 
 /* --since TIME into *ms (-1 when not given). 0, or 2 (usage) after saying why. */
 static int since_option(struct cli_spec *spec, int64_t *ms)
@@ -193,7 +218,7 @@ int main(int argc, char **argv)
     } else if (strcmp(app.cli.subcommand, "run") == 0) {
         char host[128];
         const char *member = cli_value(&spec, "member");
-        if (member && !consume_member_valid(member)) {
+        if (member && !member_valid(member)) {
             fprintf(stderr,
                     "dxsync-consumer: --member: \"%s\" is not a member name (1-100 of A-Z a-z "
                     "0-9 . _ -)\n",
@@ -201,8 +226,8 @@ int main(int argc, char **argv)
             rc = 2;
             goto out;
         }
-        rc = consume_run(&app.cfg, remote,
-                         member ? member : consume_default_member(host, sizeof(host)), app.metrics);
+        rc = consume_run(&app.cfg, remote, member ? member : default_member(host, sizeof(host)),
+                         app.metrics);
     } else if (strcmp(app.cli.subcommand, "check") == 0) {
         int problems;
         char err[512];

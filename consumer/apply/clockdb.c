@@ -14,6 +14,10 @@
 #include <sys/stat.h>
 
 #define FORMAT 1
+/* Clocks a transaction holds before the checkpoint goes on in the next one: LMDB keeps a write
+ * transaction's pages in memory until its commit (up to 4 KiB a clock written at random), so a
+ * checkpoint of a long read-back in one transaction would take hundreds of MB. */
+#define CHUNK 2048
 
 struct clockdb {
     MDB_env *env;
@@ -21,6 +25,7 @@ struct clockdb {
     MDB_txn *rtxn; /* reset when idle; renewed for a read */
     bool reading;  /* rtxn is active (its pointers are valid) */
     MDB_txn *wtxn; /* the open checkpoint, or NULL */
+    size_t puts;   /* clocks written in wtxn */
     void *map;     /* where the data file is mapped (from /proc/self/maps), or NULL */
     size_t maplen;
     char dir[1024];
@@ -288,6 +293,7 @@ int clockdb_begin(struct clockdb *db, char *err, size_t errlen)
     db->reading = false;
     if (db->wtxn)
         return 0;
+    db->puts = 0;
     int rc = mdb_txn_begin(db->env, NULL, 0, &db->wtxn);
     if (rc) {
         db->wtxn = NULL;
@@ -312,7 +318,22 @@ int clockdb_put(struct clockdb *db, const void *key, size_t klen, const void *va
     }
     MDB_val k = {klen, (void *)key}, v = {len, (void *)val};
     int rc = mdb_put(db->wtxn, db->clocks, &k, &v, 0);
-    return rc ? write_failed(db, "write", rc, err, errlen) : 0;
+    if (rc)
+        return write_failed(db, "write", rc, err, errlen);
+    if (++db->puts < CHUNK)
+        return 0;
+    /* clocks ahead of the stored offsets are harmless (a restart reads them again): commit this
+     * part, go on in a new transaction */
+    db->puts = 0;
+    rc = mdb_txn_commit(db->wtxn);
+    db->wtxn = NULL;
+    if (!rc)
+        rc = mdb_txn_begin(db->env, NULL, 0, &db->wtxn);
+    if (rc) {
+        db->wtxn = NULL;
+        return fail(err, errlen, db, "commit", rc);
+    }
+    return 0;
 }
 
 int clockdb_set_target(struct clockdb *db, const char *topic, int32_t partition, int64_t offset,

@@ -8,8 +8,11 @@
  *   floors   "<partition>"           -> the commit time (µs) before which the partition's clocks
  *                                       may lack writes (lww.h, the horizon)
  *   meta     "format", "partitions"
- * A checkpoint is one write transaction (clockdb_begin ... clockdb_commit): the clocks that
- * changed, and the offsets and floors they cover, together or not at all. Commits flush the
+ * A checkpoint (clockdb_begin ... clockdb_commit) stores the clocks that changed, then the
+ * offsets and floors they cover: the offsets and floors are committed with the last of the
+ * clocks, or not at all. (A long checkpoint's clocks go in several transactions of 2,048: a
+ * write transaction keeps its pages in memory until it commits; clocks stored ahead of their
+ * offsets are harmless, they are read again after a crash.) Commits flush the
  * data pages but not the meta page (MDB_NOMETASYNC): a machine crash may undo the last commit,
  * never tear it. The map size is a hard cap: a full store fails its commit (the error says
  * which setting to raise) and the previous checkpoint stays. */

@@ -11,14 +11,13 @@
  * name): a restart within consumer.session_timeout_ms is no rebalance at all. */
 #include "consume.h"
 
-#include "deadletter.h"
 #include "dispatch.h"
 #include "dlq.h"
+#include "intake.h"
 #include "kafka.h"
 #include "log.h"
 #include "lww.h"
 #include "partq.h"
-#include "plan.h"
 #include "recent.h"
 #include "remote.h"
 #include "routes.h"
@@ -89,10 +88,8 @@ struct consume {
     struct remote remote;
     struct dlq *dlq;
     struct dispatch *dispatch;
-    size_t queue_max; /* events held per partition before we stop taking its messages */
-    struct metric *m_skipped;
-    struct metric *m_stale;
-    struct metric *m_malformed;
+    size_t queue_max;     /* events held per partition before we stop taking its messages */
+    struct intake intake; /* message -> event */
     struct metric *m_lag;
     struct metric *m_pending;
     int64_t next_stats_ms;
@@ -209,61 +206,6 @@ static void part_advance(struct consume *c, struct part *p)
 
 /* ---------------------------------------------------------------------------- messages in */
 
-static void dead_letter(struct consume *c, struct part *p, struct partq_ev *e, const char *code,
-                        const char *message)
-{
-    struct dlq_why why = {0, code, message, 0};
-    dlq_send(c->dlq, &p->q, e, p->sp.sub, p->sp.partition, &why);
-}
-
-/* Asks the remote's field list whether e writes a field the remote lacks: applies, waits for the
- * list, or is dead-lettered with FIELD_NOT_ON_REMOTE. */
-static void check_fields(struct consume *c, struct part *p, struct partq_ev *e)
-{
-    if (e->dropped) { /* written; its stored item lacked a field: did the remote lose it? */
-        enum remote_check dc =
-            remote_check_dropped(&c->remote, e->ev.collection, e->dropped, false);
-        if (dc == REMOTE_CHECK_WAIT)
-            return;
-        partq_hold(&p->q, e, false);
-        if (dc == REMOTE_CHECK_OK) {
-            partq_set(&p->q, e, PARTQ_DONE);
-            return;
-        }
-        char why[512];
-        snprintf(why, sizeof(why),
-                 "field %.100s.%.100s does not exist on %.40s (deleted since the consumer read "
-                 "its fields?): Directus stored the item without its value; add the field and "
-                 "redrive this letter",
-                 e->ev.collection, e->dropped, c->remote_name);
-        e->dropped = NULL;
-        dead_letter(c, p, e, "FIELD_NOT_ON_REMOTE", why);
-        return;
-    }
-    const char *field;
-    enum remote_check rc = remote_check_event(&c->remote, &e->ev, e->arrived_ms, &field);
-    partq_hold(&p->q, e, rc == REMOTE_CHECK_WAIT);
-    if (rc != REMOTE_CHECK_MISSING)
-        return;
-    char why[512];
-    snprintf(why, sizeof(why),
-             "field %.100s.%.100s is routed from %.40s but does not exist on %.40s "
-             "(Directus would drop its value without a word): add it there or remove it "
-             "from the route",
-             e->ev.collection, field, e->ev.source, c->remote_name);
-    dead_letter(c, p, e, "FIELD_NOT_ON_REMOTE", why);
-}
-
-/* Events that waited for a field list: check them again now that it may be there. */
-static void recheck_held(struct consume *c, struct part *p)
-{
-    for (size_t i = 0; p->q.held && i < partq_len(&p->q); i++) {
-        struct partq_ev *e = partq_at(&p->q, i);
-        if (e->fields_check)
-            check_fields(c, p, e);
-    }
-}
-
 static void on_message(struct consume *c, rd_kafka_message_t *msg)
 {
     if (msg->err) {
@@ -305,37 +247,8 @@ static void on_message(struct consume *c, rd_kafka_message_t *msg)
         rd_kafka_message_destroy(msg); /* not ours (any more), seen already, or no room */
         return;
     }
-    char err[512];
-    if (event_decode(msg->payload, msg->len, &e->ev, err, sizeof(err)) == 0) {
-        e->decoded = true;
-        if (strcmp(e->ev.source, p->sp.sub->route->from) != 0 ||
-            strcmp(e->ev.collection, p->sp.sub->coll->collection) != 0)
-            snprintf(err, sizeof(err), "event of %.100s/%.100s on topic %s", e->ev.source,
-                     e->ev.collection, p->sp.sub->topic);
-        else
-            err[0] = '\0';
-    }
-    if (err[0]) {
-        metrics_add(c->m_malformed, 1);
-        dead_letter(c, p, e, DEADLETTER_MALFORMED, err);
-    } else if (e->ev.has_activity_id && p->has_recent &&
-               recent_stale(&p->recent, e->ev.key_text, e->ev.activity_id)) {
-        partq_set(&p->q, e, PARTQ_DONE); /* a resend of what we already have, or older */
-        metrics_add(c->m_stale, 1);
-        log_debug(COMP,
-                  "event=stale_skipped topic=%s partition=%" PRId32 " offset=%" PRId64
-                  " key=%s activity_id=%" PRId64,
-                  p->sp.sub->topic, p->sp.partition, e->offset, LOG_Q(e->ev.key_text),
-                  e->ev.activity_id);
-    } else if (!plan_touches(&e->ev, p->sp.sub->coll)) {
-        partq_set(&p->q, e, PARTQ_DONE);
-        metrics_add(c->m_skipped, 1);
-    } else {
-        plan_prune(&e->ev, p->sp.sub->coll);
-        state_observe(c->state, &p->sp, &e->ev, e->offset);
-        if (!p->sp.sub->local) /* the remote's own edits are not applied (only repaired) */
-            check_fields(c, p, e);
-    }
+    intake_event(&c->intake,
+                 &(struct intake_part){&p->sp, &p->q, p->has_recent ? &p->recent : NULL}, e);
 }
 
 /* Takes what Kafka has for us: rebalances, errors and any forwarded message from the consumer
@@ -548,36 +461,10 @@ static void register_metrics(struct consume *c)
 {
     char l[160];
     snprintf(l, sizeof(l), "remote=\"%s\"", c->remote_name);
-    c->m_skipped = metrics_counter(c->m, "dxsync_consumer_events_skipped_total",
-                                   "Updates that touch no routed field", l);
-    c->m_stale = metrics_counter(c->m, "dxsync_consumer_events_stale_total",
-                                 "Events older than one already seen for their key (resends)", l);
-    c->m_malformed = metrics_counter(c->m, "dxsync_consumer_events_malformed_total",
-                                     "Messages that are not valid events (also dead-lettered)", l);
     c->m_lag = metrics_gauge(c->m, "dxsync_consumer_lag_events",
                              "Events in the assigned partitions not applied yet", l);
     c->m_pending = metrics_gauge(c->m, "dxsync_consumer_pending_events",
                                  "Events held in memory, waiting or in flight", l);
-}
-
-const char *consume_default_member(char *out, size_t len)
-{
-    if (gethostname(out, len) || !out[0] || !consume_member_valid(out))
-        snprintf(out, len, "dxsync");
-    out[len - 1] = '\0';
-    return out;
-}
-
-bool consume_member_valid(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > 100)
-        return false;
-    for (const char *s = name; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '.' || *s == '_' || *s == '-'))
-            return false;
-    return true;
 }
 
 int64_t consume_longest_block_ms(const struct config *cfg)
@@ -600,23 +487,19 @@ static int make_consumer(struct consume *c, char *err, size_t errlen)
     char poll_ms[24], session_ms[24];
     snprintf(poll_ms, sizeof(poll_ms), "%" PRId64, consume_poll_interval_ms(c->cfg));
     snprintf(session_ms, sizeof(session_ms), "%d", c->cfg->consumer.session_timeout_ms);
-    const char *const defaults[] = {"queued.min.messages",
-                                    min_msgs,
-                                    "queued.max.messages.kbytes",
-                                    "2048",
-                                    "fetch.max.bytes",
-                                    "1048576",
-                                    "max.partition.fetch.bytes",
-                                    "262144",
-                                    "fetch.wait.max.ms",
-                                    "100",
-                                    "auto.commit.interval.ms",
-                                    "1000",
-                                    "session.timeout.ms",
-                                    session_ms,
-                                    "max.poll.interval.ms",
-                                    poll_ms,
-                                    NULL};
+    /* one setting a line */
+    /* clang-format off */
+    const char *const defaults[] = {
+        "queued.min.messages", min_msgs,
+        "queued.max.messages.kbytes", "2048",
+        "fetch.max.bytes", "1048576",
+        "max.partition.fetch.bytes", "262144",
+        "fetch.wait.max.ms", "100",
+        "auto.commit.interval.ms", "1000",
+        "session.timeout.ms", session_ms,
+        "max.poll.interval.ms", poll_ms,
+        NULL};
+    /* clang-format on */
     c->cst.component = COMP;
     c->cst.user = c;
     rd_kafka_conf_t *conf = kafka_group_conf_new(c->cfg, &c->cst, c->group, defaults, err, errlen);
@@ -723,6 +606,7 @@ static int setup(struct consume *c, char *err, size_t errlen)
                                      c->m, err, errlen)))
         return -1;
     register_metrics(c);
+    intake_init(&c->intake, c->remote_name, &c->remote, c->dlq, c->state, c->m);
     dispatch_set_state(c->dispatch, state_fetch, want_history, c->state);
     return make_consumer(c, err, errlen);
 }
@@ -786,7 +670,8 @@ static int64_t turn(struct consume *c)
     }
     for (size_t i = 0; i < c->nparts; i++)
         if (c->parts[i]->q.held)
-            recheck_held(c, c->parts[i]);
+            intake_recheck(&c->intake,
+                           &(struct intake_part){&c->parts[i]->sp, &c->parts[i]->q, NULL});
     int64_t wake = dispatch_schedule(c->dispatch, c->lanes, c->nparts, drained);
     dispatch_transfers(c->dispatch);
     for (size_t i = 0; i < c->nparts; i++)

@@ -19,11 +19,6 @@
 int consume_run(const struct config *cfg, const char *remote, const char *member,
                 struct metrics *m);
 
-/* The member name of a consumer not given one: the host's name (a StatefulSet's pod name is
- * stable), "dxsync" when it has none. Returns out. */
-const char *consume_default_member(char *out, size_t len);
-/* Whether name can be a member name (1-100 of A-Z a-z 0-9 . _ -). */
-bool consume_member_valid(const char *name);
 
 /* The longest the loop can go without polling the group: a rebalance lets the requests in
  * flight finish (request_timeout_ms + 2 s), waits for the DLQ's acknowledgements (5 s) and

@@ -1,6 +1,7 @@
 /* dispatch.c: a slot is one curl easy handle, owned either by a lane (its batch's request) or by
- * a field list request; a finished transfer goes back to whoever owns the slot. */
-#include "dispatch.h"
+ * a field list request; a finished transfer goes back to whoever owns the slot. A lane whose
+ * batch is a file operation is driven by dispatch_file.c. */
+#include "dispatch_int.h"
 
 #include "log.h"
 #include "plan.h"
@@ -14,58 +15,6 @@
 #include <unistd.h>
 
 #define COMP "consumer"
-
-struct dispatch_slot {
-    CURL *easy;
-    struct dispatch_lane *lane; /* the lane whose request it carries, or NULL */
-    const char *fields_coll;    /* or the collection whose field list it asks for, or NULL */
-    struct http_response resp;  /* the answer of a field list request */
-};
-
-struct dispatch {
-    const struct config *cfg;
-    const char *remote_name;
-    struct remote *remote;
-    struct dlq *dlq;
-    struct lww *lww;
-    const struct routes_sub *subs;
-    size_t nsubs;
-    struct http_client *http;
-    CURLM *multi;
-    struct dispatch_slot *slots;
-    size_t nslots;
-    size_t in_flight;
-    size_t rr;
-    bool recovered; /* the remote answered again: wake the lanes waiting out the outage */
-    uint64_t seed;
-    const struct event **scratch_evs;
-    const char **scratch_keys; /* keys held by a parked event, while planning */
-    size_t scratch_cap;
-    size_t *scratch_idx;
-    struct metrics *m;
-    struct metric *m_applied[4];
-    struct metric *m_latency;
-    struct metric *m_batch;
-    struct metric *m_retry_outage;
-    struct metric *m_retry_item;
-    struct metric *m_in_flight;
-    struct metric *m_superseded;
-    struct metric *m_repairs;
-    struct metric *m_refills;
-    struct metric *m_parent_waits;
-    struct metric *m_parked;
-    struct metric *m_history;
-    struct metric *m_file_bytes;
-    struct metric *m_files;
-    struct metric *m_file_seconds;
-    struct http_client **src_http; /* per configured instance, made when a file needs it */
-    struct dispatch_lane **xlanes; /* the lanes whose file is being transferred (nslots) */
-    dispatch_fetch_fn fetch;
-    dispatch_history_fn history;
-    void *state;          /* their opaque */
-    uint64_t applied_gen; /* counts batches that applied something: parked events try again */
-    int64_t parked_total; /* parked events in every lane (the gauge) */
-};
 
 /* A parked event (waiting for the item it points at) is tried again on this schedule: 1 s
  * doubling to 30 s, and PARENT_NUDGE_MS after anything else was applied (the parent may have
@@ -137,7 +86,7 @@ static bool refill(struct dispatch *d, struct dispatch_lane *l, struct partq_ev 
 
 /* ----------------------------------------------------------------------------------- slots */
 
-static struct dispatch_slot *slot_free(struct dispatch *d)
+struct dispatch_slot *dispatch_slot_free(struct dispatch *d)
 {
     for (size_t i = 0; i < d->nslots; i++)
         if (!d->slots[i].lane && !d->slots[i].fields_coll)
@@ -145,9 +94,9 @@ static struct dispatch_slot *slot_free(struct dispatch *d)
     return NULL;
 }
 
-static int slot_start_to(struct dispatch *d, struct http_client *c, struct dispatch_slot *s,
-                         const char *method, const char *path, const char *body,
-                         struct http_response *resp)
+int dispatch_slot_start_to(struct dispatch *d, struct http_client *c, struct dispatch_slot *s,
+                           const char *method, const char *path, const char *body,
+                           struct http_response *resp)
 {
     if (http_prepare(c, s->easy, method, path, body, resp) ||
         curl_multi_add_handle(d->multi, s->easy) != CURLM_OK)
@@ -160,10 +109,10 @@ static int slot_start_to(struct dispatch *d, struct http_client *c, struct dispa
 static int slot_start(struct dispatch *d, struct dispatch_slot *s, const char *method,
                       const char *path, const char *body, struct http_response *resp)
 {
-    return slot_start_to(d, d->http, s, method, path, body, resp);
+    return dispatch_slot_start_to(d, d->http, s, method, path, body, resp);
 }
 
-static void slot_end(struct dispatch *d, struct dispatch_slot *s)
+void dispatch_slot_end(struct dispatch *d, struct dispatch_slot *s)
 {
     curl_multi_remove_handle(d->multi, s->easy);
     s->lane = NULL;
@@ -172,7 +121,7 @@ static void slot_end(struct dispatch *d, struct dispatch_slot *s)
     metrics_set(d->m_in_flight, (double)d->in_flight);
 }
 
-static void count_request(struct dispatch *d, const char *step, const struct http_response *r)
+void dispatch_count_request(struct dispatch *d, const char *step, const struct http_response *r)
 {
     char labels[160];
     snprintf(labels, sizeof(labels), "remote=\"%s\",step=\"%s\",class=\"%s\"", d->remote_name, step,
@@ -186,7 +135,7 @@ static void count_request(struct dispatch *d, const char *step, const struct htt
 
 /* ---------------------------------------------------------------------- remote availability */
 
-static void remote_ok(struct dispatch *d)
+void dispatch_remote_ok(struct dispatch *d)
 {
     bool notified;
     if (!remote_answered(d->remote, util_mono_ms(), &notified))
@@ -221,12 +170,12 @@ static void fields_done(struct dispatch *d, struct dispatch_slot *s)
 {
     const char *coll = s->fields_coll;
     struct http_response *r = &s->resp;
-    slot_end(d, s);
-    count_request(d, apply_step_name(APPLY_STEP_FIELDS), r);
+    dispatch_slot_end(d, s);
+    dispatch_count_request(d, apply_step_name(APPLY_STEP_FIELDS), r);
     int64_t now = util_mono_ms();
     enum directus_answer a = directus_classify(r, true);
     if (a == DIRECTUS_OK)
-        remote_ok(d);
+        dispatch_remote_ok(d);
     else if (directus_is_outage(a))
         remote_failed(d->remote, r, now);
     remote_fields_answer(d->remote, coll, r, now);
@@ -484,7 +433,7 @@ static bool park(struct dispatch *d, struct dispatch_lane *l, struct partq_ev *p
 
 /* Settles the batch: applied items are done, failed ones go to the DLQ (or wait for their
  * parent). A batch cut short (revoke, stop) gives its other items back to the queue. */
-static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
+void dispatch_settle_batch(struct dispatch *d, struct dispatch_lane *l)
 {
     int64_t now = util_wall_ms();
     bool applied = false;
@@ -575,197 +524,22 @@ static void settle_batch(struct dispatch *d, struct dispatch_lane *l)
 /* ------------------------------------------------------------------------------------ files */
 
 /* l's request went out on slot s. */
-static void lane_sent(struct dispatch_lane *l, struct dispatch_slot *s)
+void dispatch_lane_sent(struct dispatch_lane *l, struct dispatch_slot *s)
 {
     l->slot = s;
     l->st = LANE_IN_FLIGHT;
     l->sent_ms = util_mono_ms();
 }
 
-static void xlane_set(struct dispatch *d, struct dispatch_lane *l, bool on)
-{
-    for (size_t i = 0; i < d->nslots; i++) {
-        if (on && !d->xlanes[i]) {
-            d->xlanes[i] = l;
-            return;
-        }
-        if (!on && d->xlanes[i] == l) {
-            d->xlanes[i] = NULL;
-            return;
-        }
-    }
-}
-
-/* Stops l's transfer, if one runs (its upload slot is ended by the caller). */
-static void xfer_stop(struct dispatch *d, struct dispatch_lane *l)
-{
-    if (!l->xfer)
-        return;
-    metrics_add(d->m_file_bytes, (double)xfer_sent(l->xfer));
-    xfer_abort(l->xfer);
-    l->xfer = NULL;
-    xlane_set(d, l, false);
-}
-
-/* The source instance's client (its sync token), made on first use; NULL when out of memory. */
-static struct http_client *source_http(struct dispatch *d, const char *name)
-{
-    for (size_t i = 0; i < d->cfg->ninstances; i++) {
-        const struct config_instance *in = &d->cfg->instances[i];
-        if (strcmp(in->name, name) != 0)
-            continue;
-        if (!d->src_http[i]) {
-            char err[256];
-            d->src_http[i] = http_client_new(in->url, in->token,
-                                             d->cfg->consumer.request_timeout_ms, err, sizeof(err));
-        }
-        return d->src_http[i];
-    }
-    return NULL;
-}
-
-static void file_send_next(struct dispatch *d, struct dispatch_lane *l);
-
-static void file_wait(struct dispatch_lane *l, int64_t delay_ms, bool outage)
-{
-    l->st = LANE_WAITING;
-    l->outage_wait = outage;
-    l->wake_ms = util_mono_ms() + delay_ms;
-}
-
-static void file_send_next(struct dispatch *d, struct dispatch_lane *l)
-{
-    struct fileop_request req;
-    int rc = fileop_next(l->fop, &req);
-    if (rc == 0) {
-        settle_batch(d, l);
-        return;
-    }
-    struct dispatch_slot *s = rc > 0 ? slot_free(d) : NULL;
-    struct http_client *src = source_http(d, l->sub->route->from);
-    struct http_client *c = req.to_source || req.step == FILEOP_TRANSFER ? src : d->http;
-    bool started = false;
-    if (s && c) {
-        s->lane = l;
-        if (req.step == FILEOP_TRANSFER) {
-            long timeout =
-                (long)fileop_timeout_ms(req.spec.size, d->cfg->consumer.request_timeout_ms);
-            l->xfer = xfer_start(d->multi, src, req.src_path, d->http, req.method, req.path,
-                                 s->easy, &l->resp, &req.spec, timeout);
-            if ((started = l->xfer != NULL)) {
-                d->in_flight++;
-                metrics_set(d->m_in_flight, (double)d->in_flight);
-                xlane_set(d, l, true);
-                log_info(COMP,
-                         "event=file_transfer topic=%s partition=%" PRId32 " key=%s bytes=%" PRId64
-                         " to=%s",
-                         l->sub->topic, l->partition, LOG_Q(l->fop->id), req.spec.size,
-                         req.spec.create ? "create" : "replace");
-            }
-        } else {
-            started = slot_start_to(d, c, s, req.method, req.path, req.body, &l->resp) == 0;
-        }
-        if (!started)
-            s->lane = NULL;
-    }
-    if (!started) {
-        if (rc > 0 && s && c)
-            log_error(COMP, "event=request_not_started topic=%s partition=%" PRId32, l->sub->topic,
-                      l->partition);
-        http_response_free(&l->resp);
-        file_wait(l, rc > 0 && !s ? 0 : 1000, false);
-        if (rc > 0 && !s)
-            l->st = LANE_READY; /* a slot frees up soon */
-        return;
-    }
-    lane_sent(l, s);
-    l->fop_step = req.step;
-    log_debug(COMP, "event=request topic=%s partition=%" PRId32 " step=%s method=%s path=%s%s",
-              l->sub->topic, l->partition, fileop_step_name(req.step), req.method, LOG_Q(req.path),
-              req.to_source ? " to=source" : "");
-}
-
-/* A file operation's request (or its transfer) ended. */
-static void file_done(struct dispatch *d, struct dispatch_slot *s)
-{
-    struct dispatch_lane *l = s->lane;
-    slot_end(d, s);
-    l->slot = NULL;
-    struct http_response *r = &l->resp;
-    enum fileop_step step = l->fop_step;
-    int64_t delay = 0;
-    enum fileop_verdict v;
-    count_request(d, fileop_step_name(step), r);
-    if (step == FILEOP_TRANSFER) {
-        struct xfer_result xr;
-        metrics_add(d->m_file_bytes, (double)xfer_sent(l->xfer));
-        xfer_end(l->xfer, &xr);
-        l->xfer = NULL;
-        xlane_set(d, l, false);
-        double secs = (double)(util_mono_ms() - l->sent_ms) / 1000.0;
-        v = fileop_transferred(l->fop, r, &xr, &delay);
-        if (l->fop->transferred) {
-            metrics_observe(d->m_file_seconds, secs);
-            log_info(COMP,
-                     "event=file_transferred topic=%s partition=%" PRId32 " key=%s bytes=%" PRId64
-                     " seconds=%.3f mb_per_s=%.1f",
-                     l->sub->topic, l->partition, LOG_Q(l->fop->id), xr.received, secs,
-                     secs > 0 ? (double)xr.received / 1048576.0 / secs : 0.0);
-        } else {
-            char up[600], dl[600];
-            directus_describe(r, up, sizeof(up));
-            directus_describe(&xr.dl, dl, sizeof(dl));
-            log_warn(COMP,
-                     "event=file_transfer_failed topic=%s partition=%" PRId32 " key=%s "
-                     "received=%" PRId64 " expected=%" PRId64 " upload=%s download=%s "
-                     "retry_ms=%" PRId64,
-                     l->sub->topic, l->partition, LOG_Q(l->fop->id), xr.received, xr.expected,
-                     LOG_Q(up), LOG_Q(dl), delay);
-        }
-        http_response_free(&xr.dl);
-    } else {
-        v = fileop_answer(l->fop, r, &delay);
-    }
-    bool to_source = step == FILEOP_SOURCE || step == FILEOP_PROBE;
-    if (v == FILEOP_RETRY_REMOTE) {
-        remote_failed(d->remote, r, util_mono_ms());
-        metrics_add(d->m_retry_outage, 1);
-    } else if (!to_source && r->klass == HTTP_OK) {
-        remote_ok(d);
-    }
-    if (v == FILEOP_RETRY_SOURCE)
-        log_warn(COMP,
-                 "event=source_unavailable topic=%s partition=%" PRId32 " key=%s step=%s "
-                 "status=%ld message=%s retry_ms=%" PRId64,
-                 l->sub->topic, l->partition, LOG_Q(l->fop->id), fileop_step_name(step), r->status,
-                 LOG_Q(r->message), delay);
-    http_response_free(r);
-    switch (v) {
-    case FILEOP_NEXT:
-    case FILEOP_DONE:
-        l->st = LANE_READY;
-        break;
-    case FILEOP_RETRY_REMOTE:
-        file_wait(l, delay, true);
-        break;
-    case FILEOP_RETRY_SOURCE:
-    case FILEOP_RETRY_ITEM:
-        if (v == FILEOP_RETRY_ITEM)
-            metrics_add(d->m_retry_item, 1);
-        file_wait(l, delay, false);
-        break;
-    }
-}
-
 void dispatch_lane_drop(struct dispatch *d, struct dispatch_lane *l)
 {
-    xfer_stop(d, l);
+    dispatch_xfer_stop(d, l);
     if (l->q && l->q->parked) {
         d->parked_total -= (int64_t)l->q->parked; /* the caller frees the queue */
         metrics_set(d->m_parked, (double)d->parked_total);
     }
     if (l->slot) {
-        slot_end(d, l->slot);
+        dispatch_slot_end(d, l->slot);
         l->slot = NULL;
         http_response_free(&l->resp);
     }
@@ -789,7 +563,7 @@ void dispatch_lane_drop(struct dispatch *d, struct dispatch_lane *l)
 static void send_next(struct dispatch *d, struct dispatch_lane *l)
 {
     if (l->fop) {
-        file_send_next(d, l);
+        dispatch_file_send_next(d, l);
         return;
     }
     /* items the remote lacks are created from their event's data: bring it up to date first */
@@ -812,10 +586,10 @@ static void send_next(struct dispatch *d, struct dispatch_lane *l)
     struct apply_request req;
     int rc = apply_batch_next(&l->batch, &req);
     if (rc == 0) {
-        settle_batch(d, l);
+        dispatch_settle_batch(d, l);
         return;
     }
-    struct dispatch_slot *s = rc > 0 ? slot_free(d) : NULL;
+    struct dispatch_slot *s = rc > 0 ? dispatch_slot_free(d) : NULL;
     if (s)
         s->lane = l;
     if (!s || slot_start(d, s, req.method, req.path, req.body, &l->resp)) {
@@ -828,7 +602,7 @@ static void send_next(struct dispatch *d, struct dispatch_lane *l)
         l->wake_ms = util_mono_ms() + 1000;
         return;
     }
-    lane_sent(l, s);
+    dispatch_lane_sent(l, s);
     l->sent_step = req.step;
     log_debug(COMP, "event=request topic=%s partition=%" PRId32 " method=%s path=%s items=%zu",
               l->sub->topic, l->partition, req.method, LOG_Q(req.path), req.nitems);
@@ -838,14 +612,14 @@ static void send_next(struct dispatch *d, struct dispatch_lane *l)
 static void batch_done(struct dispatch *d, struct dispatch_slot *s)
 {
     if (s->lane->fop) {
-        file_done(d, s);
+        dispatch_file_done(d, s);
         return;
     }
     struct dispatch_lane *l = s->lane;
-    slot_end(d, s);
+    dispatch_slot_end(d, s);
     l->slot = NULL;
     struct http_response *r = &l->resp;
-    count_request(d, apply_step_name(l->sent_step), r);
+    dispatch_count_request(d, apply_step_name(l->sent_step), r);
     if (r->klass != HTTP_OK)
         log_debug(COMP,
                   "event=answer topic=%s partition=%" PRId32 " step=%s status=%ld class=%s "
@@ -853,7 +627,7 @@ static void batch_done(struct dispatch *d, struct dispatch_slot *s)
                   l->sub->topic, l->partition, apply_step_name(l->sent_step), r->status,
                   http_class_name(r->klass), LOG_Q(r->code[0] ? r->code : "-"), LOG_Q(r->message));
     if (r->klass == HTTP_OK)
-        remote_ok(d);
+        dispatch_remote_ok(d);
     int64_t delay = 0;
     enum apply_verdict v = apply_batch_answer(&l->batch, r, &delay);
     if (l->sent_step == APPLY_STEP_FIELDS && !l->batch.need_fields) {
@@ -878,7 +652,7 @@ static void batch_done(struct dispatch *d, struct dispatch_slot *s)
     http_response_free(r);
     switch (v) {
     case APPLY_DONE:
-        settle_batch(d, l);
+        dispatch_settle_batch(d, l);
         break;
     case APPLY_NEXT:
         l->st = LANE_READY;
@@ -892,41 +666,18 @@ static void batch_done(struct dispatch *d, struct dispatch_slot *s)
     }
 }
 
-/* A download of a file's transfer ended (it is none of the slots). */
-static bool download_done(struct dispatch *d, CURL *easy, CURLcode result)
-{
-    for (size_t i = 0; i < d->nslots; i++) {
-        struct dispatch_lane *l = d->xlanes[i];
-        if (l && xfer_owns(l->xfer, easy)) {
-            xfer_download_done(l->xfer, result);
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Resumes the transfers whose sides wait for each other; true when one was. */
-static bool kick_transfers(struct dispatch *d)
-{
-    bool kicked = false;
-    for (size_t i = 0; i < d->nslots; i++)
-        if (d->xlanes[i] && d->xlanes[i]->xfer && xfer_kick(d->xlanes[i]->xfer))
-            kicked = true;
-    return kicked;
-}
-
 void dispatch_transfers(struct dispatch *d)
 {
     int running;
     curl_multi_perform(d->multi, &running);
-    for (int round = 0; round < 64 && kick_transfers(d); round++)
+    for (int round = 0; round < 64 && dispatch_kick_transfers(d); round++)
         curl_multi_perform(d->multi, &running);
     CURLMsg *m;
     int left;
     while ((m = curl_multi_info_read(d->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
-        if (download_done(d, m->easy_handle, m->data.result))
+        if (dispatch_download_done(d, m->easy_handle, m->data.result))
             continue;
         for (size_t i = 0; i < d->nslots; i++) {
             struct dispatch_slot *s = &d->slots[i];
@@ -1011,7 +762,7 @@ int64_t dispatch_schedule(struct dispatch *d, struct dispatch_lane *const *lanes
     /* field lists first: events wait for them */
     struct dispatch_slot *s;
     const char *coll;
-    while ((s = slot_free(d)) && (coll = remote_refresh_due(d->remote, now, &wake)))
+    while ((s = dispatch_slot_free(d)) && (coll = remote_refresh_due(d->remote, now, &wake)))
         fields_send(d, s, coll);
     for (size_t k = 0; k < n && d->in_flight < d->nslots; k++) {
         struct dispatch_lane *l = lanes[(d->rr + k) % n];
@@ -1045,7 +796,7 @@ void dispatch_wait(struct dispatch *d, int wake_fd, int timeout_ms)
 {
     /* a transfer side resumed here has bytes to move now: a paused handle's socket is not
      * polled, so waiting would stall it */
-    if (kick_transfers(d))
+    if (dispatch_kick_transfers(d))
         timeout_ms = 0;
     struct curl_waitfd wfd = {.fd = wake_fd, .events = CURL_WAIT_POLLIN};
     curl_multi_poll(d->multi, wake_fd >= 0 ? &wfd : NULL, wake_fd >= 0 ? 1 : 0, timeout_ms, NULL);
@@ -1057,8 +808,8 @@ void dispatch_finish_leaving(struct dispatch *d, struct dispatch_lane *const *la
     for (size_t i = 0; i < n; i++) {
         struct dispatch_lane *l = lanes[i];
         if (l->leaving && l->xfer) {
-            xfer_stop(d, l);
-            slot_end(d, l->slot);
+            dispatch_xfer_stop(d, l);
+            dispatch_slot_end(d, l->slot);
             l->slot = NULL;
             http_response_free(&l->resp);
         }
@@ -1077,7 +828,7 @@ void dispatch_finish_leaving(struct dispatch *d, struct dispatch_lane *const *la
     for (size_t i = 0; i < n; i++) {
         struct dispatch_lane *l = lanes[i];
         if (l->leaving && l->has_batch && !l->slot)
-            settle_batch(d, l);
+            dispatch_settle_batch(d, l);
     }
 }
 

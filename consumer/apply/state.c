@@ -146,21 +146,17 @@ static rd_kafka_t *reader_new(struct state *s, struct kafka_state *st, const cha
     }
     st->component = COMP;
     const char *const defaults[] = {RESTORE_KAFKA_DEFAULTS, NULL};
-    const char *const forced[] = {"group.id",
-                                  group,
-                                  "enable.auto.commit",
-                                  "false",
-                                  "enable.partition.eof",
-                                  "false",
-                                  "auto.offset.reset",
-                                  "earliest",
-                                  "session.timeout.ms",
-                                  "45000",
-                                  "max.poll.interval.ms",
-                                  "300000",
-                                  "group.instance.id",
-                                  "",
-                                  NULL};
+    /* one setting a line */
+    /* clang-format off */
+    const char *const forced[] = {
+        "group.id", group,
+        "enable.auto.commit", "false",
+        "enable.partition.eof", "false",
+        "auto.offset.reset", "earliest",
+        "session.timeout.ms", "45000",
+        "max.poll.interval.ms", "300000",
+        NULL};
+    /* clang-format on */
     rd_kafka_conf_t *conf = kafka_conf_new(s->cfg, st, defaults, forced, err, errlen);
     return conf ? kafka_client_new(RD_KAFKA_CONSUMER, conf, what, err, errlen) : NULL;
 }
