@@ -6,9 +6,12 @@
 #include "routes.h"
 #include "util.h"
 
+#include <inttypes.h>
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define COMP "consumer"
 
@@ -301,6 +304,62 @@ out:
     http_client_free(sh);
 }
 
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The skew between source's database clock and this host's: the convergence clocks are commit
+ * times from that database, and the running consumer warns about commit times in its future. */
+static void check_clock(struct report *r, const struct config *cfg,
+                        const struct config_instance *src)
+{
+    if (!src->database) {
+        report_warn(r,
+                    "the clock of %s's database cannot be compared with this host's: no "
+                    "\"database\" for %s here (the running consumer still warns about commit "
+                    "times more than %d ms in its future)",
+                    src->name, src->name, cfg->consumer.max_clock_skew_ms);
+        return;
+    }
+    const char *k[] = {"dbname", "connect_timeout", NULL}, *v[] = {src->database, "5", NULL};
+    PGconn *c = PQconnectdbParams(k, v, 1);
+    PGresult *res = NULL;
+    int64_t t0 = 0, t1 = 0;
+    if (PQstatus(c) == CONNECTION_OK) {
+        t0 = wall_us();
+        res = PQexec(c, "SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint");
+        t1 = wall_us();
+    }
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        char why[300];
+        snprintf(why, sizeof(why), "%s", PQerrorMessage(c));
+        why[strcspn(why, "\n")] = '\0';
+        report_warn(r, "the clock of %s's database cannot be read: %s", src->name, why);
+    } else {
+        int64_t db = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        int64_t skew_ms = (db - (t0 + t1) / 2) / 1000, within_ms = (t1 - t0) / 2000 + 1;
+        int64_t abs_ms = skew_ms < 0 ? -skew_ms : skew_ms;
+        if (abs_ms > cfg->consumer.max_clock_skew_ms)
+            report_problem(r,
+                           "the clock of %s's database runs %" PRId64 " ms %s this host's "
+                           "(more than consumer.max_clock_skew_ms = %d): its writes win or lose "
+                           "concurrent edits by that much; keep both on NTP",
+                           src->name, abs_ms, skew_ms > 0 ? "ahead of" : "behind",
+                           cfg->consumer.max_clock_skew_ms);
+        else
+            report_ok(r,
+                      "the clock of %s's database is %" PRId64 " ms %s this host's (+/- %" PRId64
+                      " ms; at most %d allowed)",
+                      src->name, abs_ms, skew_ms >= 0 ? "ahead of" : "behind", within_ms,
+                      cfg->consumer.max_clock_skew_ms);
+    }
+    PQclear(res);
+    PQfinish(c);
+}
+
 int check_remote(const struct config *cfg, const char *remote, FILE *out, int *problems, char *err,
                  size_t errlen)
 {
@@ -352,6 +411,15 @@ int check_remote(const struct config *cfg, const char *remote, FILE *out, int *p
         cJSON_Delete(sroot);
         cJSON_Delete(droot);
         http_client_free(sh);
+    }
+    /* the clocks of the sources, once each */
+    for (size_t i = 0; i < nsubs; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(subs[j].route->from, subs[i].route->from) == 0;
+        const struct config_instance *src = config_instance_find(cfg, subs[i].route->from);
+        if (!seen && src)
+            check_clock(&r, cfg, src);
     }
 out:
     *problems = r.problems;

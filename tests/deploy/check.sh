@@ -27,6 +27,9 @@ for s in sources:
 for r in remotes:
     cmd = svcs.get(f"consumer-{r}", {}).get("command", [])
     if cmd[:3] != ["dxsync-consumer", "--remote", r]: bad.append(f"consumer-{r}: {cmd}")
+    if not any(str(v).endswith(":/var/lib/dxsync") and str(v).split(":")[0] in (dc.get("volumes") or {})
+               for v in svcs.get(f"consumer-{r}", {}).get("volumes", [])):
+        bad.append(f"consumer-{r}: no named volume for its clock store at /var/lib/dxsync")
 if svcs.get("notifier", {}).get("command", [None])[0] != "dxsync-notifier": bad.append("notifier")
 for i in cfg["instances"]:
     host = i["url"].split("//")[1].split(":")[0]
@@ -40,7 +43,7 @@ for s, v in svcs.items():
         bad.append(f"{s}: no --metrics-addr for the image's healthcheck")
 print("\n".join(bad)); sys.exit(1 if bad else 0)
 PY
-then pass "compose: YAML parses; a producer per source, a consumer per remote, health checks"
+then pass "compose: YAML parses; a producer per source, a consumer per remote with a volume for its store, health checks"
 else fail "compose services do not match dxsync.json"; fi
 
 # Kubernetes
@@ -59,7 +62,9 @@ else fail "k8s: ConfigMap dxsync.json: $(cat "$T/err")"; fi
 if $PY - "$T/k8s.json.docs" "$T/k8s-cfg.json" <<'PY'
 import json, sys
 docs = json.load(open(sys.argv[1])); cfg = json.load(open(sys.argv[2])); bad = []
-deps = {d["name"]: d["spec"] for d in docs if d["kind"] == "Deployment"}
+deps = {d["name"]: d["spec"] for d in docs if d["kind"] in ("Deployment", "StatefulSet")}
+sets = {d["name"] for d in docs if d["kind"] == "StatefulSet"}
+services = {d["name"]: d["spec"] for d in docs if d["kind"] == "Service"}
 kinds = {d["kind"] for d in docs}
 for k in ("ConfigMap", "Secret"):
     if k not in kinds: bad.append(f"no {k}")
@@ -71,7 +76,20 @@ for s in {r["from"] for r in cfg["routes"]}:
 for r in {r["to"] for r in cfg["routes"]}:
     spec = deps.get(f"dxsync-consumer-{r}")
     if not spec: bad.append(f"no consumer for {r}"); continue
-    if spec["template"]["spec"]["containers"][0]["args"][:3] != ["dxsync-consumer", "--remote", r]: bad.append(f"consumer-{r} args")
+    c = spec["template"]["spec"]["containers"][0]
+    if c["args"][:3] != ["dxsync-consumer", "--remote", r]: bad.append(f"consumer-{r} args")
+    # a StatefulSet: a volume for its clock store, its pod name as its member name
+    name = f"dxsync-consumer-{r}"
+    if name not in sets: bad.append(f"consumer-{r} is not a StatefulSet")
+    claims = [t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])]
+    if not any(m["mountPath"] == "/var/lib/dxsync" and m["name"] in claims for m in c.get("volumeMounts", [])):
+        bad.append(f"consumer-{r}: no volume claim mounted at /var/lib/dxsync")
+    if "--member" not in c["args"] or c["args"][c["args"].index("--member") + 1] != "$(POD_NAME)":
+        bad.append(f"consumer-{r}: --member is not the pod's name")
+    if services.get(spec.get("serviceName"), {}).get("clusterIP") != "None":
+        bad.append(f"consumer-{r}: no headless service {spec.get('serviceName')}")
+    if spec["template"]["spec"].get("securityContext", {}).get("fsGroup") != 65534:
+        bad.append(f"consumer-{r}: the volume is not writable by the image's user (fsGroup)")
 if "dxsync-notifier" not in deps: bad.append("no notifier")
 for name, spec in deps.items():
     t = spec["template"]; c = t["spec"]["containers"][0]
@@ -82,7 +100,7 @@ for name, spec in deps.items():
     if {"secretRef": {"name": "dxsync-secrets"}} not in c.get("envFrom", []): bad.append(f"{name}: tokens not from the Secret")
 print("\n".join(bad)); sys.exit(1 if bad else 0)
 PY
-then pass "k8s: producers (one replica each), consumers, notifier, probes on /healthz, scrape annotations"
+then pass "k8s: producers (one replica each), consumers (StatefulSets with a store volume), notifier, probes on /healthz, scrape annotations"
 else fail "k8s manifests do not match their configuration"; fi
 
 # systemd
@@ -100,6 +118,9 @@ if command -v systemd-analyze >/dev/null; then
 else
   pass "systemd: systemd-analyze not installed; units not verified"
 fi
+if grep -q '^StateDirectory=dxsync$' "$D/systemd/dxsync-consumer@.service"; then
+  pass "systemd: the consumer's clock store in its StateDirectory"
+else fail "systemd: dxsync-consumer@.service has no StateDirectory"; fi
 
 # Dockerfile: built with deploy/build.sh, whose packages tests/run.sh installs; run it here.
 if grep -q '^RUN deploy/build.sh /opt/dxsync$' "$D/docker/Dockerfile"; then pass "Dockerfile builds with deploy/build.sh"

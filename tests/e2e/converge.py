@@ -5,7 +5,12 @@ several instances at once (threads released together), different fields of one i
 against a delete (the update brings the item back with a create when it is gone where it is
 made), and quiet gaps; rounds follow each other without waiting for the sync, so writes cross
 in flight. With --kill, a thread kills -9 a random producer or consumer every few seconds and
-starts it again.
+starts it again. With --wipe, every consumer is killed -9 halfway and starts again without its
+clock store (a lost disk); with --late, a third of the way in a's producer stops for longer than
+the consumers' horizon (consumer.horizon_s 20) while everyone keeps writing, the consumers then
+start again without their stores (fresh members: they read back only the last 20 s), and a's
+producer comes back with its old events: they must wait for their partitions' history
+(event=history_read_done), never overwrite newer writes.
 
 Then, when the consumers are idle: every instance holds the same items with the same fields;
 each field's value is that of its newest write by the rule (commit time, then instance name),
@@ -14,15 +19,17 @@ row); an item is gone exactly when its newest delete is newer than every write. 
 dead-lettered, no sync user's write is sent back. Then `replay --since 1h` of the whole
 history into b changes nothing. One row goes to $DXSYNC_RUN/converge-table.txt.
 
-converge.py [--kill]; DXSYNC_CONVERGE_ROUNDS conflicting rounds (default 300; the quiet gaps
+converge.py [--kill] [--wipe] [--late]; DXSYNC_CONVERGE_ROUNDS conflicting rounds (default 300; the quiet gaps
 come on top), DXSYNC_SEED repeats a run."""
-import json, os, random, signal, subprocess, sys, threading, time
+import json, os, random, shutil, signal, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dx import *  # noqa: E402,F401,F403
 
 KILL = "--kill" in sys.argv
-NAME = "converge_kill" if KILL else "converge"
+WIPE = "--wipe" in sys.argv
+LATE = "--late" in sys.argv
+NAME = "converge" + "".join(f"_{m}" for m, on in (("kill", KILL), ("wipe", WIPE), ("late", LATE)) if on)
 SEED = seed(NAME)
 ROUNDS = int(ENV.get("DXSYNC_CONVERGE_ROUNDS", "300"))
 A, B, C = inst("a"), inst("b"), inst("c")
@@ -36,7 +43,8 @@ cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
        "routes": [{"from": f["name"], "to": t["name"],
                    "collections": [{"collection": "articles", "fields": FIELDS}]}
                   for f in ALL for t in ALL if f is not t],
-       "consumer": {"retry_notify_after_s": 5}}
+       "consumer": dict({"retry_notify_after_s": 5, "state_dir": os.path.join(TMP, "state")},
+                        **({"horizon_s": 20} if LATE else {}))}
 CFG = os.path.join(TMP, "cfg.json")
 json.dump(cfg, open(CFG, "w"))
 P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
@@ -134,13 +142,49 @@ def killer():
         start(name, *CMDS[name])
 
 
+def restart_consumers_without_state(sig):
+    """Every consumer stopped (sig), its clock store deleted, started again."""
+    for i in ALL:
+        stop(f"consumer-{i['name']}", sig)
+    shutil.rmtree(os.path.join(TMP, "state"), ignore_errors=True)
+    for i in ALL:
+        start(f"consumer-{i['name']}", *CMDS[f"consumer-{i['name']}"])
+
+
+class Phase:
+    """--wipe and --late, at their moment of the workload."""
+    late_stopped = None  # when a's producer stopped
+    wiped = late_wiped = late_back = False
+
+    @classmethod
+    def step(cls, done):
+        now = time.time()
+        if WIPE and not cls.wiped and done >= ROUNDS // 2:
+            cls.wiped = True
+            restart_consumers_without_state(signal.SIGKILL)
+            print(f"     round {done}: every consumer killed -9, its store deleted, started again", flush=True)
+        if LATE and cls.late_stopped is None and done >= ROUNDS // 3:
+            cls.late_stopped = now
+            stop("producer-a")
+            print(f"     round {done}: a's producer stopped", flush=True)
+        if LATE and cls.late_stopped and not cls.late_wiped and now - cls.late_stopped > 25:
+            cls.late_wiped = True
+            restart_consumers_without_state(signal.SIGTERM)
+            print(f"     round {done}: consumers started again without their stores", flush=True)
+        if LATE and cls.late_wiped and not cls.late_back and now - cls.late_stopped > 30:
+            cls.late_back = True
+            start("producer-a", *CMDS["producer-a"])
+            print(f"     round {done}: a's producer back after {now - cls.late_stopped:.0f} s", flush=True)
+
+
 rng = random.Random(SEED)
 kt = threading.Thread(target=killer, daemon=True) if KILL else None
 if kt:
     kt.start()
 t0 = time.time()
 r = -1
-while Counts.conflicting < ROUNDS:
+while Counts.conflicting < ROUNDS or (LATE and not Phase.late_back):
+    Phase.step(Counts.conflicting)
     r += 1
     kind = rng.choices(["same", "fields", "delete", "quiet"], weights=[45, 30, 15, 10])[0]
     k = rng.choice(ids)
@@ -172,6 +216,7 @@ print(f"     {r + 1} rounds ({Counts.conflicting} conflicting, {Counts.writes} w
 check(Counts.failed == 0, f"every write of the workload was answered ({Counts.failed} failed)")
 if KILL:
     check(len(kills) >= 3, f"processes were killed -9 during the workload ({len(kills)} kills)")
+check(Phase.wiped == WIPE and Phase.late_back == LATE, "the phases asked for took place")
 
 
 # ---- what every instance should hold, from the databases
@@ -285,6 +330,12 @@ for i in ALL:
     evs = [json.loads(m["payload"]) for m in topic(f"{PREFIX}.{i['name']}.articles")]
     check(i["sync_id"] not in {e["user"] for e in evs}, f"{i['name']}: no event by its sync user")
     check(all("commit_us" in e for e in evs), f"{i['name']}: every event carries its commit time")
+
+if LATE:
+    reads = sum(log_of(f"consumer-{i['name']}").count("event=history_read_done") for i in ALL)
+    waits = sum(log_of(f"consumer-{i['name']}").count("event=history_wait") for i in ALL)
+    check(reads > 0 and waits > 0, f"a's late events waited for their partitions' history "
+                                   f"({waits} waits, {reads} history reads)")
 
 # ---- replay the whole history into b: nothing changes
 stop("consumer-b")
