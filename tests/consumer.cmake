@@ -26,3 +26,6 @@ dx_script(consumer_crash integration integration/consumer_crash.sh)
 dx_script(consumer_group integration integration/consumer_group.sh)
 dx_script(consumer_check integration integration/consumer_check.sh)
 dx_script(consumer_linger integration integration/consumer_linger.sh)
+# The consumer's state (issue 26): restarts read back from the checkpoint, a lost store from the
+# horizon, clock skew warned about, an unusable state folder or a duplicate member named.
+dx_script(consumer_state integration integration/consumer_state.sh)

@@ -23,7 +23,7 @@ step() { printf '\n==== %s (%ds)\n' "$*" $((SECONDS - start_time)) >&2; }
 
 step "installing what is missing"
 apt_need build-essential cmake ninja-build pkg-config git curl ca-certificates python3 \
-  librdkafka-dev libpq-dev libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libcmocka-dev liblmdb-dev \
+  librdkafka-dev libpq-dev libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libcmocka-dev liblmdb-dev lmdb-utils \
   kcat clang clang-format libclang-rt-14-dev postgresql-client python3-yaml valgrind \
   chromium prometheus
 tests/harness/services.sh install

@@ -327,8 +327,10 @@ int clockdb_put(struct clockdb *db, const void *key, size_t klen, const void *va
     db->puts = 0;
     rc = mdb_txn_commit(db->wtxn);
     db->wtxn = NULL;
-    if (!rc)
+    if (!rc) {
+        clockdb_release_pages(db); /* the pages this part went through */
         rc = mdb_txn_begin(db->env, NULL, 0, &db->wtxn);
+    }
     if (rc) {
         db->wtxn = NULL;
         return fail(err, errlen, db, "commit", rc);

@@ -208,6 +208,19 @@ static void part_advance(struct consume *c, struct part *p)
 
 static void on_message(struct consume *c, rd_kafka_message_t *msg)
 {
+    if (msg->err == RD_KAFKA_RESP_ERR__FATAL) { /* delivered here, not to error_cb */
+        rd_kafka_message_destroy(msg);
+        rd_kafka_resp_err_t orig =
+            rd_kafka_fatal_error(c->rk, c->cst.fatal_reason, sizeof(c->cst.fatal_reason));
+        log_error(COMP, "event=kafka_fatal error=%s reason=%s%s", rd_kafka_err2name(orig),
+                  LOG_Q(c->cst.fatal_reason),
+                  orig == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID
+                      ? " hint=\"another consumer of this remote runs with the same --member "
+                        "(group.instance.id): give each its own\""
+                      : "");
+        c->cst.fatal = true;
+        return;
+    }
     if (msg->err) {
         if (msg->err == RD_KAFKA_RESP_ERR__MAX_POLL_EXCEEDED)
             log_error(COMP,

@@ -253,7 +253,11 @@ static int plan_batch(struct dispatch *d, struct dispatch_lane *l)
             stop = true;
             continue;
         }
-        bool pending = pe->offset < l->restore_end; /* in the log at restore (lww_decide) */
+        /* in the log at the assignment, or committed before it (published late): this member
+         * cannot know whether a write of the key was applied after it (lww_decide) */
+        bool pending = pe->offset < l->restore_end ||
+                       (pe->ev.has_commit_us &&
+                        pe->ev.commit_us / 1000 < l->assigned_ms + LWW_REPAIR_MARGIN_MS);
         enum lww_verdict v = lww_decide(d->lww, &pe->ev, l->sub->local, pending);
         if (v == LWW_HISTORY) {
             if (!pe->history) {

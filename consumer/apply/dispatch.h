@@ -41,9 +41,12 @@ struct dispatch_lane {
     struct partq *q;
     bool leaving; /* revoked or stopping: no new request */
     /* The owner's, for convergence (lww.h): while restoring, the partition is being read back
-     * into the clocks and nothing is planned; offsets below restore_end were in the log then. */
+     * into the clocks and nothing is planned; offsets below restore_end were in the log then,
+     * and assigned_ms is when this member got the partition (wall clock): writes made to its keys
+     * before are not all known to it. */
     bool restoring;
     int64_t restore_end;
+    int64_t assigned_ms;
     enum dispatch_lane_state st;
     int64_t wake_ms;
     bool outage_wait; /* waiting because the remote is down: woken when it answers again */

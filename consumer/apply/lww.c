@@ -502,19 +502,20 @@ enum lww_verdict lww_decide(struct lww *w, struct event *ev, bool local, bool pe
         return local ? LWW_SKIP : LWW_APPLY; /* never observed (out of memory): apply as before */
     struct lww_stamp s;
     lww_stamp_of(w, ev, &s);
+    /* what is left to write may belong to a write older than the floor, which the clocks lack */
+    int64_t floor = lww_floor(w, e->partition);
+    bool old = floor != LWW_COMPLETE && s.us <= floor + w->margin_us;
+    enum lww_verdict apply = old ? LWW_HISTORY : LWW_APPLY;
     if (local) {
         /* the remote holds its own writes; write one back only when this consumer may have
-         * written over it (see the top of lww.h) */
+         * written over it (see the top of lww.h). Whether another instance wrote the key at all
+         * is known only once the history older than the floor is. */
         int64_t commit_ms = s.us / 1000;
         bool maybe_over = (e->wrote_ms && e->wrote_ms >= commit_ms - LWW_REPAIR_MARGIN_MS) ||
                           (pending && e->foreign);
-        if (!maybe_over)
+        if (!maybe_over && !(pending && old))
             return LWW_SKIP;
     }
-    /* what is left to write may belong to a write older than the floor, which the clocks lack */
-    int64_t floor = lww_floor(w, e->partition);
-    enum lww_verdict apply =
-        floor != LWW_COMPLETE && s.us <= floor + w->margin_us ? LWW_HISTORY : LWW_APPLY;
     if (ev->action == EVENT_DELETE)
         return delete_wins(e, &s) ? apply : LWW_SKIP;
     if (!alive(e))

@@ -119,7 +119,9 @@ enum lww_verdict {
 /* What of ev is still to be written (see the top of this file). Prunes ev: the update's delta
  * members, or the create's or snapshot's data members, that a newer write owns are removed.
  * local: ev is from the remote's own instance; pending: it was already in the log when the
- * partition was restored (a write of this consumer before the restart may have followed it).
+ * partition was assigned, or committed before (a write of this consumer, or of the partition's
+ * member before it, may have followed it unknown). A local event older than the floor whose
+ * key's foreign writes may be unknown answers LWW_HISTORY too.
  * LWW_SKIP when nothing is left to write; LWW_HISTORY when something is, but a write older than
  * the partition's floor may own it (ev keeps what is left: deciding it again is right). */
 enum lww_verdict lww_decide(struct lww *w, struct event *ev, bool local, bool pending);

@@ -354,10 +354,12 @@ static int plan_assignment(struct state *s, struct job *j, char *err, size_t err
         goto out;
     int64_t horizon_ms = util_wall_ms() - (int64_t)s->cfg->consumer.horizon_s * 1000;
     bool any = false;
+    size_t from_checkpoint = 0, from_horizon = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t x = clockdb_target(s->db, j->t[i].topic, j->t[i].partition);
         if (x >= lo[i] && x <= j->t[i].end) {
             j->t[i].start = x; /* its checkpoint */
+            from_checkpoint++;
         } else if (committed[i] < 0 || s->cfg->consumer.horizon_s == 0) {
             j->t[i].start = lo[i]; /* applied from its start anyway, or no horizon: all of it */
         } else {
@@ -384,13 +386,13 @@ static int plan_assignment(struct state *s, struct job *j, char *err, size_t err
         lww_set_floor(s->lww, p, floor);
     }
     int64_t events = 0;
-    size_t from_checkpoint = 0, from_horizon = 0;
     for (size_t i = 0; i < n; i++) {
         if (want[i]) {
-            j->t[i].start = max64(hstart[i], lo[i]);
+            /* from the horizon, or from where the group stands when it is further back: what
+             * is applied next is in the clocks before anything is decided */
+            int64_t from = committed[i] < hstart[i] ? committed[i] : hstart[i];
+            j->t[i].start = max64(from, lo[i]);
             from_horizon++;
-        } else if (j->t[i].start != lo[i] || j->t[i].start == j->t[i].end) {
-            from_checkpoint++;
         }
         events += max64(j->t[i].end - j->t[i].start, 0);
     }
@@ -495,8 +497,10 @@ void state_assign(struct state *s, rd_kafka_t *group, struct state_part *const *
         free(all);
         return;
     }
+    int64_t now = util_wall_ms();
     for (size_t i = 0; i < n; i++) {
         parts[i]->lane->restoring = true;
+        parts[i]->lane->assigned_ms = now;
         parts[i]->read = false;
         parts[i]->covered = -1;
     }

@@ -11,7 +11,8 @@
  *     means reading back, and applying again (idempotent), what came after it.
  *   - A partition without a usable checkpoint (a new member, a lost store, a checkpoint out of
  *     retention) whose group has committed offsets is read back only from the horizon,
- *     now - consumer.horizon_s (rd_kafka_offsets_for_times): its floor becomes that time. The
+ *     now - consumer.horizon_s (rd_kafka_offsets_for_times), or from the group's committed
+ *     offset when that is further back (it is applied next): its floor becomes that time. The
  *     safety condition: every write published since the floor is in the clocks, and a write is
  *     published no earlier than its commit time minus the skew allowed between the hosts'
  *     clocks (consumer.max_clock_skew_ms); so an event that committed later than floor + skew

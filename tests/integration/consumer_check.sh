@@ -27,6 +27,8 @@ expect_exit 0 "a correct setup has no findings" run_check good.json
 expect_output "^0 problems found$" "it says so"
 expect_output "^ok: directus $DXSYNC_B_URL answers$" "it says what passed"
 check "no problem line" test "$(problems)" -eq 0
+expect_output "^ok: the clock of a's database is [0-9]+ ms (ahead of|behind) this host's \(\+/- [0-9]+ ms; at most 5000 allowed\)$" \
+  "the source database's clock is compared with this host's"
 
 variant down.json "s|\"url\": \"$DXSYNC_B_URL\"|\"url\": \"http://127.0.0.1:9\"|"
 expect_exit 1 "an unreachable remote is a finding" run_check down.json

@@ -296,12 +296,12 @@ JSON
 }
 
 # c_start NAME CONFIG [ARGS...]: a consumer of remote b (start_proc NAME), log level
-# $C_LOG_LEVEL (info). c_stop NAME: SIGTERM (SIGKILL after 60 s), returns its exit status.
+# $C_LOG_LEVEL (info), member name $C_MEMBER (default NAME). c_stop NAME: SIGTERM (SIGKILL after 60 s), returns its exit status.
 # c_kill NAME: kill -9.
 c_start() {
   local name=$1 cfg=$2; shift 2
   # its own member name: two consumers of b here are two members of b's group
-  start_proc "$name" "$C_BIN" --config "$cfg" --remote b --member "$name" \
+  start_proc "$name" "$C_BIN" --config "$cfg" --remote b --member "${C_MEMBER:-$name}" \
     --log-level "${C_LOG_LEVEL:-info}" "$@"
 }
 c_stop() { stop_proc "$1" TERM 60; return "$STOP_RC"; }

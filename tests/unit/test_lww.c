@@ -585,12 +585,23 @@ static void events_older_than_the_floor_wait_for_the_history(void **state)
     struct event older = mk("c", EVENT_UPDATE, "k", floor - 7200000000LL, 6, "title=o");
     observe(w, &older, 2, true);
     assert_int_equal(lww_decide(w, &older, false, false), LWW_SKIP); /* known newer: no wait */
+    /* the remote's own edit, committed before the floor and published late (its producer was
+     * stopped): whether this consumer, or the member before it, wrote another instance's value
+     * over it is known only from the history */
+    struct event local = mk("b", EVENT_UPDATE, "k6", floor - 60000000, 7, "title=mine");
+    observe(w, &local, 2, false);
+    assert_int_equal(lww_decide(w, &local, true, true), LWW_HISTORY);
+    assert_int_equal(lww_decide(w, &local, true, false), LWW_SKIP); /* not before assignment */
     /* the history read: partition 2 is whole */
     lww_set_floor(w, 2, LWW_COMPLETE);
     assert_int_equal(lww_decide(w, &late, false, false), LWW_APPLY);
     assert_int_equal(lww_decide(w, &snap, false, false), LWW_APPLY);
-    struct event *all[] = {&recent, &late, &edge, &snap, &gone, &other, &older};
-    for (int i = 0; i < 7; i++)
+    assert_int_equal(lww_decide(w, &local, true, true), LWW_SKIP); /* no other instance wrote k6 */
+    struct event over = mk("a", EVENT_UPDATE, "k6", floor - 90000000, 8, "title=theirs");
+    observe(w, &over, 2, true); /* found in the history: older, maybe written over the edit */
+    assert_int_equal(lww_decide(w, &local, true, true), LWW_APPLY);
+    struct event *all[] = {&recent, &late, &edge, &snap, &gone, &other, &older, &local, &over};
+    for (int i = 0; i < 9; i++)
         event_free(all[i]);
     lww_free(w);
 }
