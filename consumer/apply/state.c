@@ -717,6 +717,8 @@ bool state_turn(struct state *s, struct state_part *const *all, size_t n)
     if (s->history.phase != PHASE_NONE)
         history_turn(s);
     int64_t now = util_mono_ms();
+    if (s->assign.phase == PHASE_READ || s->history.phase == PHASE_READ)
+        clockdb_release_pages(s->db); /* a long read goes through the whole store */
     size_t cache = (size_t)s->cfg->consumer.clock_cache_mb << 20;
     bool changed = s->dirty_since || lww_dirty_bytes(s->lww) > 0;
     bool due = now >= s->next_checkpoint_ms;
