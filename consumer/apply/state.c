@@ -434,6 +434,19 @@ static void read_message(void *opaque, size_t target, const rd_kafka_message_t *
     event_free(&ev);
 }
 
+/* Starts j's read with rk once its plan is done, then reads a slice: 0 while it runs, 1 when it
+ * is done, -1 when it failed (j->r NULL: out of memory). */
+static int job_read(struct state *s, struct job *j, rd_kafka_t *rk)
+{
+    if (j->phase == PHASE_PLAN) {
+        if (!(j->r = restore_new(rk, j->t, j->n, RESTORE_IDLE_MS)))
+            return -1;
+        j->phase = PHASE_READ;
+    }
+    struct reading rd = {s, j};
+    return restore_step(j->r, read_message, &rd, RESTORE_SLICE_MS);
+}
+
 /* The assignment's read-back ended: its parts may be planned. done: every part was read to its
  * end; otherwise (Kafka gave no answer for RESTORE_IDLE_MS) its partitions' floors move to now,
  * so that nothing of them is written on a guess before their history is read. */
@@ -530,19 +543,12 @@ static void assign_turn(struct state *s)
             assign_finish(s, false);
             return;
         }
-        if (!(j->r = restore_new(s->rk, j->t, j->n, RESTORE_IDLE_MS))) {
-            log_error(COMP, "event=out_of_memory what=restore");
-            assign_finish(s, false);
-            return;
-        }
-        j->phase = PHASE_READ;
     }
-    struct reading rd = {s, j};
-    int rc = restore_step(j->r, read_message, &rd, RESTORE_SLICE_MS);
+    int rc = job_read(s, j, s->rk);
     if (rc == 0)
         return;
     double secs = (double)(util_mono_ms() - j->t0) / 1000.0;
-    int64_t count = restore_count(j->r);
+    int64_t count = j->r ? restore_count(j->r) : 0;
     metrics_set(s->m_restore_s, secs);
     metrics_set(s->m_restored, (double)count);
     if (rc < 0)
@@ -550,7 +556,7 @@ static void assign_turn(struct state *s)
                   "event=restore_incomplete partitions=%zu events=%" PRId64 " seconds=%.1f "
                   "error=%s hint=\"the partitions wait for their history to be read before "
                   "anything older than now is applied\"",
-                  j->n, count, secs, LOG_Q(restore_error(j->r)));
+                  j->n, count, secs, LOG_Q(j->r ? restore_error(j->r) : "out of memory"));
     else
         log_info(COMP,
                  "event=clocks_restored partitions=%zu events=%" PRId64 " keys=%zu seconds=%.2f",
@@ -630,14 +636,8 @@ static void history_turn(struct state *s)
             }
             return;
         }
-        if (!(j->r = restore_new(s->hrk, j->t, j->n, RESTORE_IDLE_MS))) {
-            history_finish(s, false);
-            return;
-        }
-        j->phase = PHASE_READ;
     }
-    struct reading rd = {s, j};
-    int rc = restore_step(j->r, read_message, &rd, RESTORE_SLICE_MS);
+    int rc = job_read(s, j, s->hrk);
     if (rc == 0)
         return;
     double secs = (double)(util_mono_ms() - j->t0) / 1000.0;
@@ -648,7 +648,7 @@ static void history_turn(struct state *s)
                  j->history, restore_count(j->r), secs);
     } else {
         log_warn(COMP, "event=history_failed partition=%" PRId32 " error=%s retry_ms=%d",
-                 j->history, LOG_Q(restore_error(j->r)), HISTORY_RETRY_MS);
+                 j->history, LOG_Q(j->r ? restore_error(j->r) : "out of memory"), HISTORY_RETRY_MS);
     }
     history_finish(s, rc > 0);
 }

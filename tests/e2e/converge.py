@@ -43,7 +43,9 @@ cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
        "routes": [{"from": f["name"], "to": t["name"],
                    "collections": [{"collection": "articles", "fields": FIELDS}]}
                   for f in ALL for t in ALL if f is not t],
-       "consumer": dict({"retry_notify_after_s": 5, "state_dir": os.path.join(TMP, "state")},
+       # a short session: replay waits for a stopped (static) consumer to leave the group
+       "consumer": dict({"retry_notify_after_s": 5, "state_dir": os.path.join(TMP, "state"),
+                         "session_timeout_ms": 6000},
                         **({"horizon_s": 20} if LATE else {}))}
 CFG = os.path.join(TMP, "cfg.json")
 json.dump(cfg, open(CFG, "w"))

@@ -38,7 +38,8 @@ cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
        "instances": [{"name": i["name"], "url": i["url"], "token": i["sync"], "database": with_pw(i["db"])} for i in ALL],
        "routes": [{"from": f, "to": t, "collections": [{"collection": c, "fields": fl} for c, fl in cols.items()]}
                   for (f, t), cols in ROUTES.items()],
-       "consumer": {"retry_notify_after_s": 5, "parent_wait_s": 15}}
+       # a short session: replay waits for a stopped (static) consumer to leave the group
+       "consumer": {"retry_notify_after_s": 5, "parent_wait_s": 15, "session_timeout_ms": 6000}}
 CFG = os.path.join(TMP, "cfg.json")
 json.dump(cfg, open(CFG, "w"))
 P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
