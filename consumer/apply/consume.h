@@ -19,7 +19,6 @@
 int consume_run(const struct config *cfg, const char *remote, const char *member,
                 struct metrics *m);
 
-
 /* The longest the loop can go without polling the group: a rebalance lets the requests in
  * flight finish (request_timeout_ms + 2 s), waits for the DLQ's acknowledgements (5 s) and
  * commits (up to 60 s). librdkafka drops a member that does not poll for

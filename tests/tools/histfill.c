@@ -55,9 +55,8 @@ static int commit_end(const struct config *cfg, const char *topic, const char *g
     for (int p = 0; p < cfg->kafka.partitions; p++) {
         int64_t lo, hi;
         rd_kafka_resp_err_t we;
-        for (int tries = 0; (we = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi,
-                                                                   10000)) &&
-                            tries < 100;
+        for (int tries = 0;
+             (we = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000)) && tries < 100;
              tries++)
             nanosleep(&(struct timespec){0, 100000000}, NULL); /* a new topic's leader */
         if (we) {
@@ -138,8 +137,7 @@ int main(int argc, char **argv)
                          "\"activity_id\":%" PRId64 ",\"revision_id\":%" PRId64 ","
                          "\"lsn\":\"0/%" PRIX64 "\",\"commit_us\":%" PRId64 "}",
                          source, aid, source, coll, create ? "create" : "update", key, key, i, k,
-                         ts, i, create ? ",\"body\":\"b\"" : "", ts, aid, aid, aid * 64,
-                         at * 1000);
+                         ts, i, create ? ",\"body\":\"b\"" : "", ts, aid, aid, aid * 64, at * 1000);
         for (;;) {
             rd_kafka_resp_err_t e = rd_kafka_producev(
                 rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
@@ -166,8 +164,7 @@ int main(int argc, char **argv)
         return 1;
     if (one)
         printf("%s\n", key);
-    fprintf(stderr, "events=%" PRId64 " seconds=%.1f\n", events,
-            (double)(now_ms() - t0) / 1000.0);
+    fprintf(stderr, "events=%" PRId64 " seconds=%.1f\n", events, (double)(now_ms() - t0) / 1000.0);
     config_free(&cfg);
     return 0;
 }
