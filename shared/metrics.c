@@ -309,11 +309,10 @@ static void put_labels(struct util_buf *b, const char *labels, const char *extra
     util_buf_printf(b, "{%s%s%s}", l ? labels : "", l && e ? "," : "", e ? extra : "");
 }
 
-char *metrics_render(struct metrics *m)
+/* The gauges computed when they are read (health, memory): current for /metrics and for
+ * /status.json alike, whichever is asked first. */
+static void refresh_locked(struct metrics *m)
 {
-    struct util_buf b = {0};
-    static const char *const type_names[] = {"counter", "gauge", "histogram"};
-    pthread_mutex_lock(&m->lock);
     if (m->m_healthy) {
         char body[320];
         m->m_healthy->value = health_locked(m, body, sizeof(body)) == 200 ? 1 : 0;
@@ -327,6 +326,14 @@ char *metrics_render(struct metrics *m)
         m->m_heap_used->value = (double)mem.heap_used;
         m->m_heap_free->value = (double)mem.heap_free;
     }
+}
+
+char *metrics_render(struct metrics *m)
+{
+    struct util_buf b = {0};
+    static const char *const type_names[] = {"counter", "gauge", "histogram"};
+    pthread_mutex_lock(&m->lock);
+    refresh_locked(m);
     for (struct family *f = m->families; f; f = f->next) {
         util_buf_printf(&b, "# HELP %s ", f->name);
         put_help(&b, f->help);
@@ -626,6 +633,7 @@ char *metrics_status_json(struct metrics *m)
     if (!root)
         return NULL;
     pthread_mutex_lock(&m->lock);
+    refresh_locked(m);
     int64_t now = util_mono_ms();
     sample_locked(m, now);
     char body[320];

@@ -85,6 +85,30 @@ static void json_tells_the_registry(void **state)
     metrics_free(m);
 }
 
+/* The gauges computed when read (health, memory) are current in /status.json though nothing
+ * scraped /metrics (the status page without Prometheus showed an unhealthy process, RSS 0). */
+static void json_is_current_without_a_scrape(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    char err[256];
+    assert_int_equal(metrics_serve(m, "127.0.0.1", testutil_free_port(), err, sizeof(err)), 0);
+    cJSON *root = status(m);
+    const cJSON *healthy = series(root, "dxsync_healthy", NULL, NULL);
+    const cJSON *rss = series(root, "process_resident_memory_bytes", NULL, NULL);
+    assert_non_null(healthy);
+    assert_non_null(rss);
+    assert_int_equal(cJSON_GetObjectItem(healthy, "value")->valuedouble, 1);
+    assert_true(cJSON_GetObjectItem(rss, "value")->valuedouble > 1e6);
+    cJSON_Delete(root);
+    metrics_set_health(m, false, "kafka fatal error");
+    root = status(m);
+    assert_int_equal(
+        cJSON_GetObjectItem(series(root, "dxsync_healthy", NULL, NULL), "value")->valuedouble, 0);
+    cJSON_Delete(root);
+    metrics_free(m);
+}
+
 static void counter_rates_over_the_last_minute(void **state)
 {
     (void)state;
@@ -263,6 +287,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(json_tells_the_registry),
+        cmocka_unit_test(json_is_current_without_a_scrape),
         cmocka_unit_test(counter_rates_over_the_last_minute),
         cmocka_unit_test(keeps_the_latest_dead_letters),
         cmocka_unit_test(escapes_labels_and_removes_series),
