@@ -161,6 +161,8 @@ static rd_kafka_t *reader_new(struct state *s, struct kafka_state *st, const cha
     return conf ? kafka_client_new(RD_KAFKA_CONSUMER, conf, what, err, errlen) : NULL;
 }
 
+static struct skew *skew_of(struct state *s, const char *source);
+
 struct state *state_new(const struct config *cfg, const char *remote, const char *member,
                         const struct routes_sub *subs, size_t nsubs, struct lww *lww,
                         struct metrics *m, char *err, size_t errlen)
@@ -179,6 +181,8 @@ struct state *state_new(const struct config *cfg, const char *remote, const char
     s->assign.history = s->history.history = -1;
     kafka_group_apply(cfg, remote, s->group_name, sizeof(s->group_name));
     register_metrics(s);
+    for (size_t i = 0; i < nsubs; i++)
+        skew_of(s, subs[i].route->from); /* every source's counter, at 0 */
     char dir[1200], note[512] = "";
     if (state_dir(cfg, remote, member, dir, sizeof(dir), err, errlen))
         goto fail;
@@ -786,6 +790,31 @@ void state_stop(struct state *s, struct state_part *const *all, size_t n)
 
 /* ------------------------------------------------------------------------------ events */
 
+/* source's clock skew record, added (its counter registered at 0) when new; NULL when out of
+ * memory. */
+static struct skew *skew_of(struct state *s, const char *source)
+{
+    for (size_t i = 0; i < s->nskews; i++)
+        if (strcmp(s->skews[i].source, source) == 0)
+            return &s->skews[i];
+    struct skew *ns = realloc(s->skews, (s->nskews + 1) * sizeof(*ns));
+    if (!ns)
+        return NULL;
+    s->skews = ns;
+    struct skew *k = &s->skews[s->nskews];
+    *k = (struct skew){util_strdup(source), 0, 0, NULL};
+    if (!k->source)
+        return NULL;
+    s->nskews++;
+    char l[200];
+    snprintf(l, sizeof(l), "remote=\"%s\",source=\"%s\"", s->remote, source);
+    k->m = metrics_counter(s->m, "dxsync_consumer_clock_skew_events_total",
+                           "Events whose commit time was further in the future than "
+                           "consumer.max_clock_skew_ms",
+                           l);
+    return k;
+}
+
 void state_observe(struct state *s, const struct state_part *p, const struct event *ev,
                    int64_t offset)
 {
@@ -799,27 +828,9 @@ void state_observe(struct state *s, const struct state_part *p, const struct eve
     int64_t ahead_ms = ev->commit_us / 1000 - now;
     if (ahead_ms <= s->cfg->consumer.max_clock_skew_ms)
         return;
-    struct skew *k = NULL;
-    for (size_t i = 0; i < s->nskews && !k; i++)
-        if (strcmp(s->skews[i].source, ev->source) == 0)
-            k = &s->skews[i];
-    if (!k) {
-        struct skew *ns = realloc(s->skews, (s->nskews + 1) * sizeof(*ns));
-        if (!ns)
-            return;
-        s->skews = ns;
-        k = &s->skews[s->nskews];
-        *k = (struct skew){util_strdup(ev->source), 0, 0, NULL};
-        if (!k->source)
-            return;
-        s->nskews++;
-        char l[200];
-        snprintf(l, sizeof(l), "remote=\"%s\",source=\"%s\"", s->remote, ev->source);
-        k->m = metrics_counter(s->m, "dxsync_consumer_clock_skew_events_total",
-                               "Events whose commit time was further in the future than "
-                               "consumer.max_clock_skew_ms",
-                               l);
-    }
+    struct skew *k = skew_of(s, ev->source);
+    if (!k)
+        return;
     metrics_add(k->m, 1);
     if (ahead_ms > k->ahead_ms)
         k->ahead_ms = ahead_ms;
