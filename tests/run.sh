@@ -92,9 +92,10 @@ if [ "$selected" = 0 ] && [ "$fuzz_selected" = 0 ]; then
 fi
 
 if [ "$fuzz_selected" -gt 0 ]; then
-  step "fuzzing (libFuzzer, ASan+UBSan, ${DXSYNC_FUZZ_SECONDS:-60} s per target)"
+  step "fuzzing (libFuzzer, ASan+UBSan, ${DXSYNC_FUZZ_SECONDS:-60} s per target, $jobs at a time)"
   cmake --build build-fuzz -j"$jobs" >/dev/null
-  (cd build-fuzz && ctest -L fuzz --no-tests=error --output-on-failure "${ctest_args[@]}") || status=1
+  # the targets are independent: one per core
+  (cd build-fuzz && ctest -L fuzz -j"$jobs" --no-tests=error --output-on-failure "${ctest_args[@]}") || status=1
 fi
 
 if [ "$beyond_unit" -gt 0 ]; then

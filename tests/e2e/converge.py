@@ -19,8 +19,8 @@ row); an item is gone exactly when its newest delete is newer than every write. 
 dead-lettered, no sync user's write is sent back. Then `replay --since 1h` of the whole
 history into b changes nothing. One row goes to $DXSYNC_RUN/converge-table.txt.
 
-converge.py [--kill] [--wipe] [--late]; DXSYNC_CONVERGE_ROUNDS conflicting rounds (default 300; the quiet gaps
-come on top), DXSYNC_SEED repeats a run."""
+converge.py [--kill] [--wipe] [--late] [--rounds N]; N (or DXSYNC_CONVERGE_ROUNDS) conflicting
+rounds (default 300; the quiet gaps come on top), DXSYNC_SEED repeats a run."""
 import json, os, random, shutil, signal, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -31,7 +31,8 @@ WIPE = "--wipe" in sys.argv
 LATE = "--late" in sys.argv
 NAME = "converge" + "".join(f"_{m}" for m, on in (("kill", KILL), ("wipe", WIPE), ("late", LATE)) if on)
 SEED = seed(NAME)
-ROUNDS = int(ENV.get("DXSYNC_CONVERGE_ROUNDS", "300"))
+ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1] if "--rounds" in sys.argv
+             else ENV.get("DXSYNC_CONVERGE_ROUNDS", "300"))
 A, B, C = inst("a"), inst("b"), inst("c")
 ALL = [A, B, C]
 BY = {i["name"]: i for i in ALL}
