@@ -80,19 +80,23 @@ static cJSON *fields_array(const struct coll_run *r)
     return f;
 }
 
-/* A page of h's items sorted by key after `after` (NULL: from the first). */
+/* A page of h's items sorted by key, after the key `after` (NULL: from the first). Directus
+ * filters numbers with _gt, but not uuids nor strings (400 INVALID_QUERY): those pages go by
+ * offset, the `seen` items before. */
 static const cJSON *page(struct coll_run *r, struct http_client *h, const char *who,
-                         const cJSON *after, cJSON **root)
+                         const cJSON *after, size_t seen, cJSON **root)
 {
     cJSON *q = cJSON_CreateObject();
     cJSON_AddItemToObject(q, "fields", fields_array(r));
     cJSON *sort = cJSON_AddArrayToObject(q, "sort");
     cJSON_AddItemToArray(sort, cJSON_CreateString(r->pk));
     cJSON_AddNumberToObject(q, "limit", PAGE);
-    if (after) {
+    if (cJSON_IsNumber(after)) {
         cJSON *filter = cJSON_AddObjectToObject(q, "filter");
         cJSON *cond = cJSON_AddObjectToObject(filter, r->pk);
         cJSON_AddItemToObject(cond, "_gt", cJSON_Duplicate(after, true));
+    } else if (after) {
+        cJSON_AddNumberToObject(q, "offset", (double)seen);
     }
     return search(r, h, who, q, root);
 }
@@ -266,6 +270,7 @@ static int pass(struct coll_run *r, struct http_client *from, const char *from_n
 {
     cJSON *after = NULL;
     int rc = 0;
+    size_t seen = 0;
     for (size_t n = PAGE; n == PAGE && !rc;) {
         if (signals_stop) {
             snprintf(r->err, sizeof(r->err), "stopped by a signal");
@@ -273,7 +278,7 @@ static int pass(struct coll_run *r, struct http_client *from, const char *from_n
             break;
         }
         cJSON *proot = NULL, *oroot = NULL;
-        const cJSON *items = page(r, from, from_name, after, &proot);
+        const cJSON *items = page(r, from, from_name, after, seen, &proot);
         n = items ? (size_t)cJSON_GetArraySize(items) : 0;
         const cJSON *theirs = n ? those(r, other, other_name, items, &oroot) : NULL;
         if (!items || (n && !theirs)) {
@@ -287,6 +292,7 @@ static int pass(struct coll_run *r, struct http_client *from, const char *from_n
                     break;
                 }
             }
+            seen += n;
             const cJSON *last = cJSON_GetArrayItem(items, (int)n - 1);
             cJSON_Delete(after);
             after = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(last, r->pk), true);

@@ -1,35 +1,47 @@
 #!/usr/bin/env python3
-"""verify and verify --repair (issue 18): counters routed a -> b. In sync: exit 0. Then changes
-made on b behind dxsync's back with its admin token (a value changed, an item deleted, an item
-created only there): exit 3 naming each key; --repair publishes the source's rows (and a delete
-for the extra item, b being a replica of counters) through the normal path; a second verify
-exits 0."""
-import json, os, subprocess, sys, time
+"""verify and verify --repair (issue 18): counters (integer keys), codes (string keys) and notes
+(uuid keys) routed a -> b, 1,500 items each: more than a page, which Directus lets verify page by
+key for integers only (issue 27). In sync: exit 0, timed per key type. Then changes made on b
+behind dxsync's back with its admin token (a value changed, an item deleted, an item created only
+there): exit 3 naming each key, for every key type; --repair publishes the source's rows (and a
+delete for the extra item, b being a replica of counters) through the normal path; a second
+verify exits 0."""
+import json, os, subprocess, sys, time, uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dx import *  # noqa: E402,F401,F403
 
 NAME = "verify"
-seed(NAME)
+SEED = seed(NAME)
 A, B = inst("a"), inst("b")
 PREFIX = f"vfy{int(time.time() * 1000) % 10**9}"
 N = 1500  # more than one page (1000)
 cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
        "instances": [{"name": i["name"], "url": i["url"], "token": i["sync"], "database": i["db"]} for i in (A, B)],
-       "routes": [{"from": "a", "to": "b", "collections": [{"collection": "counters", "fields": ["name", "value"]}]}]}
+       "routes": [{"from": "a", "to": "b", "collections": [
+           {"collection": "counters", "fields": ["name", "value"]},
+           {"collection": "codes", "fields": ["label", "value"]},
+           {"collection": "notes", "fields": ["label", "value"]}]}]}
 CFG = os.path.join(TMP, "cfg.json")
 json.dump(cfg, open(CFG, "w"))
 P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
 
 for i in (A, B):
-    psql(i["db"], "TRUNCATE counters RESTART IDENTITY")
+    psql(i["db"], "TRUNCATE counters RESTART IDENTITY; TRUNCATE codes; TRUNCATE notes")
 fresh_slot(A)
 start("producer-a", P, "--config", CFG, "--instance", "a")
 start("consumer-b", CONS, "--config", CFG, "--remote", "b")
 check(wait_for(lambda: "event=streaming" in log_of("producer-a"), 30), "a's producer streams")
 for s in range(0, N, 500):
     api(A, "POST", "/items/counters", [{"name": f"c{k}", "value": k} for k in range(s, min(N, s + 500))])
-check(wait_for(lambda: len(items(B, "counters", "id")) == N, 120, 2), f"{N} counters reach b")
+    api(A, "POST", "/items/codes", [{"code": f"code-{k:05d}-{SEED}", "label": f"l{k}", "value": k}
+                                    for k in range(s, min(N, s + 500))])
+    api(A, "POST", "/items/notes", [{"id": str(uuid.uuid4()), "label": f"l{k}", "value": k}
+                                    for k in range(s, min(N, s + 500))])
+def count(coll, pk):
+    return len(api(B, "GET", f"/items/{coll}?limit=-1&fields={pk}")["data"])
+check(wait_for(lambda: count("counters", "id") == N and count("codes", "code") == N and count("notes", "id") == N,
+               180, 2), f"{N} counters, codes and notes reach b")
 check(wait_for(lambda: group_lag(CFG, "b") == 0, 60, 1), "b's consumer is idle")
 
 
@@ -40,8 +52,30 @@ def verify(*extra):
 
 
 v = verify()
-check(v.returncode == 0 and f"# counters from a to b: {N} compared, 0 missing on b, 0 extra on b, 0 different" in v.stdout,
-      "verify of a synced pair exits 0")
+check(v.returncode == 0 and all(f"# {c} from a to b: {N} compared, 0 missing on b, 0 extra on b, 0 different" in v.stdout
+                                for c in ("counters", "codes", "notes")),
+      "verify of a synced pair exits 0, for integer, string and uuid keys")
+timings = []
+for coll, kind in (("counters", "integer"), ("codes", "string"), ("notes", "uuid")):
+    t = time.time()
+    r = verify("--collection", coll)
+    timings.append((kind, coll, time.time() - t, r.returncode))
+for kind, coll, secs, rc in timings:
+    print(f"     verify --collection {coll:<9} ({kind:>7} keys, {N} items): {secs:.2f} s, exit {rc}", flush=True)
+check(all(rc == 0 for *_, rc in timings), "verify of each collection alone exits 0")
+
+# the string- and uuid-keyed ones: a value changed on b behind dxsync's back is found
+code = f"code-00700-{SEED}"
+note = sorted(api(B, "GET", "/items/notes?limit=-1&fields=id")["data"], key=lambda x: x["id"])[1100]["id"]
+api(B, "PATCH", f"/items/codes/{code}", {"value": 424242})
+api(B, "PATCH", f"/items/notes/{note}", {"value": 434343})
+for coll, key in (("codes", code), ("notes", note)):
+    v = verify("--collection", coll)
+    check(v.returncode == 3 and any(l.startswith("different") and f" {key} " in l for l in v.stdout.splitlines())
+          and f"{N} compared, 0 missing on b, 0 extra on b, 1 different" in v.stdout,
+          f"verify names the changed {coll} key {key} (exit {v.returncode})")
+api(B, "PATCH", f"/items/codes/{code}", {"value": 700})
+api(B, "PATCH", f"/items/notes/{note}", {"value": int(api(A, "GET", f"/items/notes/{note}")["data"]["value"])})
 
 # behind dxsync's back on b (its admin: b does not publish counters, nothing travels)
 ids = sorted(int(k) for k in items(A, "counters", "id"))

@@ -349,6 +349,13 @@ cmd_prepare() {
   ensure_collection counters \
     '{"field":"id","type":"integer","meta":{"hidden":true,"readonly":true,"interface":"input"},"schema":{"is_primary_key":true,"has_auto_increment":true}}' \
     name string value integer
+  # keyed by a string and by a uuid, for verify's paging (Directus filters neither with _gt)
+  ensure_collection codes \
+    '{"field":"code","type":"string","meta":{"interface":"input"},"schema":{"is_primary_key":true,"length":64,"has_auto_increment":false}}' \
+    label string value integer
+  ensure_collection notes \
+    '{"field":"id","type":"uuid","meta":{"special":["uuid"],"interface":"input"},"schema":{"is_primary_key":true,"length":36,"has_auto_increment":false}}' \
+    label string value integer
   ensure_related
 
   # Least-privilege sync user: plain CRUD on the content (files and folders included),
@@ -356,7 +363,7 @@ cmd_prepare() {
   local sync_policy sync_role sync_user sync_token="${DXSYNC_SYNC_TOKEN:-dxsync-sync-token-$name}" c a
   local attrs='"icon":"sync","description":"dxsync sync user","app_access":false,"admin_access":false,"enforce_tfa":false'
   sync_policy=$(ensure_by_name policies dxsync "{\"name\":\"dxsync\",$attrs}" "{$attrs}")
-  for c in articles counters authors posts tags posts_tags directus_files directus_folders; do
+  for c in articles counters codes notes authors posts tags posts_tags directus_files directus_folders; do
     for a in create read update delete; do ensure_permission "$sync_policy" "$c" "$a"; done
   done
   for a in create read; do ensure_permission "$sync_policy" directus_notifications "$a"; done
