@@ -18,6 +18,9 @@ wait_for 300 up_or_gone || true
 if grep -q "dxsync demo is running" "$T_TMP/up.log"; then pass "up.sh brings the demo up"; else fail "up.sh: $(tail -20 "$T_TMP/up.log")"; fi
 grep -q "http://127.0.0.1:28155    login admin@example.com" "$T_TMP/up.log" && pass "it prints the URLs and logins" || fail "no URL and login printed"
 grep -q "config       $DXSYNC_DEMO_RUN/dxsync.json" "$T_TMP/up.log" && pass "it prints the config path" || fail "no config path"
+# a clean run reads as one: no tool's error line on the terminal
+errors=$(grep -Ei '^curl: \(|\berror\b|\bfatal\b|traceback' "$T_TMP/up.log" || true)
+[ -z "$errors" ] && pass "a clean start prints no error line" || fail "error lines on a clean start: $errors"
 python3 - <<'PY' && pass "a -> b and b -> a within a second each" || fail "the demo does not sync"
 import json, time, urllib.request
 def call(port, method, path, body=None, token=None):

@@ -265,9 +265,13 @@ ensure_collection() {
 # ensure_relation JSON: the relation of JSON's collection and field (created with its foreign key
 # when Directus has none for that field).
 ensure_relation() {
-  local coll field
+  local coll field status
   coll=$(jpy_arg "$1" 'd["collection"]'); field=$(jpy_arg "$1" 'd["field"]')
-  if ! curl -sSf -o /dev/null "$DX_URL/relations/$coll/$field" -H "Authorization: Bearer $DX_TOKEN"; then
+  # Directus answers 403 for a relation that does not exist: asked by status, not with curl -f,
+  # whose "curl: (22) ... error: 403" on the terminal read like a failure of the demo
+  status=$(curl -sS -o /dev/null -w '%{http_code}' "$DX_URL/relations/$coll/$field" \
+             -H "Authorization: Bearer $DX_TOKEN") || die "GET /relations/$coll/$field: no answer"
+  if [ "$status" != 200 ]; then
     log "creating relation $coll.$field"
     api POST /relations "$1" >/dev/null
   fi
