@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/select.h>
 
@@ -36,11 +37,15 @@ static void trim(char *s)
 }
 
 int replication_start(struct replication *r, const char *database, const char *slot,
-                      const char *publication, char *err, size_t errlen)
+                      const char *publication, int wal_sender_timeout_ms, char *err, size_t errlen)
 {
     memset(r, 0, sizeof(*r));
-    static const char *const keys[] = {"replication", "application_name", NULL};
-    static const char *const vals[] = {"database", "dxsync-producer", NULL};
+    char options[160];
+    snprintf(options, sizeof(options), "%s -c wal_sender_timeout=%d", SOURCE_SESSION_OPTIONS,
+             wal_sender_timeout_ms);
+    const char *const keys[] = {"replication", "application_name",
+                                wal_sender_timeout_ms > 0 ? "options" : NULL, NULL};
+    const char *const vals[] = {"database", "dxsync-producer", options, NULL};
     char sql[512];
     if (util_format(sql, sizeof(sql),
                     "START_REPLICATION SLOT %s LOGICAL 0/0 (proto_version '1', "
@@ -61,10 +66,12 @@ int replication_start(struct replication *r, const char *database, const char *s
     if (PQresultStatus(res) != PGRES_COPY_BOTH) {
         snprintf(err, errlen, "START_REPLICATION: %s", PQresultErrorMessage(res));
         trim(err);
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        bool in_use = state && strcmp(state, "55006") == 0; /* object_in_use */
         PQclear(res);
         PQfinish(r->conn);
         r->conn = NULL;
-        return -1;
+        return in_use ? 1 : -1;
     }
     PQclear(res);
     r->last_status_ms = util_mono_ms();

@@ -17,10 +17,13 @@ struct replication {
     char *copybuf; /* the last message, freed on the next read */
 };
 
-/* Connects with replication=database and starts streaming slot from its confirmed position.
- * 0, or -1 with err (the connection closed). */
+/* Connects with replication=database and starts streaming slot from its confirmed position;
+ * wal_sender_timeout_ms > 0 sets the server's wal_sender_timeout for this connection (how long
+ * it keeps the slot for a client that stopped answering). 0; 1 when another process streams
+ * from the slot (SQLSTATE 55006: another producer of the instance is active), with err; or -1
+ * with err (the connection closed either way). */
 int replication_start(struct replication *r, const char *database, const char *slot,
-                      const char *publication, char *err, size_t errlen);
+                      const char *publication, int wal_sender_timeout_ms, char *err, size_t errlen);
 
 enum replication_read { REPL_NONE = 0, REPL_DATA, REPL_KEEPALIVE, REPL_CLOSED };
 

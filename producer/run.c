@@ -88,8 +88,35 @@ struct producer {
     bool repl_broken; /* a status update failed: the stream ends at the next read */
     bool holding;     /* a committed transaction is in hand, not yet in publish's watermark */
     char sync_user[64];
-    struct metric *m_lsn, *m_lag_bytes, *m_lag_seconds, *m_reconnects;
+    struct metric *m_lsn, *m_lag_bytes, *m_lag_seconds, *m_reconnects, *m_active;
+    int64_t standby_since; /* another producer holds the slot since (monotonic ms), 0 none */
 };
+
+/* How often a status goes to the server at the latest: 10 s, or a third of the
+ * wal_sender_timeout this producer asks for when that is shorter (the server would otherwise end
+ * a connection that waits on Kafka without reading). */
+static int64_t status_interval(const struct producer *p)
+{
+    int64_t t = p->cfg->producer.wal_sender_timeout_ms / 3;
+    return t > 0 && t < STATUS_INTERVAL_MS ? t : STATUS_INTERVAL_MS;
+}
+
+/* The slot is held by another producer of the instance: this one is a standby, healthy, and asks
+ * for the slot again every producer.standby_retry_ms. Logged once when it starts waiting. */
+static void stand_by(struct producer *p, const char *why)
+{
+    if (!p->standby_since) {
+        p->standby_since = util_mono_ms();
+        log_info("producer",
+                 "event=standby instance=%s slot=%s reason=\"%s\" hint=\"another producer of "
+                 "this instance streams from the slot; this one takes over when it lets go "
+                 "(asking every %d ms)\"",
+                 p->inst->name, source_slot(p->src), why, p->cfg->producer.standby_retry_ms);
+    }
+    metrics_set(p->m_active, 0);
+    metrics_set_health(p->m, true, NULL);
+    metrics_heartbeat(p->m);
+}
 
 /* The LSN that may be confirmed: acknowledged transactions, and, when nothing is pending and no
  * transaction is open or in hand (being completed, waiting, or given up on before publish took
@@ -124,7 +151,7 @@ static int maybe_status(struct producer *p, char *err, size_t errlen)
     uint64_t flush = flush_position(p);
     int64_t since = util_mono_ms() - p->repl.last_status_ms;
     bool changed = flush != p->repl.flushed_lsn && since >= STATUS_MIN_GAP_MS;
-    if (!changed && !p->repl.reply_requested && since < STATUS_INTERVAL_MS)
+    if (!changed && !p->repl.reply_requested && since < status_interval(p))
         return 0;
     update_metrics(p, flush);
     return replication_status(&p->repl, flush, false, err, errlen);
@@ -139,7 +166,7 @@ static void keepalive(void *opaque)
 {
     struct producer *p = opaque;
     if (!p->repl.conn || p->repl_broken ||
-        util_mono_ms() - p->repl.last_status_ms < STATUS_INTERVAL_MS)
+        util_mono_ms() - p->repl.last_status_ms < status_interval(p))
         return;
     char err[256];
     uint64_t flush = flush_position(p);
@@ -294,6 +321,9 @@ int producer_run(const struct config *cfg, const struct config_instance *inst, s
                                     "Age of the oldest unconfirmed transaction", labels);
     p.m_reconnects = metrics_counter(m, "dxsync_producer_reconnects_total",
                                      "Replication connections lost", labels);
+    p.m_active =
+        metrics_gauge(m, "dxsync_producer_active",
+                      "1 while this producer holds the slot and publishes; 0 standing by", labels);
     metrics_set_stall_ms(m, 120000);
 
     p.src = source_new(cfg, inst);
@@ -338,10 +368,26 @@ int producer_run(const struct config *cfg, const struct config_instance *inst, s
         if (!p.dec)
             goto out;
         p.repl_broken = false;
-        if (replication_start(&p.repl, inst->database, source_slot(p.src), source_slot(p.src), err,
-                              sizeof(err)) == 0) {
+        int started =
+            replication_start(&p.repl, inst->database, source_slot(p.src), source_slot(p.src),
+                              cfg->producer.wal_sender_timeout_ms, err, sizeof(err));
+        if (started == 1) { /* another producer streams: wait for the slot */
+            pgoutput_decoder_free(p.dec);
+            p.dec = NULL;
+            stand_by(&p, err);
+            util_sleep_ms(cfg->producer.standby_retry_ms, &signals_stop);
+            continue;
+        }
+        if (started == 0) {
+            if (p.standby_since)
+                log_info("producer", "event=takeover instance=%s slot=%s standby_s=%.1f",
+                         inst->name, source_slot(p.src),
+                         (double)(util_mono_ms() - p.standby_since) / 1000.0);
+            p.standby_since = 0;
+            metrics_set(p.m_active, 1);
             backoff_reset(&b);
             stream(&p);
+            metrics_set(p.m_active, 0);
         } else {
             log_warn("producer", "event=replication_unavailable reason=\"%s\"", err);
         }

@@ -134,7 +134,7 @@ PGconn *source_connect_params(const char *database, const char *const *keys,
     k[n] = "dbname";
     v[n++] = database;
     k[n] = "options";
-    v[n++] = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3";
+    v[n++] = SOURCE_SESSION_OPTIONS;
     k[n] = "connect_timeout";
     v[n++] = "10";
     for (size_t i = 0; keys && keys[i] && n < 15; i++) {

@@ -58,8 +58,13 @@ enum capture_lookup source_lookup(void *source, const char *collection,
  * left without data and dropped from the transaction (a delete event follows it). */
 int source_fill_rows(struct source *s, struct capture_txn *txn, char *err, size_t errlen);
 
+/* The session settings of every connection to the source (libpq's options): UTC, ISO dates,
+ * full float precision. */
+#define SOURCE_SESSION_OPTIONS "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3"
+
 /* Connection parameters for libpq: the instance's database plus extra pairs (NULL-terminated
- * keywords/values arrays), e.g. replication=database. Uses expand_dbname. */
+ * keywords/values arrays, a later keyword replacing an earlier one), e.g. replication=database.
+ * Uses expand_dbname. */
 PGconn *source_connect_params(const char *database, const char *const *keys,
                               const char *const *vals);
 

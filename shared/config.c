@@ -593,7 +593,8 @@ static int parse_route(struct parse *p, const cJSON *v, const char *path, const 
 
 static int parse_root(struct parse *p, const cJSON *root, struct config *cfg)
 {
-    static const char *const keys[] = {"kafka", "instances", "routes", "consumer", "notify"};
+    static const char *const keys[] = {"kafka",    "instances", "routes",
+                                       "consumer", "notify",    "producer"};
     if (!cJSON_IsObject(root))
         return fail(p, "", "expected a JSON object, got %s", type_name(root));
     if (check_keys(p, root, "", keys, DX_ARRAY_LEN(keys)) ||
@@ -680,6 +681,22 @@ static int parse_root(struct parse *p, const cJSON *root, struct config *cfg)
                       &cfg->consumer.session_timeout_ms))
             return -1;
     }
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(root, "producer");
+    if (pr) {
+        static const char *const pkeys[] = {"standby_retry_ms", "wal_sender_timeout_ms"};
+        if (!cJSON_IsObject(pr))
+            return fail(p, "producer", "expected an object, got %s", type_name(pr));
+        if (check_keys(p, pr, "producer", pkeys, DX_ARRAY_LEN(pkeys)) ||
+            get_int32(p, pr, "producer", "standby_retry_ms", 100, 60000,
+                      &cfg->producer.standby_retry_ms) ||
+            get_int32(p, pr, "producer", "wal_sender_timeout_ms", 0, 3600000,
+                      &cfg->producer.wal_sender_timeout_ms))
+            return -1;
+        if (cfg->producer.wal_sender_timeout_ms > 0 && cfg->producer.wal_sender_timeout_ms < 1000)
+            return fail(p, "producer.wal_sender_timeout_ms",
+                        "%d is too short: 0 (the server's setting) or at least 1000",
+                        cfg->producer.wal_sender_timeout_ms);
+    }
     const cJSON *nt = cJSON_GetObjectItemCaseSensitive(root, "notify");
     if (nt) {
         static const char *const nkeys[] = {"digest_window_s"};
@@ -711,6 +728,7 @@ static void set_defaults(struct config *cfg)
     cfg->consumer.max_clock_skew_ms = 5000;
     cfg->consumer.session_timeout_ms = 15000;
     cfg->notify.digest_window_s = 60;
+    cfg->producer.standby_retry_ms = 1000;
 }
 
 /* 1-based line and column of byte offset off in buf. */

@@ -71,6 +71,12 @@ struct config_notify {
     int digest_window_s;
 };
 
+struct config_producer {
+    int standby_retry_ms;      /* how often a standby producer asks for the slot */
+    int wal_sender_timeout_ms; /* the server's wal_sender_timeout for its connection; 0: the
+                                  server's own */
+};
+
 struct config {
     struct config_kafka kafka;
     struct config_instance *instances;
@@ -79,6 +85,7 @@ struct config {
     size_t nroutes;
     struct config_consumer consumer;
     struct config_notify notify;
+    struct config_producer producer;
 };
 
 /* Loads and validates. On failure returns -1 with "<key path>: <reason>" in err and leaves

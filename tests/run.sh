@@ -131,6 +131,10 @@ if [ -s "$DXSYNC_RUN/converge-table.txt" ]; then
   printf '%-24s %6s %11s %7s %5s %8s %12s %10s\n' scenario rounds conflicting writes kills diverged wrong-winner converge-s
   cat "$DXSYNC_RUN/converge-table.txt"
 fi
+if [ -s "$DXSYNC_RUN/takeover-table.txt" ]; then
+  step "standby producers (seconds until the standby holds the slot, 3 rounds each)"
+  cat "$DXSYNC_RUN/takeover-table.txt"
+fi
 if [ -s "$DXSYNC_RUN/relations-table.txt" ]; then
   step "related collections (nested writes a -> b, children before parents; differ and dlq must be 0)"
   printf '%-12s %7s %8s %6s %5s %10s %12s %9s %5s %8s\n' scenario nested authors posts tags posts_tags parent-waits differ dlq equal-s

@@ -71,7 +71,7 @@ for k in ("ConfigMap", "Secret"):
 for s in {r["from"] for r in cfg["routes"]}:
     spec = deps.get(f"dxsync-producer-{s}")
     if not spec: bad.append(f"no producer for {s}"); continue
-    if spec["replicas"] != 1: bad.append(f"producer-{s} must have exactly one replica")
+    if spec["replicas"] != 2: bad.append(f"producer-{s}: two replicas (one active, one standby)")
     if spec["template"]["spec"]["containers"][0]["args"][:3] != ["dxsync-producer", "--instance", s]: bad.append(f"producer-{s} args")
 for r in {r["to"] for r in cfg["routes"]}:
     spec = deps.get(f"dxsync-consumer-{r}")
@@ -100,7 +100,7 @@ for name, spec in deps.items():
     if {"secretRef": {"name": "dxsync-secrets"}} not in c.get("envFrom", []): bad.append(f"{name}: tokens not from the Secret")
 print("\n".join(bad)); sys.exit(1 if bad else 0)
 PY
-then pass "k8s: producers (one replica each), consumers (StatefulSets with a store volume), notifier, probes on /healthz, scrape annotations"
+then pass "k8s: producers (an active and a standby each), consumers (StatefulSets with a store volume), notifier, probes on /healthz, scrape annotations"
 else fail "k8s manifests do not match their configuration"; fi
 
 # systemd

@@ -157,6 +157,7 @@ ok(hostile in c.text.get("last-error", ""), "consumer: the last error is the dea
 
 raw, p = load("producer")
 ok(p.text.get("slot") == "dxsync_a", "producer: slot %r" % p.text.get("slot"))
+ok(p.text.get("role") == "active", "producer: its role %r (it holds the slot)" % p.text.get("role"))
 ok(re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", p.text.get("confirmed-lsn", "")) and p.text["confirmed-lsn"] != "0/0",
    "producer: confirmed LSN %r" % p.text.get("confirmed-lsn"))
 ok(p.text.get("lag-bytes", "").endswith("B") and p.text.get("lag-seconds", "").endswith(" s"),

@@ -222,6 +222,22 @@ static const struct bad_case bad_cases[] = {
      "consumer.parent_wait_s: -5 is out of range"},
     {"\"parent_wait_s\": 600", "\"parent_wait_s\": \"10m\"",
      "consumer.parent_wait_s: expected an integer"},
+    /* the consumer's state */
+    {"\"parent_wait_s\": 600", "\"parent_wait_s\": 600, \"clock_cache_mb\": 0",
+     "consumer.clock_cache_mb: 0 is out of range"},
+    {"\"parent_wait_s\": 600", "\"parent_wait_s\": 600, \"session_timeout_ms\": 1000",
+     "consumer.session_timeout_ms: 1000 is out of range [6000, 1800000]"},
+    {"\"parent_wait_s\": 600", "\"parent_wait_s\": 600, \"state_dir\": \"\"",
+     "consumer.state_dir: must not be empty"},
+    {"\"parent_wait_s\": 600", "\"parent_wait_s\": 600, \"horizon_s\": -1",
+     "consumer.horizon_s: -1 is out of range"},
+    /* standby producers */
+    {"\"notify\": {\"digest_window_s\": 30}}",
+     "\"notify\": {\"digest_window_s\": 30}, \"producer\": {\"standby_retry_ms\": 5}}",
+     "producer.standby_retry_ms: 5 is out of range [100, 60000]"},
+    {"\"notify\": {\"digest_window_s\": 30}}",
+     "\"notify\": {\"digest_window_s\": 30}, \"producer\": {\"standby\": 1}}",
+     "producer.standby: unknown key"},
     {"\"properties\": {", "\"properties\": {\"bootstrap.servers\": \"x\", ",
      "kafka.properties.bootstrap.servers: set kafka.brokers instead"},
     /* numbers beyond int64_t (fuzz_config found the undefined conversion) */
