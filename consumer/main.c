@@ -226,8 +226,15 @@ int main(int argc, char **argv)
             rc = 2;
             goto out;
         }
-        rc = consume_run(&app.cfg, remote, member ? member : default_member(host, sizeof(host)),
-                         app.metrics);
+        /* SIGHUP: each run ends as at a clean stop and the next takes the new configuration */
+        char name[64];
+        snprintf(name, sizeof(name), "%s", remote);
+        app_serves(&app, name);
+        if (!member)
+            member = default_member(host, sizeof(host));
+        do
+            rc = consume_run(&app.cfg, name, member, app.metrics);
+        while (rc == 0 && app_reload_take(&app));
     } else if (strcmp(app.cli.subcommand, "check") == 0) {
         int problems;
         char err[512];

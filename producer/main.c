@@ -84,7 +84,21 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    rc = producer_run(&app.cfg, inst, app.metrics);
+    /* SIGHUP: the run ends as at a clean stop (what Kafka holds is confirmed) and the next
+     * takes the new configuration */
+    char name[64];
+    snprintf(name, sizeof(name), "%s", instance);
+    app_serves(&app, name);
+    do {
+        inst = config_instance_find(&app.cfg, name);
+        if (!inst->database) {
+            fprintf(stderr, "dxsync-producer: instance \"%s\" has no \"database\" in %s\n", name,
+                    app.cli.config_path);
+            rc = 2;
+            break;
+        }
+        rc = producer_run(&app.cfg, inst, app.metrics);
+    } while (rc == 0 && app_reload_take(&app));
 out:
     app_stop(&app);
     cli_free(&spec);

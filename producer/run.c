@@ -2,6 +2,7 @@
 
 #include "backoff.h"
 #include "capture.h"
+#include "cli.h"
 #include "directus.h"
 #include "http.h"
 #include "log.h"
@@ -252,7 +253,7 @@ static void stream(struct producer *p)
     size_t len;
     metrics_set_health(p->m, true, NULL);
     log_info("producer", "event=streaming instance=%s slot=%s", p->inst->name, source_slot(p->src));
-    while (!signals_stop && !publish_failed(p->pub, err, sizeof(err))) {
+    while (!signals_stop && !publish_failed(p->pub, err, sizeof(err)) && !app_reload_wanted()) {
         metrics_heartbeat(p->m);
         publish_poll(p->pub, 0);
         if (maybe_status(p, err, sizeof(err))) {
@@ -363,7 +364,7 @@ int producer_run(const struct config *cfg, const struct config_instance *inst, s
 
     struct backoff b;
     backoff_init(&b, 200, 30000, (uint64_t)util_wall_ms());
-    while (!signals_stop && !publish_failed(p.pub, err, sizeof(err))) {
+    while (!signals_stop && !publish_failed(p.pub, err, sizeof(err)) && !app_reload_wanted()) {
         p.dec = pgoutput_decoder_new();
         if (!p.dec)
             goto out;
@@ -393,8 +394,10 @@ int producer_run(const struct config *cfg, const struct config_instance *inst, s
         }
         /* Leaving the stream: hand over what Kafka still owes, confirm it, then start over
          * from the slot's position (the server resends what was not confirmed). */
-        metrics_add(p.m_reconnects, 1);
-        if (!signals_stop)
+        bool reload = app_reload_wanted(); /* the stream was left for a reload, not lost */
+        if (!reload)
+            metrics_add(p.m_reconnects, 1);
+        if (!signals_stop && !reload)
             metrics_set_health(m, false, "replication connection lost");
         if (signals_stop)
             publish_drain(p.pub, 10000, NULL); /* a second signal stops at once */
@@ -407,7 +410,7 @@ int producer_run(const struct config *cfg, const struct config_instance *inst, s
         p.holding = false; /* the server sends it again */
         pgoutput_decoder_free(p.dec);
         p.dec = NULL;
-        if (signals_stop || publish_failed(p.pub, err, sizeof(err)))
+        if (signals_stop || reload || publish_failed(p.pub, err, sizeof(err)))
             break;
         int64_t d = backoff_next(&b);
         util_sleep_ms(d, &signals_stop);

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The one app of this process, for app_reload_wanted (signals are process-wide too). */
+static struct app *g_app;
+
 /* Seconds a clean stop may take beyond the consumer's request timeout (signals.h). */
 #define STOP_DEADLINE_S 60
 
@@ -33,8 +36,12 @@ void cli_print_help(const struct cli_spec *spec, FILE *f)
             "show this help and exit", "--version", "print the version and exit");
     if (spec->details)
         fprintf(f, "\n%s\n", spec->details);
-    fprintf(f, "\nExit status: 0 clean stop, 1 runtime failure, 2 usage or configuration "
-               "error.\nSIGTERM/SIGINT stop cleanly; a second signal stops at once.\n");
+    fprintf(
+        f, "\nExit status: 0 clean stop, 1 runtime failure, 2 usage or configuration "
+           "error.\nSIGTERM/SIGINT stop cleanly; a second signal stops at once. SIGHUP (systemctl\n"
+           "reload) re-reads the configuration while running: routes, fields, \"enabled\",\n"
+           "batch and timeout settings; a change of kafka.brokers, kafka.topic_prefix or\n"
+           "consumer.state_dir is refused in the log and the configuration in force stays.\n");
 }
 
 static struct cli_opt *find_opt(struct cli_spec *spec, const char *name)
@@ -241,6 +248,17 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
         return 1;
     }
     metrics_set_program(app->metrics, spec->program);
+    app->m_reloads_applied =
+        metrics_counter(app->metrics, "dxsync_config_reloads_total",
+                        "Configuration reloads (SIGHUP) by result", "result=\"applied\"");
+    app->m_reloads_refused =
+        metrics_counter(app->metrics, "dxsync_config_reloads_total",
+                        "Configuration reloads (SIGHUP) by result", "result=\"refused\"");
+    app->m_reload_ok = metrics_gauge(
+        app->metrics, "dxsync_config_last_reload_successful",
+        "0 when the last reload was refused (the configuration in force stays)", NULL);
+    metrics_set(app->m_reload_ok, 1);
+    g_app = app;
     if (app->cli.metrics && metrics_serve(app->metrics, app->cli.metrics_host,
                                           app->cli.metrics_port, err, sizeof(err))) {
         fprintf(stderr, "%s: %s\n", spec->program, err);
@@ -249,8 +267,84 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
     return -1;
 }
 
+void app_serves(struct app *app, const char *instance)
+{
+    snprintf(app->serves, sizeof(app->serves), "%s", instance ? instance : "");
+}
+
+static void refuse(struct app *app, const char *why)
+{
+    log_error("reload",
+              "event=reload_refused config=%s reason=%s hint=\"the configuration in "
+              "force stays; fix the file and reload again\"",
+              LOG_Q(app->cli.config_path), LOG_Q(why));
+    metrics_add(app->m_reloads_refused, 1);
+    metrics_set(app->m_reload_ok, 0);
+}
+
+bool app_reload_wanted(void)
+{
+    struct app *app = g_app;
+    if (!app || app->has_next)
+        return app && app->has_next;
+    if (!signals_reload)
+        return false;
+    signals_reload = 0;
+    char err[1024];
+    struct config next;
+    if (config_load_file(app->cli.config_path, &next, err, sizeof(err))) {
+        refuse(app, err);
+        return false;
+    }
+    if (config_require(&next, err, sizeof(err)) ||
+        config_reload_check(&app->cfg, &next, app->serves[0] ? app->serves : NULL, err,
+                            sizeof(err))) {
+        config_free(&next);
+        refuse(app, err);
+        return false;
+    }
+    config_register_secrets(&next); /* before anything of it is logged */
+    char changes[2048];
+    config_reload_changes(&app->cfg, &next, changes, sizeof(changes));
+    metrics_set(app->m_reload_ok, 1);
+    if (!changes[0]) {
+        log_info("reload", "event=reload_unchanged config=%s", LOG_Q(app->cli.config_path));
+        config_free(&next);
+        return false;
+    }
+    log_info("reload",
+             "event=reload config=%s changes=%s hint=\"the run settles and commits "
+             "what it holds, then starts again with the new configuration\"",
+             LOG_Q(app->cli.config_path), LOG_Q(changes));
+    app->next = next;
+    app->has_next = true;
+    return true;
+}
+
+const struct config *app_reload_next(void)
+{
+    return g_app && g_app->has_next ? &g_app->next : NULL;
+}
+
+int app_reload_take(struct app *app)
+{
+    if (!app->has_next || signals_stop)
+        return 0;
+    config_free(&app->cfg);
+    app->cfg = app->next;
+    memset(&app->next, 0, sizeof(app->next));
+    app->has_next = false;
+    metrics_add(app->m_reloads_applied, 1);
+    log_info("reload", "event=reloaded config=%s", LOG_Q(app->cli.config_path));
+    return 1;
+}
+
 void app_stop(struct app *app)
 {
+    g_app = NULL;
+    if (app->has_next)
+        config_free(&app->next);
+    app->has_next = false;
     metrics_free(app->metrics);
     app->metrics = NULL;
     config_free(&app->cfg);

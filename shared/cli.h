@@ -67,6 +67,12 @@ struct app {
     struct cli_common cli;
     struct config cfg;
     struct metrics *metrics; /* never NULL after app_start */
+    /* Reload (SIGHUP): the instance the process serves, which a new configuration must keep
+     * ("" none), and a new configuration accepted, waiting for the run to end. */
+    char serves[64];
+    struct config next;
+    bool has_next;
+    struct metric *m_reloads_applied, *m_reloads_refused, *m_reload_ok;
 };
 
 /* Parses flags, loads and validates the config, sets the log level, registers secrets,
@@ -74,6 +80,21 @@ struct app {
  * Returns -1 to go on, or the exit code to leave with (0 after --help, 2 on bad input). */
 int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec);
 void app_stop(struct app *app);
+
+/* Reload without restart. SIGHUP (systemctl reload) asks for the configuration file to be read
+ * again; a program's loop calls app_reload_wanted at every turn. It reads and checks the file
+ * (config_reload_check: brokers, topic prefix, state folder and the instance the process serves
+ * stay): a bad or refused one is logged (event=reload_refused, naming the key) and the
+ * configuration in force stays; one that changes nothing is only logged; otherwise the changes
+ * are logged and it returns true from then on: the loop ends as at a clean stop (everything
+ * settled and committed), and main calls app_reload_take, which puts the new configuration in
+ * force (1) for the next run, in the same process, its /metrics server and counters kept.
+ * app_serves names the instance (main: --instance or --remote). */
+void app_serves(struct app *app, const char *instance);
+bool app_reload_wanted(void);
+/* The configuration accepted by app_reload_wanted, before it is in force; NULL when none. */
+const struct config *app_reload_next(void);
+int app_reload_take(struct app *app);
 
 /* The instance named by the option opt (e.g. "remote"), which the subcommand needs: NULL after
  * telling stderr that it is missing or not in the configuration (exit code 2 then). */

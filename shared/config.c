@@ -502,9 +502,18 @@ static int parse_instance(struct parse *p, const cJSON *v, const char *path,
 static int parse_route(struct parse *p, const cJSON *v, const char *path, const struct config *cfg,
                        struct config_route *out)
 {
-    static const char *const keys[] = {"from", "to", "collections", "notify"};
+    static const char *const keys[] = {"from", "to", "collections", "notify", "enabled"};
     if (!cJSON_IsObject(v))
         return fail(p, path, "expected an object, got %s", type_name(v));
+    out->enabled = true;
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(v, "enabled");
+    if (en) {
+        char ep[PATH_MAX_LEN];
+        join(ep, path, "enabled");
+        if (!cJSON_IsBool(en))
+            return fail(p, ep, "expected true or false, got %s", type_name(en));
+        out->enabled = cJSON_IsTrue(en);
+    }
     if (check_keys(p, v, path, keys, DX_ARRAY_LEN(keys)) ||
         get_string(p, v, path, "from", true, &out->from) ||
         get_string(p, v, path, "to", true, &out->to))

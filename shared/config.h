@@ -36,6 +36,7 @@ struct config_route {
     size_t ncollections;
     char **notify; /* user ids in the source instance */
     size_t nnotify;
+    bool enabled; /* false: paused; the consumer of `to` holds its partitions and offsets */
 };
 
 struct config_kafka {
@@ -116,5 +117,16 @@ bool config_route_carries(const struct config *cfg, const char *from, const char
                           const char *coll);
 /* Whether instance publishes coll (some route from it carries it). */
 bool config_publishes(const struct config *cfg, const char *instance, const char *coll);
+
+/* A configuration re-read while a program runs (SIGHUP): 0 when next may replace cur, or -1
+ * with err naming the first setting that cannot change while running (kafka.brokers,
+ * kafka.topic_prefix, consumer.state_dir) or instance, the one the process serves (NULL:
+ * none), missing from next. */
+int config_reload_check(const struct config *cur, const struct config *next, const char *instance,
+                        char *err, size_t errlen);
+/* What next changes of a, "; "-separated ("route a->b paused; consumer.batch_max 100->250"),
+ * "" when nothing: names of secret-bearing settings, never their values. */
+void config_reload_changes(const struct config *a, const struct config *next, char *out,
+                           size_t len);
 
 #endif

@@ -317,3 +317,26 @@ int kafka_ensure_topics_wait(rd_kafka_t *rk, const struct config *cfg, const cha
     }
     return -1;
 }
+
+void kafka_leave_group(rd_kafka_t *rk, const char *component)
+{
+    rd_kafka_resp_err_t err = rd_kafka_unsubscribe(rk);
+    if (err) {
+        log_warn(component, "event=unsubscribe_failed error=%s", rd_kafka_err2name(err));
+        return;
+    }
+    /* librdkafka sends the LeaveGroup once the revoke is served, unless the handle is closing
+     * by then: serve it here, and give the request a moment to leave */
+    int64_t now = util_mono_ms(), until = now + 5000, empty_at = 0;
+    while (now < until && (!empty_at || now < empty_at + 300)) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 50);
+        if (msg)
+            rd_kafka_message_destroy(msg); /* nothing of it was taken: read again later */
+        rd_kafka_topic_partition_list_t *a = NULL;
+        if (!empty_at && !rd_kafka_assignment(rk, &a) && a->cnt == 0)
+            empty_at = util_mono_ms();
+        if (a)
+            rd_kafka_topic_partition_list_destroy(a);
+        now = util_mono_ms();
+    }
+}

@@ -98,5 +98,10 @@ rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, int32_t par
 
 /* Copies the value of a message header into buf ("" when absent). */
 void kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *buf, size_t len);
+/* Leaves the group of rk, a consumer about to be closed, even as a static member (which
+ * closing alone does not do): unsubscribes and serves the revoke (the rebalance callback) for up
+ * to 5 s. For a reload that changes the topics: rejoining under the same group.instance.id with
+ * other topics would get the old assignment back without a rebalance. */
+void kafka_leave_group(rd_kafka_t *rk, const char *component);
 
 #endif

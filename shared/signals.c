@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 volatile sig_atomic_t signals_stop;
+volatile sig_atomic_t signals_reload;
 static volatile sig_atomic_t stop_deadline_s;
 
 static void say(const char *msg, size_t len)
@@ -36,6 +37,12 @@ static void on_signal(int sig)
         alarm((unsigned)stop_deadline_s);
 }
 
+static void on_hup(int sig)
+{
+    (void)sig;
+    signals_reload = 1;
+}
+
 void signals_set_stop_deadline(unsigned seconds)
 {
     stop_deadline_s = (sig_atomic_t)seconds;
@@ -51,6 +58,9 @@ int signals_install(void)
         return -1;
     sa.sa_handler = on_alarm;
     if (sigaction(SIGALRM, &sa, NULL) != 0)
+        return -1;
+    sa.sa_handler = on_hup;
+    if (sigaction(SIGHUP, &sa, NULL) != 0)
         return -1;
     sa.sa_handler = SIG_IGN;
     return sigaction(SIGPIPE, &sa, NULL);

@@ -8,6 +8,10 @@
 /* Set to 1 by the first SIGTERM or SIGINT. The only mutable global besides the logger's. */
 extern volatile sig_atomic_t signals_stop;
 
+/* Set to 1 by SIGHUP (systemctl reload): re-read the configuration (app_reload_wanted in
+ * cli.h); the one taking it sets it back to 0. */
+extern volatile sig_atomic_t signals_reload;
+
 /* Installs the handlers and ignores SIGPIPE. Returns 0 or -1. */
 int signals_install(void);
 

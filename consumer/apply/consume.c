@@ -1,7 +1,8 @@
 /* consume.c: the loop of dxsync-consumer run. It owns group membership (rebalances), intake
  * (messages -> decoded events in their partition's queue) and the turn of the loop; each
  * partition's queue and offsets are partq's, its batches dispatch's, what is known of the
- * remote remote's, dead letters dlq's, the convergence clocks lww's.
+ * remote remote's, dead letters dlq's, the convergence clocks lww's; the assigned partitions
+ * themselves are consume_parts.c's.
  *
  * Convergence (lww.h): besides the routes into the remote it subscribes to the remote's own
  * topics (its local edits), every event taken is observed by the clocks before it may be
@@ -11,6 +12,8 @@
  * name): a restart within consumer.session_timeout_ms is no rebalance at all. */
 #include "consume.h"
 
+#include "cli.h"
+#include "consume_int.h"
 #include "dispatch.h"
 #include "dlq.h"
 #include "intake.h"
@@ -33,176 +36,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#define COMP "consumer"
 /* Messages taken from Kafka per turn of the loop before requests get their turn. */
 #define DRAIN_BUDGET 2000
 /* Longest sleep of the loop: signals are looked at this often. */
-#define MAX_WAIT_MS    100
-#define STATS_EVERY_MS 1000
-/* Keys per partition whose newest activity_id is remembered (twice this at most, about 160 KB
- * when full): enough for what a restarted producer resends (since its last confirmed LSN, a few
- * seconds of changes). A resend of a key no longer remembered costs one idempotent request: the
- * clocks never let it move a field back (lww.h). With 4,096 the soak's busy partitions grew
- * towards 0.6 MB each. */
-#define RECENT_KEYS 1024
+#define MAX_WAIT_MS 100
 /* Freed memory is handed back this often as well as after a restore: a backlog drained after a
  * remote's outage, librdkafka's buffers after Kafka's, leave memory glibc keeps otherwise (in
  * the soak, one malloc_trim between restores gave back 1.75 of a consumer's 20 MB). */
 #define TRIM_EVERY_MS 60000
-
-/* One assigned partition. */
-struct part {
-    struct state_part sp;        /* its topic and number, and what the clocks hold of it */
-    const rd_kafka_topic_t *rkt; /* learnt from the first message, to find the part fast */
-    struct partq q;
-    struct dispatch_lane lane;
-    rd_kafka_queue_t *rkq; /* the partition's own queue (not forwarded), or NULL */
-    bool full;             /* held queue_max events at the last drain: its queue may hold more */
-    bool has_recent;
-    struct recent recent; /* newest activity_id per recent key: resends are skipped */
-};
-
-struct consume {
-    const struct config *cfg;
-    const char *remote_name;
-    const struct config_instance *inst;
-    struct metrics *m;
-    struct routes_sub *subs; /* the routes into the remote, then its own topics (local) */
-    size_t nsubs;
-    size_t nin;         /* subs[0..nin) are the routes into the remote */
-    const char *member; /* this consumer's name in the group (group.instance.id) */
-    struct lww *lww;
-    struct state *state;  /* the clocks' store and read-backs */
-    bool was_restoring;   /* at the last turn */
-    int64_t trim_ms;      /* when to hand freed memory back (after a restore), 0 none */
-    int64_t next_trim_ms; /* and the next time anyway (TRIM_EVERY_MS) */
-    char group[256];
-    struct kafka_state cst;
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *queue;
-    int wake[2];
-    struct part **parts;
-    struct dispatch_lane **lanes; /* lanes[i] is &parts[i]->lane */
-    struct state_part **sps;      /* sps[i] is &parts[i]->sp */
-    size_t nparts, capparts;
-    struct remote remote;
-    struct dlq *dlq;
-    struct dispatch *dispatch;
-    size_t queue_max;     /* events held per partition before we stop taking its messages */
-    struct intake intake; /* message -> event */
-    struct metric *m_lag;
-    struct metric *m_pending;
-    int64_t next_stats_ms;
-};
-
-/* ------------------------------------------------------------------------------------ parts */
-
-static void release_event(struct partq_ev *e, void *opaque)
-{
-    (void)opaque;
-    dlq_cancel(e->letter);
-}
-
-static struct part *part_find(struct consume *c, const char *topic, int32_t partition)
-{
-    for (size_t i = 0; i < c->nparts; i++)
-        if (c->parts[i]->sp.partition == partition &&
-            strcmp(c->parts[i]->sp.sub->topic, topic) == 0)
-            return c->parts[i];
-    return NULL;
-}
-
-static struct part *part_of_message(struct consume *c, const rd_kafka_message_t *msg)
-{
-    for (size_t i = 0; i < c->nparts; i++) {
-        struct part *p = c->parts[i];
-        if (p->sp.partition == msg->partition && p->rkt == msg->rkt)
-            return p;
-    }
-    struct part *p = part_find(c, rd_kafka_topic_name(msg->rkt), msg->partition);
-    if (p)
-        p->rkt = msg->rkt;
-    return p;
-}
-
-static struct part *part_add(struct consume *c, const struct routes_sub *sub, int32_t partition)
-{
-    if (c->nparts == c->capparts) {
-        size_t cap = c->capparts ? c->capparts * 2 : 16;
-        struct part **np = realloc(c->parts, cap * sizeof(*np));
-        if (np)
-            c->parts = np;
-        struct dispatch_lane **nl = np ? realloc(c->lanes, cap * sizeof(*nl)) : NULL;
-        if (nl)
-            c->lanes = nl;
-        struct state_part **ns = nl ? realloc(c->sps, cap * sizeof(*ns)) : NULL;
-        if (!ns)
-            return NULL;
-        c->sps = ns;
-        c->capparts = cap;
-    }
-    struct part *p = calloc(1, sizeof(*p));
-    if (!p)
-        return NULL;
-    partq_init(&p->q, release_event, NULL);
-    dispatch_lane_init(&p->lane, sub, partition, &p->q);
-    p->sp = (struct state_part){sub, partition, &p->lane, &p->q, false, -1};
-    p->has_recent = recent_init(&p->recent, RECENT_KEYS) == 0;
-    c->lanes[c->nparts] = &p->lane;
-    c->sps[c->nparts] = &p->sp;
-    c->parts[c->nparts++] = p;
-    return p;
-}
-
-#define PART_LAG_METRIC "dxsync_consumer_partition_lag_events"
-
-/* The labels of p's lag gauge. */
-static void part_labels(const struct consume *c, const struct part *p, char *out, size_t len)
-{
-    snprintf(out, len, "remote=\"%s\",topic=\"%s\",partition=\"%" PRId32 "\"", c->remote_name,
-             p->sp.sub->topic, p->sp.partition);
-}
-
-static void part_remove(struct consume *c, struct part *p)
-{
-    char l[400];
-    part_labels(c, p, l, sizeof(l));
-    metrics_remove(c->m, PART_LAG_METRIC, l); /* a revoked partition's lag is not ours to tell */
-    dispatch_lane_drop(c->dispatch, &p->lane);
-    if (p->rkq)
-        rd_kafka_queue_destroy(p->rkq);
-    partq_free(&p->q);
-    if (p->has_recent)
-        recent_free(&p->recent);
-    for (size_t i = 0; i < c->nparts; i++)
-        if (c->parts[i] == p) {
-            memmove(&c->parts[i], &c->parts[i + 1], (c->nparts - i - 1) * sizeof(*c->parts));
-            memmove(&c->lanes[i], &c->lanes[i + 1], (c->nparts - i - 1) * sizeof(*c->lanes));
-            memmove(&c->sps[i], &c->sps[i + 1], (c->nparts - i - 1) * sizeof(*c->sps));
-            c->nparts--;
-            break;
-        }
-    free(p);
-}
-
-/* Frees p's settled prefix and stores the offset after it. */
-static void part_advance(struct consume *c, struct part *p)
-{
-    int64_t next = partq_advance(&p->q);
-    if (next < 0)
-        return;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, p->sp.sub->topic, p->sp.partition)->offset = next;
-    rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, l);
-    if (!err && l->elems[0].err)
-        err = l->elems[0].err;
-    rd_kafka_topic_partition_list_destroy(l);
-    if (err)
-        log_warn(COMP,
-                 "event=offset_store_failed topic=%s partition=%" PRId32 " offset=%" PRId64
-                 " error=%s",
-                 p->sp.sub->topic, p->sp.partition, next, rd_kafka_err2name(err));
-}
 
 /* ---------------------------------------------------------------------------- messages in */
 
@@ -381,6 +222,7 @@ static void take_queues(struct consume *c, const rd_kafka_topic_partition_list_t
         if (c->wake[1] >= 0)
             rd_kafka_queue_io_event_enable(p->rkq, c->wake[1], "1", 1);
     }
+    parts_pause_disabled(c, l);
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -411,73 +253,6 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     } else if (ae) {
         log_error(COMP, "event=assign_failed error=%s", rd_kafka_err2name(ae));
     }
-}
-
-/* ------------------------------------------------------------------------------- statistics */
-
-/* p's fetch position (the next offset Kafka hands us), or -1 when not known yet. */
-static int64_t fetch_position(const struct consume *c, const struct part *p)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, p->sp.sub->topic, p->sp.partition);
-    int64_t off = -1;
-    if (rd_kafka_position(c->rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[0].err == 0)
-        off = l->elems[0].offset;
-    rd_kafka_topic_partition_list_destroy(l);
-    return off;
-}
-
-static void stats(struct consume *c, int64_t now)
-{
-    if (now < c->next_stats_ms)
-        return;
-    c->next_stats_ms = now + STATS_EVERY_MS;
-    int64_t lag = 0;
-    size_t pending = 0;
-    for (size_t i = 0; i < c->nparts; i++) {
-        struct part *p = c->parts[i];
-        pending += partq_len(&p->q);
-        int64_t lo, hi, next = partq_resume_offset(&p->q);
-        if (next < 0)
-            next = fetch_position(c, p); /* nothing taken since the assignment */
-        if (rd_kafka_get_watermark_offsets(c->rk, p->sp.sub->topic, p->sp.partition, &lo, &hi) ||
-            hi < 0)
-            continue;
-        if (next < 0 && hi == lo)
-            next = hi; /* an empty partition: nothing to apply */
-        if (next < 0)
-            continue;
-        int64_t part_lag = hi > next ? hi - next : 0;
-        lag += part_lag;
-        char l[400];
-        part_labels(c, p, l, sizeof(l));
-        metrics_set(metrics_gauge(c->m, PART_LAG_METRIC,
-                                  "Events of one assigned partition not applied yet", l),
-                    (double)part_lag);
-    }
-    metrics_set(c->m_lag, (double)lag);
-    metrics_set(c->m_pending, (double)pending);
-    state_stats(c->state);
-    const struct remote *r = &c->remote;
-    if (r->down_since_ms) {
-        char text[800];
-        snprintf(text, sizeof(text), "remote %s does not answer: status %ld %s %s", c->remote_name,
-                 r->down_status, r->down_code, r->down_message);
-        metrics_note_error(c->m, text);
-    }
-    metrics_heartbeat(c->m);
-}
-
-/* ------------------------------------------------------------------------------ set-up */
-
-static void register_metrics(struct consume *c)
-{
-    char l[160];
-    snprintf(l, sizeof(l), "remote=\"%s\"", c->remote_name);
-    c->m_lag = metrics_gauge(c->m, "dxsync_consumer_lag_events",
-                             "Events in the assigned partitions not applied yet", l);
-    c->m_pending = metrics_gauge(c->m, "dxsync_consumer_pending_events",
-                                 "Events held in memory, waiting or in flight", l);
 }
 
 int64_t consume_longest_block_ms(const struct config *cfg)
@@ -618,7 +393,7 @@ static int setup(struct consume *c, char *err, size_t errlen)
     if (!(c->dispatch = dispatch_new(c->cfg, c->inst, &c->remote, c->dlq, c->lww, c->subs, c->nin,
                                      c->m, err, errlen)))
         return -1;
-    register_metrics(c);
+    parts_register_metrics(c);
     intake_init(&c->intake, c->remote_name, &c->remote, c->dlq, c->state, c->m);
     dispatch_set_state(c->dispatch, state_fetch, want_history, c->state);
     return make_consumer(c, err, errlen);
@@ -694,7 +469,7 @@ static int64_t turn(struct consume *c)
     if (remote_notify_due(r, now, &wake))
         dlq_remote_event(c->dlq, ERROR_REMOTE_UNAVAILABLE, c->subs, c->nin, r->down_status,
                          r->down_code, r->down_message, r->down_retries);
-    stats(c, now);
+    parts_stats(c, now);
     if (!drained)
         wake = now; /* Kafka has more for us */
     for (size_t i = 0; i < c->nparts; i++) {
@@ -707,7 +482,9 @@ static int64_t turn(struct consume *c)
 }
 
 /* The clean stop: let the requests in flight finish, settle what they did, wait for the DLQ
- * acknowledgements, store and commit. */
+ * acknowledgements, store and commit. A static member does not leave the group when it closes
+ * (a restart within the session timeout is no rebalance), and rejoining with other topics does
+ * not make the coordinator assign them either: at a reload that changes the topics, it leaves. */
 static void stop(struct consume *c)
 {
     size_t pending = 0;
@@ -720,6 +497,11 @@ static void stop(struct consume *c)
     finish_leaving(c);
     commit_sync(c);
     state_stop(c->state, c->sps, c->nparts);
+    const struct config *next = app_reload_next();
+    if (next && routes_differ(next, c->remote_name, c->subs, c->nsubs)) {
+        log_info(COMP, "event=leaving_group reason=topics_change group=%s", c->group);
+        kafka_leave_group(c->rk, COMP);
+    }
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
     if (err)
         log_warn(COMP, "event=close_failed error=%s", rd_kafka_err2name(err));
@@ -776,7 +558,7 @@ int consume_run(const struct config *cfg, const char *remote, const char *member
              remote, LOG_Q(c.inst->url), c.group, member, c.nsubs, cfg->consumer.batch_max,
              cfg->consumer.max_in_flight, cfg->consumer.linger_ms);
     const struct kafka_state *pst = dlq_kafka_state(c.dlq);
-    while (!signals_stop && !c.cst.fatal && !pst->fatal)
+    while (!signals_stop && !c.cst.fatal && !pst->fatal && !app_reload_wanted())
         wait_for_work(&c, turn(&c));
     if (c.cst.fatal || pst->fatal) {
         log_error(COMP, "event=kafka_fatal reason=%s",

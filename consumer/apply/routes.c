@@ -148,3 +148,23 @@ const struct routes_sub *routes_of(const struct routes_sub *subs, size_t n, cons
             return &subs[i];
     return NULL;
 }
+
+bool routes_differ(const struct config *next, const char *remote, const struct routes_sub *subs,
+                   size_t n)
+{
+    struct routes_sub *ns = NULL;
+    size_t nn = 0;
+    char err[256];
+    if (routes_into(next, remote, &ns, &nn, err, sizeof(err)))
+        return true;
+    size_t nin = nn;
+    if (nin && routes_add_own(next, remote, &ns, &nn, err, sizeof(err))) {
+        routes_free(ns, nin);
+        return true;
+    }
+    bool differ = nn != n;
+    for (size_t i = 0; !differ && i < nn; i++)
+        differ = !routes_find(subs, n, ns[i].topic);
+    routes_free(ns, nn);
+    return differ;
+}

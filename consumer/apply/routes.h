@@ -4,6 +4,7 @@
 
 #include "config.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct routes_sub {
@@ -37,5 +38,9 @@ const struct routes_sub *routes_find(const struct routes_sub *subs, size_t n, co
  * remote), or NULL. */
 const struct routes_sub *routes_of(const struct routes_sub *subs, size_t n, const char *source,
                                    const char *collection);
+/* Whether remote reads other topics under next than subs (n of them) (true also when next
+ * cannot be resolved). */
+bool routes_differ(const struct config *next, const char *remote, const struct routes_sub *subs,
+                   size_t n);
 
 #endif

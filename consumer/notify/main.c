@@ -24,7 +24,9 @@ int main(int argc, char **argv)
     int rc = app_start(&app, argc, argv, &spec);
     if (rc >= 0)
         goto out;
-    rc = notify_run(&app.cfg, app.metrics);
+    do /* SIGHUP: the run ends as at a clean stop and the next takes the new configuration */
+        rc = notify_run(&app.cfg, app.metrics);
+    while (rc == 0 && app_reload_take(&app));
 out:
     app_stop(&app);
     cli_free(&spec);

@@ -2,6 +2,7 @@
 #include "notify_run.h"
 
 #include "backoff.h"
+#include "cli.h"
 #include "directus.h"
 #include "http.h"
 #include "kafka.h"
@@ -584,7 +585,7 @@ int notify_run(const struct config *cfg, struct metrics *m)
     log_info(COMP, "event=started topic=%s group=%s digest_window_s=%d", n.topic, n.group,
              cfg->notify.digest_window_s);
 
-    while (!signals_stop && !n.kst.fatal && !n.oom) {
+    while (!signals_stop && !n.kst.fatal && !n.oom && !app_reload_wanted()) {
         metrics_heartbeat(m);
         take_due(&n, util_mono_ms());
         process_outbox(&n);

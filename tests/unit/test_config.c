@@ -32,7 +32,7 @@ static const char *const valid =
     "    {\"collection\": \"articles\", \"fields\": [\"title\", \"body\"]},"
     "    {\"collection\": \"counters\", \"fields\": [\"value\"]}],"
     "   \"notify\": [\"" UUID1 "\"]},"
-    "  {\"from\": \"b\", \"to\": \"a\", \"collections\": ["
+    "  {\"from\": \"b\", \"to\": \"a\", \"enabled\": false, \"collections\": ["
     "    {\"collection\": \"articles\", \"fields\": [\"title\"]}]}],"
     " \"consumer\": {\"batch_max\": 50, \"linger_ms\": 0, \"request_timeout_ms\": 30000,"
     "   \"retry_notify_after_s\": 60, \"item_attempts\": 5, \"max_in_flight\": 4,"
@@ -68,6 +68,8 @@ static void loads_the_design_example(void **state)
     assert_string_equal(cfg.routes[0].collections[1].fields[0], "value");
     assert_int_equal(cfg.routes[0].nnotify, 1);
     assert_int_equal(cfg.routes[1].nnotify, 0);
+    assert_true(cfg.routes[0].enabled); /* the default */
+    assert_false(cfg.routes[1].enabled);
     assert_int_equal(cfg.consumer.batch_max, 50);
     assert_int_equal(cfg.consumer.max_in_flight, 4);
     assert_int_equal(cfg.notify.digest_window_s, 30);
@@ -157,7 +159,8 @@ static const struct bad_case bad_cases[] = {
     {"\"token\": \"tok-b-1234\", ", "", "instances[1].token: required key is missing"},
     {"\"url\": \"http://127.0.0.1:8055/\", ", "", "instances[0].url: required key is missing"},
     {"{\"from\": \"a\", ", "{", "routes[0].from: required key is missing"},
-    {"\"to\": \"a\", \"collections\": [", "\"to\": \"a\", \"c\": [", "routes[1].c: unknown key"},
+    {"\"enabled\": false, \"collections\": [", "\"enabled\": false, \"c\": [",
+     "routes[1].c: unknown key"},
     /* unset variable */
     {"\"url\": \"http://127.0.0.1:8055/\"", "\"url\": \"${DXT_UNSET}\"",
      "instances[0].url: environment variable DXT_UNSET is not set"},
@@ -199,6 +202,8 @@ static const struct bad_case bad_cases[] = {
      "instances[1].sync_user: \"admin\" is not a uuid"},
     {"\"notify\": [\"" UUID1 "\"]", "\"notify\": [\"bob\"]",
      "routes[0].notify[0]: \"bob\" is not a user id"},
+    {"\"notify\": [\"" UUID1 "\"]", "\"enabled\": \"no\"",
+     "routes[0].enabled: expected true or false, got a string"},
     {"\"collection\": \"counters\"", "\"collection\": \"directus_users\"",
      "is a Directus system collection"},
     {"\"collection\": \"counters\"", "\"collection\": \"a.b\"", "cannot be a topic name"},
@@ -425,6 +430,73 @@ static void secrets_are_redacted(void **state)
     config_free(&cfg);
 }
 
+/* A reload: what may change while running, and the one line that says what changed. */
+static void a_reload_names_what_changed_and_what_may_not(void **state)
+{
+    (void)state;
+    struct config cur, next;
+    char err[512] = "", changes[2048];
+    assert_int_equal(config_load_buffer(valid, strlen(valid), &cur, err, sizeof(err)), 0);
+
+    /* nothing changed */
+    assert_int_equal(config_load_buffer(valid, strlen(valid), &next, err, sizeof(err)), 0);
+    assert_int_equal(config_reload_check(&cur, &next, "b", err, sizeof(err)), 0);
+    config_reload_changes(&cur, &next, changes, sizeof(changes));
+    assert_string_equal(changes, "");
+    config_free(&next);
+
+    static const struct {
+        const char *from, *to, *changes;
+    } ok[] = {
+        {"\"batch_max\": 50", "\"batch_max\": 250", "consumer.batch_max 50->250"},
+        {"\"enabled\": false, ", "", "route b->a resumed"},
+        {"{\"from\": \"a\", \"to\": \"b\", ",
+         "{\"from\": \"a\", \"to\": \"b\", \"enabled\": false, ", "route a->b paused"},
+        {"[\"title\", \"body\"]", "[\"title\", \"summary\"]",
+         "route a->b articles fields +summary -body"},
+        {"{\"collection\": \"counters\", \"fields\": [\"value\"]}",
+         "{\"collection\": \"notes\", \"fields\": [\"text\"]}",
+         "route a->b +notes; route a->b -counters"},
+        {"\"token\": \"tok-b-1234\"", "\"token\": \"tok-b-5678\"", "instances.b.token"},
+        {"\"notify\": [\"" UUID1 "\"]", "\"notify\": []", "route a->b notify (0 users)"},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char *text = mutate(ok[i].from, ok[i].to);
+        assert_int_equal(config_load_buffer(text, strlen(text), &next, err, sizeof(err)), 0);
+        assert_int_equal(config_reload_check(&cur, &next, "b", err, sizeof(err)), 0);
+        config_reload_changes(&cur, &next, changes, sizeof(changes));
+        assert_string_equal(changes, ok[i].changes);
+        assert_null(strstr(changes, "5678")); /* a secret's name, never its value */
+        config_free(&next);
+        free(text);
+    }
+
+    static const struct {
+        const char *from, *to, *serves, *err;
+    } refused[] = {
+        {"127.0.0.1:9092", "10.0.0.1:9092", "b", "kafka.brokers cannot change while running"},
+        {"\"topic_prefix\": \"dxsync\"", "\"topic_prefix\": \"other\"", "b",
+         "kafka.topic_prefix cannot change while running"},
+        {"\"parent_wait_s\": 600", "\"parent_wait_s\": 600, \"state_dir\": \"/var/x\"", NULL,
+         "consumer.state_dir cannot change while running"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char *text = mutate(refused[i].from, refused[i].to);
+        assert_int_equal(config_load_buffer(text, strlen(text), &next, err, sizeof(err)), 0);
+        assert_int_equal(config_reload_check(&cur, &next, refused[i].serves, err, sizeof(err)), -1);
+        if (!strstr(err, refused[i].err))
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, refused[i].err);
+        config_free(&next);
+        free(text);
+    }
+    /* the instance this process serves must stay */
+    assert_int_equal(config_load_buffer(valid, strlen(valid), &next, err, sizeof(err)), 0);
+    assert_int_equal(config_reload_check(&cur, &next, "c", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "\"c\", the instance this process serves, is no longer there"));
+    config_free(&next);
+    config_free(&cur);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +509,7 @@ int main(void)
         cmocka_unit_test_setup(unset_secrets_wait_for_a_command_that_needs_them, setup),
         cmocka_unit_test(names_the_file),
         cmocka_unit_test_setup(secrets_are_redacted, setup),
+        cmocka_unit_test_setup(a_reload_names_what_changed_and_what_may_not, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
