@@ -11,6 +11,7 @@
 #include "signals.h"
 #include "util.h"
 
+#include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +56,17 @@ struct notifier {
     size_t ntargets;
     bool paused;
     bool oom;
+    /* Per partition taken over: the events another notifier may have notified without
+     * committing them (it died in between), [from, to): from its committed offset to the end
+     * of the partition at our assignment. A group starting there is first looked for in
+     * Directus (already_sent). */
+    struct unsure {
+        int32_t partition;
+        int64_t from, to;
+    } unsure[64];
+    size_t nunsure;
     struct metric *m_events, *m_digested, *m_malformed, *m_no_route, *m_no_notify, *m_pending;
+    struct metric *m_already;
 };
 
 /* A copy of an untrusted string that cannot break a key="value" log line. */
@@ -140,6 +151,55 @@ static void outgoing_free(struct outgoing *o)
     free(o);
 }
 
+/* The mark of g in its notifications: the error event it starts with. */
+static void notify_ref(const struct notifier *n, const struct notify_group *g, char *out,
+                       size_t len)
+{
+    snprintf(out, len, "[dxsync-ref %s/%d/%lld]", n->topic, (int)g->pos[0].partition,
+             (long long)g->pos[0].offset);
+}
+
+/* Whether g may have been notified already by the notifier we took its partition over from. */
+static bool unsure(const struct notifier *n, const struct notify_group *g)
+{
+    for (size_t i = 0; i < n->nunsure; i++)
+        if (n->unsure[i].partition == g->pos[0].partition &&
+            g->pos[0].offset >= n->unsure[i].from && g->pos[0].offset < n->unsure[i].to)
+            return true;
+    return false;
+}
+
+/* Whether rcpt holds a notification marked with g's ref in t's Directus (the previous reader
+ * of its partition created it and died before committing). An answer that does not tell is
+ * "no": a duplicate is better than a notification lost. */
+static bool already_sent(struct notifier *n, struct outgoing *o, const char *rcpt)
+{
+    char ref[320], eref[1024], path[1400];
+    notify_ref(n, o->g, ref, sizeof(ref));
+    if (http_escape(ref, eref, sizeof(eref)))
+        return false;
+    snprintf(path, sizeof(path),
+             "/notifications?fields=id&limit=1&filter[recipient][_eq]=%s"
+             "&filter[message][_contains]=%s",
+             rcpt, eref);
+    struct http_response r;
+    http_request(o->t->http, "GET", path, NULL, &r);
+    bool found = false;
+    if (r.status == 200 && r.body) {
+        cJSON *root = cJSON_Parse(r.body);
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+        found = cJSON_IsArray(data) && cJSON_GetArraySize(data) > 0;
+        cJSON_Delete(root);
+    } else {
+        log_warn(COMP,
+                 "event=already_sent_unknown instance=%s recipient=%s status=%ld code=%s "
+                 "(sending it: a duplicate at worst)",
+                 o->t->inst->name, rcpt, r.status, r.code[0] ? r.code : "-");
+    }
+    http_response_free(&r);
+    return found;
+}
+
 static void enqueue(struct notifier *n, struct notify_group *g)
 {
     struct outgoing *o = calloc(1, sizeof(*o));
@@ -149,6 +209,22 @@ static void enqueue(struct notifier *n, struct notify_group *g)
         n->oom = true;
         return;
     }
+    /* Where the group's first event is: for whoever reads the notification, and the mark by
+     * which a notifier taking over finds what was already sent (already_sent). */
+    char ref[320];
+    notify_ref(n, g, ref, sizeof(ref));
+    struct util_buf b = {0};
+    util_buf_printf(&b, "%s\n\n%s", o->msg.message ? o->msg.message : "", ref);
+    char *msg = util_buf_steal(&b);
+    if (!msg) {
+        notify_msg_free(&o->msg);
+        free(o);
+        notify_group_free(g);
+        n->oom = true;
+        return;
+    }
+    free(o->msg.message);
+    o->msg.message = msg;
     o->g = g;
     o->route = config_route_find(n->cfg, g->source, g->remote);
     o->t = target_of(n, g->source);
@@ -245,6 +321,15 @@ static bool send_outgoing(struct notifier *n, struct outgoing *o)
         bool dup = false;
         for (size_t i = 0; i < o->done && !dup; i++)
             dup = strcmp(route->notify[i], rcpt) == 0;
+        if (!dup && unsure(n, o->g) && already_sent(n, o, rcpt)) {
+            metrics_add(n->m_already, 1);
+            log_info(COMP,
+                     "event=notification_already_sent instance=%s recipient=%s errors_partition=%d "
+                     "errors_offset=%lld (by the notifier that read it before)",
+                     o->t->inst->name, rcpt, (int)o->g->pos[0].partition,
+                     (long long)o->g->pos[0].offset);
+            dup = true;
+        }
         if (dup) {
             o->done++;
             continue;
@@ -417,12 +502,38 @@ static void pause_or_resume(struct notifier *n)
              pending);
 }
 
+/* At an assignment: per partition, what a notifier that read it before may have notified
+ * without committing (unsure). Not knowing (Kafka does not answer in time) means nothing is
+ * looked up: duplicates at worst. */
+static void note_unsure(struct notifier *n, const rd_kafka_topic_partition_list_t *parts)
+{
+    n->nunsure = 0;
+    rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
+    if (rd_kafka_committed(n->rk, c, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < c->cnt && n->nunsure < DX_ARRAY_LEN(n->unsure); i++) {
+            int64_t lo, hi, from = c->elems[i].offset;
+            if (rd_kafka_query_watermark_offsets(n->rk, n->topic, c->elems[i].partition, &lo, &hi,
+                                                 5000))
+                continue;
+            if (from < 0)
+                from = lo;
+            if (hi <= from)
+                continue;
+            n->unsure[n->nunsure++] = (struct unsure){c->elems[i].partition, from, hi};
+            log_info(COMP, "event=takeover_range partition=%d from=%lld to=%lld",
+                     (int)c->elems[i].partition, (long long)from, (long long)hi);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(c);
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct notifier *n = ((struct kafka_state *)opaque)->user;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_info(COMP, "event=partitions_assigned topic=%s count=%d", n->topic, parts->cnt);
+        note_unsure(n, parts);
         rd_kafka_assign(rk, parts);
         n->paused = false;
         return;
@@ -524,6 +635,9 @@ static void setup_metrics(struct notifier *n)
                                      "Error events skipped", "reason=\"no_notify\"");
     n->m_pending = metrics_gauge(m, "dxsync_notifier_pending_events",
                                  "Error events read whose notifications are not created yet", NULL);
+    n->m_already = metrics_counter(
+        m, "dxsync_notifier_notifications_already_sent_total",
+        "Notifications found already created by the notifier that read their events before", NULL);
 }
 
 /* Sends everything still open, for at most NOTIFY_STOP_FLUSH_MS, and commits what is done. */
