@@ -135,6 +135,14 @@ if [ -s "$DXSYNC_RUN/takeover-table.txt" ]; then
   step "standby producers (seconds until the standby holds the slot, 3 rounds each)"
   cat "$DXSYNC_RUN/takeover-table.txt"
 fi
+if [ -s "$DXSYNC_RUN/failover-table.txt" ]; then
+  step "failover (kill -9 of a consumer of b, 3 rounds, and of a notifier; default session timeouts)"
+  cat "$DXSYNC_RUN/failover-table.txt"
+fi
+if [ -s "$DXSYNC_RUN/reload-table.txt" ]; then
+  step "reload (SIGHUP under a steady stream; how long the consumer applied nothing)"
+  cat "$DXSYNC_RUN/reload-table.txt"
+fi
 if [ -s "$DXSYNC_RUN/relations-table.txt" ]; then
   step "related collections (nested writes a -> b, children before parents; differ and dlq must be 0)"
   printf '%-12s %7s %8s %6s %5s %10s %12s %9s %5s %8s\n' scenario nested authors posts tags posts_tags parent-waits differ dlq equal-s
