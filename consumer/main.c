@@ -44,6 +44,19 @@ static const char *default_member(char *out, size_t len)
     return out;
 }
 
+/* A reload must leave the consumer something to read (else it would stop). */
+static int still_routed(const struct config *next, const char *remote, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < next->nroutes; i++)
+        if (strcmp(next->routes[i].to, remote) == 0)
+            return 0;
+    snprintf(err, errlen,
+             "routes: no route into %s any more: stop this consumer instead, or pause its routes "
+             "with \"enabled\": false",
+             remote);
+    return -1;
+}
+
 /* --since TIME into *ms (-1 when not given). 0, or 2 (usage) after saying why. */
 static int since_option(struct cli_spec *spec, int64_t *ms)
 {
@@ -229,7 +242,7 @@ int main(int argc, char **argv)
         /* SIGHUP: each run ends as at a clean stop and the next takes the new configuration */
         char name[64];
         snprintf(name, sizeof(name), "%s", remote);
-        app_serves(&app, name);
+        app_serves(&app, name, still_routed);
         if (!member)
             member = default_member(host, sizeof(host));
         do

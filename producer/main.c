@@ -88,7 +88,7 @@ int main(int argc, char **argv)
      * takes the new configuration */
     char name[64];
     snprintf(name, sizeof(name), "%s", instance);
-    app_serves(&app, name);
+    app_serves(&app, name, NULL);
     do {
         inst = config_instance_find(&app.cfg, name);
         if (!inst->database) {

@@ -267,9 +267,10 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
     return -1;
 }
 
-void app_serves(struct app *app, const char *instance)
+void app_serves(struct app *app, const char *instance, app_reload_check_fn check)
 {
     snprintf(app->serves, sizeof(app->serves), "%s", instance ? instance : "");
+    app->reload_check = check;
 }
 
 static void refuse(struct app *app, const char *why)
@@ -298,7 +299,8 @@ bool app_reload_wanted(void)
     }
     if (config_require(&next, err, sizeof(err)) ||
         config_reload_check(&app->cfg, &next, app->serves[0] ? app->serves : NULL, err,
-                            sizeof(err))) {
+                            sizeof(err)) ||
+        (app->reload_check && app->reload_check(&next, app->serves, err, sizeof(err)))) {
         config_free(&next);
         refuse(app, err);
         return false;

@@ -70,6 +70,7 @@ struct app {
     /* Reload (SIGHUP): the instance the process serves, which a new configuration must keep
      * ("" none), and a new configuration accepted, waiting for the run to end. */
     char serves[64];
+    int (*reload_check)(const struct config *next, const char *instance, char *err, size_t errlen);
     struct config next;
     bool has_next;
     struct metric *m_reloads_applied, *m_reloads_refused, *m_reload_ok;
@@ -89,8 +90,11 @@ void app_stop(struct app *app);
  * are logged and it returns true from then on: the loop ends as at a clean stop (everything
  * settled and committed), and main calls app_reload_take, which puts the new configuration in
  * force (1) for the next run, in the same process, its /metrics server and counters kept.
- * app_serves names the instance (main: --instance or --remote). */
-void app_serves(struct app *app, const char *instance);
+ * app_serves names the instance (main: --instance or --remote) and, when not NULL, a check of
+ * the program's own (0, or -1 with err naming what the new file lacks). */
+typedef int (*app_reload_check_fn)(const struct config *next, const char *instance, char *err,
+                                   size_t errlen);
+void app_serves(struct app *app, const char *instance, app_reload_check_fn check);
 bool app_reload_wanted(void);
 /* The configuration accepted by app_reload_wanted, before it is in force; NULL when none. */
 const struct config *app_reload_next(void);

@@ -9,10 +9,11 @@ reads them back from their checkpoint and applies what waited; the killed one is
 nothing: the longest time an item created during the round took to reach b, and from the kill
 to the survivor's read-back done (its log).
 
-Notifiers: two of them (notify.digest_window_s 0: one notification per error) while error events
-arrive; the one holding partitions is killed -9; the other takes over after the session timeout
-(10 s). Every error gets its notification exactly once: what the killed one had created without
-committing is found in Directus (its [dxsync-ref ...] mark) and not created again.
+Notifiers, at the same time: two of them (notify.digest_window_s 0: one notification per error)
+while error events arrive; three rounds in which the one holding partitions is killed -9, the
+other takes over after the session timeout (10 s), and the killed one is started again. Every
+error gets its notification exactly once: what a killed one had created without committing is
+found in Directus (its [dxsync-ref ...] mark) and not created again.
 
 Then: b holds every item as a has it, nothing dead-lettered. Adds the rows to
 $DXSYNC_RUN/failover-table.txt. failover.py; DXSYNC_SEED repeats a run."""
@@ -81,6 +82,86 @@ def poller(stop_at):
         time.sleep(0.2)
 
 
+# ---------------------------------------------------------------------------- notifiers
+ERRORS = f"{PREFIX}.errors"
+TAG = f"fov{SEED % 100000}"
+
+
+def error_event(i):
+    key = f"{TAG}-{i:04d}"
+    return json.dumps({"version": 1, "kind": "apply_failed", "source": "a", "remote": "b",
+                       "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                       "status": 400, "code": "FAILED_VALIDATION", "message": f"{key}: value too long",
+                       "attempts": 3, "collection": "articles", "key": key, "action": "update",
+                       "event_id": f"a:{i}", "topic": f"{PREFIX}.a.articles", "partition": 0, "offset": i})
+
+
+def notified():
+    r = api(A, "GET", f"/notifications?limit=-1&fields=id,message,timestamp&filter[recipient][_eq]={ED1}"
+                      f"&filter[subject][_contains]={TAG}")["data"]
+    r += [n for n in api(A, "GET", f"/notifications?limit=-1&fields=id,message,timestamp&filter[recipient][_eq]={ED1}"
+                                   f"&filter[message][_contains]={TAG}")["data"] if n["id"] not in {x["id"] for x in r}]
+    per = {}
+    for n in r:
+        for w in n["message"].replace("*", " ").replace("`", " ").split():
+            if w.startswith(TAG + "-"):
+                per.setdefault(w.rstrip(":.,"), set()).add(n["id"])
+    return per
+
+
+def holds_n(name):
+    """Whether name's last assignment event gave it partitions."""
+    ev = [l for l in log_of(name).splitlines() if "event=partitions_assigned" in l or "event=partitions_revoked" in l]
+    return bool(ev) and "event=partitions_assigned" in ev[-1] and " count=0" not in ev[-1]
+
+
+def notifier_part(res):
+    """Three rounds of 50 error events at 10/s; after 15 of them the notifier holding partitions is
+    killed -9, and started again once the other has taken them over."""
+    for n in ("n1", "n2"):
+        start(n, NOTI, "--config", CFG)
+    check(wait_for(lambda: holds_n("n1") and holds_n("n2"), 90), "both notifiers hold partitions")
+    N_ERR, gaps_n = 150, []
+    kcat = subprocess.Popen(["kcat", "-b", BROKERS, "-P", "-t", ERRORS, "-p", "-1"], stdin=subprocess.PIPE, text=True)
+    victim = "n1"
+    for i in range(N_ERR):
+        kcat.stdin.write(error_event(i) + "\n")
+        kcat.stdin.flush()
+        if i % 50 == 15:
+            survivor = "n2" if victim == "n1" else "n1"
+            if not holds_n(victim):
+                victim, survivor = survivor, victim
+            assigned = log_of(survivor).count("event=partitions_assigned")
+            t_kill = time.time()
+            procs[victim].send_signal(signal.SIGKILL)
+            procs.pop(victim).wait()
+        if i % 50 == 49:  # the end of a round: the takeover, then the killed one back
+            ok = wait_for(lambda: log_of(survivor).count("event=partitions_assigned") > assigned and holds_n(survivor), 60, 0.1)
+            line = [l for l in log_of(survivor).splitlines() if "event=partitions_assigned" in l][-1]
+            gaps_n.append(ts(line) - t_kill if ok else float("nan"))
+            check(ok, f"notifier round {i // 50 + 1}: {victim} killed -9: {survivor} took the partitions after {gaps_n[-1]:.1f} s")
+            start(victim, NOTI, "--config", CFG)
+            check(wait_for(lambda: holds_n(victim) and holds_n(survivor), 90),
+                  f"notifier round {i // 50 + 1}: {victim} is back and both hold partitions")
+            victim = survivor
+        time.sleep(0.1)
+    kcat.stdin.close()
+    kcat.wait()
+    keys = [f"{TAG}-{i:04d}" for i in range(N_ERR)]
+    check(wait_for(lambda: len(notified()) == N_ERR, 90, 2), f"every one of the {N_ERR} errors is notified")
+    per = notified()
+    twice = [k for k in keys if len(per.get(k, ())) > 1]
+    check(not twice, f"each exactly once ({len(twice)} twice)")
+    already = sum(log_of(n).count("event=notification_already_sent") for n in ("n1", "n2"))
+    res.update(gaps=gaps_n, already=already, twice=len(twice))
+    print(f"     notifier failover after kill -9 (session timeout 10 s): the survivor took the partitions after "
+          f"{' '.join(f'{x:.1f}' for x in gaps_n)} s (median {statistics.median(gaps_n):.1f}); "
+          f"{already} notifications found already sent and not sent again", flush=True)
+
+
+nres = {}
+nthread = threading.Thread(target=notifier_part, args=(nres,))
+nthread.start()
 gaps, takeovers = [], []
 victim = "c1"
 for rnd in range(3):
@@ -117,75 +198,18 @@ print(f"     consumer failover after kill -9 (session timeout 15 s): survivor's 
       f"longest an item waited {' '.join(f'{x:.1f}' for x in gaps)} s (median {statistics.median(gaps):.1f})",
       flush=True)
 
+nthread.join()
 want = {i: (v[1], v[2]) for i, v in created.items()}
 got = items(B, "articles", "id,title,rating")
 check(all(i in got and (got[i]["title"], got[i]["rating"]) == v for i, v in want.items()),
       f"b holds every one of the {len(want)} items as a has it")
 check(not topic(f"{PREFIX}.dlq.b"), "nothing dead-lettered")
 
-# ---------------------------------------------------------------------------- notifiers
-ERRORS = f"{PREFIX}.errors"
-TAG = f"fov{SEED % 100000}"
-
-
-def error_event(i):
-    key = f"{TAG}-{i:04d}"
-    return json.dumps({"version": 1, "kind": "apply_failed", "source": "a", "remote": "b",
-                       "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-                       "status": 400, "code": "FAILED_VALIDATION", "message": f"{key}: value too long",
-                       "attempts": 3, "collection": "articles", "key": key, "action": "update",
-                       "event_id": f"a:{i}", "topic": f"{PREFIX}.a.articles", "partition": 0, "offset": i})
-
-
-def notified():
-    r = api(A, "GET", f"/notifications?limit=-1&fields=id,message,timestamp&filter[recipient][_eq]={ED1}"
-                      f"&filter[subject][_contains]={TAG}")["data"]
-    r += [n for n in api(A, "GET", f"/notifications?limit=-1&fields=id,message,timestamp&filter[recipient][_eq]={ED1}"
-                                   f"&filter[message][_contains]={TAG}")["data"] if n["id"] not in {x["id"] for x in r}]
-    per = {}
-    for n in r:
-        for w in n["message"].replace("*", " ").replace("`", " ").split():
-            if w.startswith(TAG + "-"):
-                per.setdefault(w.rstrip(":.,"), set()).add(n["id"])
-    return per
-
-
-for n in ("n1", "n2"):
-    start(n, NOTI, "--config", CFG)
-check(wait_for(lambda: "event=partitions_assigned" in log_of("n1") and "event=partitions_assigned" in log_of("n2"), 60),
-      "both notifiers are in the group")
-check(wait_for(lambda: all(" count=0" not in log_of(n).rsplit("event=partitions_assigned", 1)[-1].split("\n", 1)[0]
-                           for n in ("n1", "n2")), 60), "both hold partitions")
-N_ERR, sent_at = 150, {}
-kcat = subprocess.Popen(["kcat", "-b", BROKERS, "-P", "-t", ERRORS, "-p", "-1"], stdin=subprocess.PIPE, text=True)
-victim = "n1"
-for i in range(N_ERR):
-    key = f"{TAG}-{i:04d}"
-    sent_at[key] = time.time()
-    kcat.stdin.write(error_event(i) + "\n")
-    kcat.stdin.flush()
-    if i == 40:
-        t_kill = time.time()
-        procs[victim].send_signal(signal.SIGKILL)
-        procs.pop(victim).wait()
-    time.sleep(0.1)
-kcat.stdin.close()
-kcat.wait()
-keys = [f"{TAG}-{i:04d}" for i in range(N_ERR)]
-check(wait_for(lambda: len(notified()) == N_ERR, 90, 2), f"every one of the {N_ERR} errors is notified")
-per = notified()
-twice = [k for k in keys if len(per.get(k, ())) > 1]
-check(not twice, f"each exactly once ({len(twice)} twice)")
-takeover_line = [l for l in log_of("n2").splitlines() if "event=partitions_assigned" in l][-1]
-n_gap = ts(takeover_line) - t_kill
-already = log_of("n2").count("event=notification_already_sent")
-print(f"     notifier failover after kill -9 (session timeout 10 s): the survivor took the partitions after "
-      f"{n_gap:.1f} s; {already} notifications found already sent and not sent again", flush=True)
 for n in list(procs):
     check(stop(n) == 0, f"{n} stops cleanly on SIGTERM")
 with open(os.path.join(RUN, "failover-table.txt"), "a") as f:
     f.write(f"consumer kill -9: takeover {' '.join(f'{x:.1f}' for x in takeovers)} s "
             f"(median {statistics.median(takeovers):.1f}), longest wait {' '.join(f'{x:.1f}' for x in gaps)} s "
-            f"(median {statistics.median(gaps):.1f})\nnotifier kill -9: takeover {n_gap:.1f} s, "
-            f"{already} found already sent, {len(twice)} twice\n")
+            f"(median {statistics.median(gaps):.1f})\nnotifier kill -9: takeover {' '.join(f'{x:.1f}' for x in nres.get('gaps', []))} s, "
+            f"{nres.get('already')} found already sent, {nres.get('twice')} twice\n")
 finish(NAME)

@@ -10,6 +10,7 @@ them, each change followed by SIGHUP to both (what `systemctl reload` sends):
   5. the route resumed                        all of it arrives, in the config then in force
   6. kafka.brokers changed: refused           the old configuration keeps working; metric says 0
   7. a file that is not JSON: refused         the same
+  8. no route into b: refused by the consumer  the same
 
 Every write made more than a second away from a change is checked against the configuration in
 force when it was made; those within a second of one only for arriving. Nothing is dead-lettered,
@@ -174,6 +175,14 @@ check(wait_for(lambda: caught_up(after), 30, 1), "the configuration in force kee
 # 7. not JSON at all
 write_cfg(raw="{\"kafka\": ")
 reload("a file that is not JSON", expect="event=reload_refused")
+# 8. nothing left for the consumer to read
+state["brokers"] = BROKERS
+write_cfg()
+cfg_now = json.load(open(CFG))
+cfg_now["routes"] = []
+write_cfg(raw=json.dumps(cfg_now))
+reload("no route into b", expect="event=reload_refused", both=False)
+check("no route into b any more" in log_of("consumer-b"), "the consumer refuses a file without a route into b")
 state["brokers"] = BROKERS
 write_cfg()  # the file as in force: a reload of it changes nothing
 reload("the file as in force again", expect="event=reload_unchanged")
@@ -243,13 +252,13 @@ for n in list(procs):
     check(stop(n) == 0, f"{n} stops cleanly on SIGTERM")
 
 accepted = [c[0] for c in changes if c[0] not in ("kafka.brokers changed", "a file that is not JSON",
-                                                  "the file as in force again")]
+                                                  "no route into b", "the file as in force again")]
 g = gaps()
 check(len(g) == len(accepted), f"a read-back after each of the {len(accepted)} reloads ({len(g)})")
 table = "\n".join(f"{label:<32} {gap:6.2f} s" for label, gap in zip(accepted, g))
 print(f"     change                           applying stopped (event=reload -> read-back done)\n{table}\n"
       f"     writes: {len(writes)} ({strict} checked strictly, {loose} near a change); refused: kafka.brokers, "
-      f"a file that is not JSON", flush=True)
+      f"a file that is not JSON, no route into b", flush=True)
 with open(os.path.join(RUN, "reload-table.txt"), "a") as f:
     f.write(table + "\n")
 finish(NAME)
