@@ -12,7 +12,9 @@
 #                                of no test at all is an error, never a silent pass.
 # Environment: DXSYNC_CACHE (downloads, default ~/.cache/dxsync), DXSYNC_RUN (state of this run,
 # default /tmp/dxsync-run, wiped at start), DXSYNC_SKIP_ASAN=1 to skip the sanitizer build,
-# DXSYNC_SKIP_FUZZ=1 to skip the fuzzers, DXSYNC_FUZZ_SECONDS (default 60 per target).
+# DXSYNC_SKIP_FUZZ=1 to skip the fuzzers, DXSYNC_FUZZ_SECONDS (default 60 per target),
+# DXSYNC_SKIP_CONTAINERS=1 not to build the container image in the background (deploy_containers
+# then builds it itself).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -25,7 +27,7 @@ step "installing what is missing"
 apt_need build-essential cmake ninja-build pkg-config git curl ca-certificates python3 \
   librdkafka-dev libpq-dev libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libcmocka-dev liblmdb-dev lmdb-utils \
   kcat clang clang-format libclang-rt-14-dev postgresql-client python3-yaml valgrind \
-  chromium prometheus
+  chromium prometheus podman runc debootstrap
 tests/harness/services.sh install
 
 step "building"
@@ -91,6 +93,16 @@ if [ "$selected" = 0 ] && [ "$fuzz_selected" = 0 ]; then
   status=1
 fi
 
+# The container image (deploy_containers) builds in the background meanwhile: its bases once
+# (debootstrap, cached), the image from the Dockerfile (podman's layer cache). The test builds it
+# again, which is then a matter of seconds, and fails when that fails.
+images_pid=
+if [ "$beyond_unit" -gt 0 ] && [ "${DXSYNC_SKIP_CONTAINERS:-0}" != 1 ]; then
+  mkdir -p "${DXSYNC_CACHE:-$HOME/.cache/dxsync}"
+  deploy/images.sh localhost/dxsync:test >"${DXSYNC_CACHE:-$HOME/.cache/dxsync}/images.log" 2>&1 &
+  images_pid=$!
+fi
+
 if [ "$fuzz_selected" -gt 0 ]; then
   step "fuzzing (libFuzzer, ASan+UBSan, ${DXSYNC_FUZZ_SECONDS:-60} s per target, $jobs at a time)"
   cmake --build build-fuzz -j"$jobs" >/dev/null
@@ -106,6 +118,10 @@ if [ "$beyond_unit" -gt 0 ]; then
   tests/harness/services.sh up a b c d
   set -a; . "$DXSYNC_RUN/services.env"; set +a
 
+  if [ -n "$images_pid" ]; then
+    wait "$images_pid" || true
+    tail -3 "${DXSYNC_CACHE:-$HOME/.cache/dxsync}/images.log" >&2
+  fi
   step "all tests (build)"
   (cd build && ctest --no-tests=error --output-on-failure "${ctest_args[@]}") || status=1
   if [ "${DXSYNC_SKIP_ASAN:-0}" != 1 ]; then
