@@ -6,6 +6,7 @@
 #include "redrive.h"
 #include "verify.h"
 #include "replay.h"
+#include "routes.h"
 #include "util.h"
 #include "consume.h"
 #include "log.h"
@@ -44,12 +45,17 @@ static const char *default_member(char *out, size_t len)
     return out;
 }
 
-/* A reload must leave the consumer something to read (else it would stop). */
+/* A reload must leave the consumer something to read (consume_run would stop with
+ * nothing_routed): the same routes_into it resolves its topics with. */
 static int still_routed(const struct config *next, const char *remote, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < next->nroutes; i++)
-        if (strcmp(next->routes[i].to, remote) == 0)
-            return 0;
+    struct routes_sub *subs = NULL;
+    size_t n = 0;
+    if (routes_into(next, remote, &subs, &n, err, errlen))
+        return -1;
+    routes_free(subs, n);
+    if (n)
+        return 0;
     snprintf(err, errlen,
              "routes: no route into %s any more: stop this consumer instead, or pause its routes "
              "with \"enabled\": false",

@@ -31,7 +31,6 @@ struct part {
     struct dispatch_lane lane;
     rd_kafka_queue_t *rkq; /* the partition's own queue (not forwarded), or NULL */
     bool full;             /* held queue_max events at the last drain: its queue may hold more */
-    bool paused;           /* its route is paused: not fetched */
     bool has_recent;
     struct recent recent; /* newest activity_id per recent key: resends are skipped */
 };
@@ -69,6 +68,12 @@ struct consume {
     struct metric *m_paused;
     int64_t next_stats_ms;
 };
+
+/* Whether p belongs to a paused route ("enabled": false): assigned, never fetched. */
+static inline bool part_paused(const struct part *p)
+{
+    return !p->sp.sub->local && !p->sp.sub->route->enabled;
+}
 
 struct part *part_find(struct consume *c, const char *topic, int32_t partition);
 /* The part of msg (learning its topic handle), or NULL when it is not ours (any more). */

@@ -135,11 +135,9 @@ void parts_pause_disabled(struct consume *c, const rd_kafka_topic_partition_list
 {
     rd_kafka_topic_partition_list_t *pause = rd_kafka_topic_partition_list_new(l->cnt);
     for (int i = 0; i < l->cnt; i++) {
-        struct part *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
-        if (p && !p->sp.sub->local && !p->sp.sub->route->enabled) {
+        const struct part *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
+        if (p && part_paused(p))
             rd_kafka_topic_partition_list_add(pause, l->elems[i].topic, l->elems[i].partition);
-            p->paused = true;
-        }
     }
     if (pause->cnt) {
         rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk, pause);
@@ -176,8 +174,9 @@ void parts_stats(struct consume *c, int64_t now)
     for (size_t i = 0; i < c->nparts; i++) {
         struct part *p = c->parts[i];
         pending += partq_len(&p->q);
-        paused += p->paused;
-        if (p->paused) /* not fetched: its watermarks are not learnt (`status` tells its lag) */
+        paused += part_paused(p);
+        if (part_paused(
+                p)) /* not fetched: its watermarks are not learnt (`status` tells its lag) */
             continue;
         int64_t lo, hi, next = partq_resume_offset(&p->q);
         if (next < 0)

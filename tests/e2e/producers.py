@@ -80,15 +80,21 @@ def other(name):
     return "p2" if name == "p1" else "p1"
 
 
-kills, freezes = [], []
-for rnd in range(3):
-    # kill -9 of the active one in the middle of a burst
+def burst_round():
+    """Starts a burst; once it flows: its thread, the active producer, the standby, and how many
+    takeovers the standby has logged so far."""
     t = threading.Thread(target=burst, args=(60,))
     t.start()
     time.sleep(1.5)
     act = "p1" if active("p1") else "p2"
     stb = other(act)
-    before = count(stb, "event=takeover")
+    return t, act, stb, count(stb, "event=takeover")
+
+
+kills, freezes = [], []
+for rnd in range(3):
+    # kill -9 of the active one in the middle of a burst
+    t, act, stb, before = burst_round()
     t0 = time.time()
     procs[act].send_signal(signal.SIGKILL)
     procs.pop(act).wait()
@@ -101,12 +107,7 @@ for rnd in range(3):
     t.join()
 
     # the active one frozen for longer than wal_sender_timeout
-    t = threading.Thread(target=burst, args=(60,))
-    t.start()
-    time.sleep(1.5)
-    act = "p1" if active("p1") else "p2"
-    stb = other(act)
-    before = count(stb, "event=takeover")
+    t, act, stb, before = burst_round()
     standby_before = count(act, "event=standby")
     t0 = time.time()
     procs[act].send_signal(signal.SIGSTOP)

@@ -139,8 +139,8 @@ time.sleep(4)
 state["batch_max"] = 7
 write_cfg()
 reload("batch_max 100 -> 7", both=False)
-check("batch_max=7" in log_of("consumer-b").rsplit("event=started", 1)[1].split("\n", 1)[0] or
-      "batch_max=7" in log_of("consumer-b").rsplit("event=started", 1)[1][:400], "the consumer runs with batch_max=7")
+started_lines = [l for l in log_of("consumer-b").splitlines() if "event=started" in l]
+check(" batch_max=7 " in started_lines[-1], "the consumer runs with batch_max=7")
 time.sleep(4)
 # 4. pause
 state["enabled"] = False
@@ -183,7 +183,6 @@ cfg_now["routes"] = []
 write_cfg(raw=json.dumps(cfg_now))
 reload("no route into b", expect="event=reload_refused", both=False)
 check("no route into b any more" in log_of("consumer-b"), "the consumer refuses a file without a route into b")
-state["brokers"] = BROKERS
 write_cfg()  # the file as in force: a reload of it changes nothing
 reload("the file as in force again", expect="event=reload_unchanged")
 check(metric("dxsync_config_last_reload_successful") == 1, "dxsync_config_last_reload_successful back to 1")
