@@ -84,8 +84,9 @@ for r in {r["to"] for r in cfg["routes"]}:
     claims = [t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])]
     if not any(m["mountPath"] == "/var/lib/dxsync" and m["name"] in claims for m in c.get("volumeMounts", [])):
         bad.append(f"consumer-{r}: no volume claim mounted at /var/lib/dxsync")
-    if "--member" not in c["args"] or c["args"][c["args"].index("--member") + 1] != "$(POD_NAME)":
-        bad.append(f"consumer-{r}: --member is not the pod's name")
+    # --member's default, the host name, is the pod's name (no $(VAR): podman does not expand it)
+    if "--member" in c["args"] or any("$(" in a for a in c["args"]):
+        bad.append(f"consumer-{r}: --member given, or an argument with $(VAR)")
     if services.get(spec.get("serviceName"), {}).get("clusterIP") != "None":
         bad.append(f"consumer-{r}: no headless service {spec.get('serviceName')}")
     if spec["template"]["spec"].get("securityContext", {}).get("fsGroup") != 65534:
@@ -96,6 +97,7 @@ for name, spec in deps.items():
     if t["metadata"].get("annotations", {}).get("prometheus.io/scrape") != "true": bad.append(f"{name}: no scrape annotation")
     for p in ("livenessProbe", "readinessProbe"):
         if c.get(p, {}).get("httpGet", {}).get("path") != "/healthz": bad.append(f"{name}: {p} not on /healthz")
+        if c.get(p, {}).get("httpGet", {}).get("port") != 9464: bad.append(f"{name}: {p} not on port 9464 by number")
     if "0.0.0.0:9464" not in c["args"]: bad.append(f"{name}: no --metrics-addr")
     if {"secretRef": {"name": "dxsync-secrets"}} not in c.get("envFrom", []): bad.append(f"{name}: tokens not from the Secret")
 print("\n".join(bad)); sys.exit(1 if bad else 0)

@@ -66,7 +66,8 @@ volume = f"dxsync-state-{RUNID}"
 
 def cleanup():
     for n in names.values():
-        podman("rm", "-f", "-t", "0", n, check_rc=False)
+        # -v: the anonymous volume the image's VOLUME gives the producer and the notifier
+        podman("rm", "-f", "-v", "-t", "0", n, check_rc=False)
     podman("volume", "rm", "-f", volume, check_rc=False)
 
 
