@@ -126,18 +126,50 @@ int kafka_group_notify(const struct config *cfg, char *buf, size_t len)
     return fits(snprintf(buf, len, "%s.notify", cfg->kafka.topic_prefix), len);
 }
 
-int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
-                        size_t ntopics, int timeout_ms, char *err, size_t errlen)
+/* The principal named in permission errors: kafka.properties' sasl.username, if any. */
+static const char *principal(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->kafka.nproperties; i++)
+        if (strcmp(cfg->kafka.properties[i].key, "sasl.username") == 0)
+            return cfg->kafka.properties[i].value;
+    return NULL;
+}
+
+/* Which of topics the cluster's metadata shows with partitions, in seen[] (the rest are
+ * missing, or hidden from a principal without Describe on them). Returns 0, or -1 with err set
+ * when the metadata cannot be read. */
+static int topics_seen(rd_kafka_t *rk, const char *const *topics, size_t ntopics, bool *seen,
+                       int timeout_ms, char *err, size_t errlen)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    if (e) {
+        snprintf(err, errlen, "reading the topics' metadata: %s", rd_kafka_err2str(e));
+        return -1;
+    }
+    for (size_t i = 0; i < ntopics; i++) {
+        seen[i] = false;
+        for (int t = 0; t < md->topic_cnt; t++)
+            if (strcmp(md->topics[t].topic, topics[i]) == 0 && !md->topics[t].err &&
+                md->topics[t].partition_cnt > 0)
+                seen[i] = true;
+    }
+    rd_kafka_metadata_destroy(md);
+    return 0;
+}
+
+/* Creates the missing topics (missing[i]). A topic that exists but was not seen is left to the
+ * visibility wait. Returns 0, or -1 with err set. */
+static int create_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
+                         size_t ntopics, const bool *seen, int timeout_ms, char *err, size_t errlen)
 {
     int rc = -1;
-    rd_kafka_NewTopic_t **nt = NULL;
+    size_t nnew = 0;
+    rd_kafka_NewTopic_t **nt = calloc(ntopics, sizeof(*nt));
     rd_kafka_queue_t *q = NULL;
     rd_kafka_AdminOptions_t *opts = NULL;
     rd_kafka_event_t *ev = NULL;
     char e[512];
-    if (ntopics == 0)
-        return 0;
-    nt = calloc(ntopics, sizeof(*nt));
     if (!nt) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -145,14 +177,17 @@ int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *co
     char retention[32];
     snprintf(retention, sizeof(retention), "%lld", (long long)cfg->kafka.retention_ms);
     for (size_t i = 0; i < ntopics; i++) {
-        nt[i] = rd_kafka_NewTopic_new(topics[i], cfg->kafka.partitions,
-                                      cfg->kafka.replication_factor, e, sizeof(e));
-        if (!nt[i]) {
+        if (seen[i])
+            continue;
+        rd_kafka_NewTopic_t *t = rd_kafka_NewTopic_new(topics[i], cfg->kafka.partitions,
+                                                       cfg->kafka.replication_factor, e, sizeof(e));
+        if (!t) {
             snprintf(err, errlen, "topic %s: %s", topics[i], e);
             goto out;
         }
-        if (rd_kafka_NewTopic_set_config(nt[i], "retention.ms", retention) ||
-            rd_kafka_NewTopic_set_config(nt[i], "max.message.bytes", KAFKA_MESSAGE_MAX_BYTES)) {
+        nt[nnew++] = t;
+        if (rd_kafka_NewTopic_set_config(t, "retention.ms", retention) ||
+            rd_kafka_NewTopic_set_config(t, "max.message.bytes", KAFKA_MESSAGE_MAX_BYTES)) {
             snprintf(err, errlen, "topic %s: cannot set its configuration", topics[i]);
             goto out;
         }
@@ -161,7 +196,7 @@ int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *co
     opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, e, sizeof(e));
     rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, e, sizeof(e));
-    rd_kafka_CreateTopics(rk, nt, ntopics, opts, q);
+    rd_kafka_CreateTopics(rk, nt, nnew, opts, q);
     ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
     if (!ev) {
         snprintf(err, errlen, "creating topics timed out after %d ms (is Kafka at %s up?)",
@@ -177,40 +212,26 @@ int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *co
     const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
     for (size_t i = 0; i < n; i++) {
         rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
+        const char *name = rd_kafka_topic_result_name(tr[i]);
         if (te == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            log_info("kafka", "event=topic_created topic=%s partitions=%d",
-                     LOG_Q(rd_kafka_topic_result_name(tr[i])), cfg->kafka.partitions);
+            log_info("kafka", "event=topic_created topic=%s partitions=%d", LOG_Q(name),
+                     cfg->kafka.partitions);
+        } else if (te == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+                   te == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED) {
+            const char *who = principal(cfg);
+            snprintf(err, errlen,
+                     "topic %s does not exist and %s%s may not create it (%s): create it "
+                     "beforehand (%d partitions, retention.ms %lld, max.message.bytes %s) or "
+                     "grant CREATE on it",
+                     name, who ? "User:" : "", who ? who : "this client", rd_kafka_err2name(te),
+                     cfg->kafka.partitions, (long long)cfg->kafka.retention_ms,
+                     KAFKA_MESSAGE_MAX_BYTES);
+            goto out;
         } else if (te != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             const char *msg = rd_kafka_topic_result_error_string(tr[i]);
-            snprintf(err, errlen, "topic %s: %s", rd_kafka_topic_result_name(tr[i]),
-                     msg ? msg : rd_kafka_err2str(te));
+            snprintf(err, errlen, "topic %s: %s", name, msg ? msg : rd_kafka_err2str(te));
             goto out;
         }
-    }
-    /* Created is not yet visible: the broker's metadata lags the controller a little, and a
-     * consumer that subscribes before it sees the topic waits for the next metadata refresh
-     * (minutes). Wait until every topic shows its partitions. */
-    int64_t deadline = util_mono_ms() + timeout_ms;
-    for (;;) {
-        const struct rd_kafka_metadata *md = NULL;
-        size_t seen = 0;
-        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            for (size_t i = 0; i < ntopics; i++)
-                for (int t = 0; t < md->topic_cnt; t++)
-                    if (strcmp(md->topics[t].topic, topics[i]) == 0 && !md->topics[t].err &&
-                        md->topics[t].partition_cnt > 0)
-                        seen++;
-        }
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        if (seen == ntopics)
-            break;
-        if (util_mono_ms() >= deadline) {
-            snprintf(err, errlen, "created topics are not visible in the metadata after %d ms",
-                     timeout_ms);
-            goto out;
-        }
-        util_sleep_ms(100, NULL);
     }
     rc = 0;
 out:
@@ -220,10 +241,63 @@ out:
         rd_kafka_AdminOptions_destroy(opts);
     if (q)
         rd_kafka_queue_destroy(q);
-    for (size_t i = 0; i < ntopics; i++)
-        if (nt[i])
-            rd_kafka_NewTopic_destroy(nt[i]);
+    for (size_t i = 0; i < nnew; i++)
+        rd_kafka_NewTopic_destroy(nt[i]);
     free(nt);
+    return rc;
+}
+
+int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
+                        size_t ntopics, int timeout_ms, char *err, size_t errlen)
+{
+    if (ntopics == 0)
+        return 0;
+    bool *seen = calloc(ntopics, sizeof(*seen));
+    int rc = -1;
+    if (!seen) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* Describe first: topics an admin created beforehand need no Create permission. */
+    if (topics_seen(rk, topics, ntopics, seen, timeout_ms, err, errlen))
+        goto out;
+    size_t missing = 0;
+    for (size_t i = 0; i < ntopics; i++)
+        missing += !seen[i];
+    if (missing == 0) {
+        rc = 0;
+        goto out;
+    }
+    if (create_topics(rk, cfg, topics, ntopics, seen, timeout_ms, err, errlen))
+        goto out;
+    /* Created is not yet visible: the broker's metadata lags the controller a little, and a
+     * consumer that subscribes before it sees the topic waits for the next metadata refresh
+     * (minutes). Wait until every topic shows its partitions. A topic that exists but never
+     * shows is one this principal may not Describe. */
+    int64_t deadline = util_mono_ms() + timeout_ms;
+    for (;;) {
+        if (topics_seen(rk, topics, ntopics, seen, 5000, err, errlen) == 0) {
+            size_t i = 0;
+            while (i < ntopics && seen[i])
+                i++;
+            if (i == ntopics)
+                break;
+            if (util_mono_ms() >= deadline) {
+                const char *who = principal(cfg);
+                snprintf(err, errlen,
+                         "topic %s exists but %s%s may not see it: grant DESCRIBE on it (and "
+                         "READ or WRITE as the program needs)",
+                         topics[i], who ? "User:" : "", who ? who : "this client");
+                goto out;
+            }
+        } else if (util_mono_ms() >= deadline) {
+            goto out;
+        }
+        util_sleep_ms(100, NULL);
+    }
+    rc = 0;
+out:
+    free(seen);
     return rc;
 }
 

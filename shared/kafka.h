@@ -71,7 +71,9 @@ int kafka_group_notify(const struct config *cfg, char *buf, size_t len);
 
 /* Creates the topics that do not exist yet with the configured partitions, replication factor,
  * retention and max.message.bytes (KAFKA_MESSAGE_MAX_BYTES); existing topics are left as they
- * are. Returns 0, or -1 with err set. */
+ * are. It reads the metadata first and creates only what is missing, so topics created
+ * beforehand need no Create permission; a refused creation names the topic, the principal
+ * (sasl.username) and the permission. Returns 0, or -1 with err set. */
 int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
                         size_t ntopics, int timeout_ms, char *err, size_t errlen);
 
