@@ -22,6 +22,31 @@ static const char *const subcommands[] = {"run",   "check", "status", "replay",
 static const char *const kafka_only[] = {"status", "replay", "audit", "dlq", NULL};
 static const char *const dlq_actions[] = {"list", "redrive", NULL};
 
+/* The remote's token, and a source's only where the command reads that source: its files'
+ * bytes (run), its items and schema (check, verify, dlq redrive). */
+static int consumer_require(const struct config *cfg, const struct cli_spec *spec,
+                            const char *subcommand, char *err, size_t errlen)
+{
+    const char *remote = cli_value(spec, "remote");
+    if (!remote || !config_instance_find(cfg, remote))
+        return 0; /* app_instance names what is wrong */
+    if (config_require_instance(cfg, remote, CONFIG_NEED_TOKEN, err, errlen))
+        return -1;
+    bool run = strcmp(subcommand, "run") == 0;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct config_route *r = &cfg->routes[i];
+        if (strcmp(r->to, remote) != 0 || (run && !config_route_collection(r, "directus_files")))
+            continue;
+        if (config_require_source(cfg, r,
+                                  run ? "carries directus_files: their bytes are read from its "
+                                        "source"
+                                      : "is read at its source by this command",
+                                  err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
 /* Whether name can be a member name (1-100 of A-Z a-z 0-9 . _ -). */
 static bool member_valid(const char *name)
 {
@@ -197,6 +222,7 @@ int main(int argc, char **argv)
         .nopts = sizeof(opts) / sizeof(opts[0]),
         .with_action = "dlq",
         .actions = dlq_actions,
+        .require = consumer_require,
     };
     struct app app;
     int rc = app_start(&app, argc, argv, &spec);

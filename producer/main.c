@@ -13,6 +13,21 @@
 static const char *const subcommands[] = {"run", "check", "snapshot", "import-extension-config",
                                           NULL};
 
+/* Its own instance's secrets only: the database, and the token when the sync user's id is to be
+ * learnt with it (no "sync_user") or Directus is checked. */
+static int producer_require(const struct config *cfg, const struct cli_spec *spec,
+                            const char *subcommand, char *err, size_t errlen)
+{
+    const char *name = cli_value(spec, "instance");
+    const struct config_instance *inst = name ? config_instance_find(cfg, name) : NULL;
+    if (!inst)
+        return 0; /* app_instance names what is wrong */
+    int need = CONFIG_NEED_DATABASE;
+    if (strcmp(subcommand, "check") == 0 || (strcmp(subcommand, "run") == 0 && !inst->sync_user))
+        need |= CONFIG_NEED_TOKEN;
+    return config_require_instance(cfg, name, need, err, errlen);
+}
+
 int main(int argc, char **argv)
 {
     struct cli_opt opts[] = {
@@ -46,6 +61,7 @@ int main(int argc, char **argv)
         .opts = opts,
         .nopts = sizeof(opts) / sizeof(opts[0]),
         .http_on_demand = true,
+        .require = producer_require,
     };
     struct app app;
     int rc = app_start(&app, argc, argv, &spec);

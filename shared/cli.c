@@ -208,6 +208,14 @@ out:
     return rc;
 }
 
+/* The secrets the command needs of cfg: the program's own rule, else every instance's. */
+static int app_require(const struct app *app, const struct config *cfg, char *err, size_t errlen)
+{
+    if (app->spec && app->spec->require)
+        return app->spec->require(cfg, app->spec, app->cli.subcommand, err, errlen);
+    return config_require(cfg, err, errlen);
+}
+
 int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
 {
     char err[1024];
@@ -227,7 +235,8 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
     bool kafka_only = false;
     for (size_t i = 0; spec->kafka_only && spec->kafka_only[i]; i++)
         kafka_only |= strcmp(spec->kafka_only[i], app->cli.subcommand) == 0;
-    if (!kafka_only && config_require(&app->cfg, err, sizeof(err))) {
+    app->spec = spec;
+    if (!kafka_only && app_require(app, &app->cfg, err, sizeof(err))) {
         fprintf(stderr, "%s: configuration error: %s\n", spec->program, err);
         return 2;
     }
@@ -297,7 +306,7 @@ bool app_reload_wanted(void)
         refuse(app, err);
         return false;
     }
-    if (config_require(&next, err, sizeof(err)) ||
+    if (app_require(app, &next, err, sizeof(err)) ||
         config_reload_check(&app->cfg, &next, app->serves[0] ? app->serves : NULL, err,
                             sizeof(err)) ||
         (app->reload_check && app->reload_check(&next, app->serves, err, sizeof(err)))) {

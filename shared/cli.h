@@ -40,6 +40,11 @@ struct cli_spec {
      * database cannot tell it, and check): libcurl, and with it OpenSSL (2.3 MB of RSS), is
      * initialised by the first HTTP client (http_global_init) instead of at start. */
     bool http_on_demand;
+    /* The secrets the subcommand needs (config_require_instance for each), checked at start
+     * and at every reload, so that a process needs only its own; NULL: every instance's
+     * (config_require). */
+    int (*require)(const struct config *cfg, const struct cli_spec *spec, const char *subcommand,
+                   char *err, size_t errlen);
 };
 
 struct cli_common {
@@ -65,6 +70,7 @@ void cli_free(struct cli_spec *spec);
 /* What every program has once started. */
 struct app {
     struct cli_common cli;
+    const struct cli_spec *spec;
     struct config cfg;
     struct metrics *metrics; /* never NULL after app_start */
     /* Reload (SIGHUP): the instance the process serves, which a new configuration must keep

@@ -462,8 +462,8 @@ static int parse_instance(struct parse *p, const cJSON *v, const char *path,
     if (check_keys(p, v, path, keys, DX_ARRAY_LEN(keys)) ||
         get_string(p, v, path, "name", true, &out->name) ||
         get_string(p, v, path, "url", true, &out->url) ||
-        get_secret(p, v, path, "token", true, &out->token, &out->unset) ||
-        get_secret(p, v, path, "database", false, &out->database, &out->unset) ||
+        get_secret(p, v, path, "token", true, &out->token, &out->token_unset) ||
+        get_secret(p, v, path, "database", false, &out->database, &out->database_why) ||
         defer_database(out) || get_string(p, v, path, "sync_user", false, &out->sync_user))
         return -1;
     char sub[PATH_MAX_LEN];
@@ -843,7 +843,8 @@ void config_free(struct config *cfg)
         util_free_secret(in->token);
         util_free_secret(in->database);
         free(in->sync_user);
-        free(in->unset);
+        free(in->token_unset);
+        free(in->database_why);
     }
     free(cfg->instances);
     for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -891,10 +892,46 @@ const struct config_collection *config_route_collection(const struct config_rout
 int config_require(const struct config *cfg, char *err, size_t errlen)
 {
     for (size_t i = 0; i < cfg->ninstances; i++)
-        if (cfg->instances[i].unset) {
-            snprintf(err, errlen, "%s", cfg->instances[i].unset);
+        if (cfg->instances[i].token_unset || cfg->instances[i].database_unset) {
+            const struct config_instance *in = &cfg->instances[i];
+            snprintf(err, errlen, "%s", in->token_unset ? in->token_unset : in->database_why);
             return -1;
         }
+    return 0;
+}
+
+int config_require_source(const struct config *cfg, const struct config_route *r, const char *why,
+                          char *err, size_t errlen)
+{
+    char e[512];
+    if (config_require_instance(cfg, r->from, CONFIG_NEED_TOKEN, e, sizeof(e)) == 0)
+        return 0;
+    snprintf(err, errlen, "%s (route %s -> %s %s)", e, r->from, r->to, why);
+    return -1;
+}
+
+int config_require_instance(const struct config *cfg, const char *name, int need, char *err,
+                            size_t errlen)
+{
+    const struct config_instance *in = config_instance_find(cfg, name);
+    if (!in) {
+        snprintf(err, errlen, "instances: no instance named \"%s\"", name);
+        return -1;
+    }
+    if ((need & CONFIG_NEED_TOKEN) && in->token_unset) {
+        snprintf(err, errlen, "%s", in->token_unset);
+        return -1;
+    }
+    if ((need & CONFIG_NEED_DATABASE) && in->database_unset) {
+        snprintf(err, errlen, "%s", in->database_why);
+        return -1;
+    }
+    if ((need & CONFIG_NEED_DATABASE) && !in->database) {
+        size_t i = (size_t)(in - cfg->instances);
+        snprintf(err, errlen, "instances[%zu].database: instance \"%s\" has no database", i,
+                 in->name);
+        return -1;
+    }
     return 0;
 }
 

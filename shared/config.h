@@ -18,8 +18,9 @@ struct config_instance {
     char *token;     /* secret: the sync user's static token */
     char *database;  /* secret-bearing libpq URL or conninfo; NULL when not given */
     char *sync_user; /* uuid or NULL (then learnt with GET /users/me) */
-    char *unset;     /* "instances[0].token: environment variable X is not set", or NULL: the
-                        token (then "") or database (then NULL) names an unset variable */
+    /* "instances[0].token: environment variable X is not set", or NULL: the token (then "") or
+     * the database (then NULL, database_unset) names an unset variable */
+    char *token_unset, *database_why;
     bool database_unset;
 };
 
@@ -96,6 +97,17 @@ int config_load_file(const char *path, struct config *cfg, char *err, size_t err
  * succeeds, and commands that talk to Kafka alone (status, replay, audit, dlq list) run. Every
  * other command calls this first: -1 with the first such error (naming the key path). */
 int config_require(const struct config *cfg, char *err, size_t errlen);
+/* What a process needs of one instance (config_require_instance): a process needs only its own
+ * secrets, and the variables of the rest may be unset. */
+enum { CONFIG_NEED_TOKEN = 1, CONFIG_NEED_DATABASE = 2 };
+/* -1 with the error (naming the key path and the variable) when instance `name` lacks a secret
+ * of `need`: a token or database naming an unset variable, or a database not given. */
+int config_require_instance(const struct config *cfg, const char *name, int need, char *err,
+                            size_t errlen);
+/* config_require_instance for a route's source, with why it is needed after the error
+ * (" (route a -> b <why>)"). */
+int config_require_source(const struct config *cfg, const struct config_route *r, const char *why,
+                          char *err, size_t errlen);
 int config_load_buffer(const char *buf, size_t len, struct config *cfg, char *err, size_t errlen);
 void config_free(struct config *cfg);
 

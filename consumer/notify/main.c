@@ -5,6 +5,20 @@
 
 static const char *const subcommands[] = {"run", NULL};
 
+/* The tokens of the instances it writes notifications into: the sources of routes that notify. */
+static int notifier_require(const struct config *cfg, const struct cli_spec *spec,
+                            const char *subcommand, char *err, size_t errlen)
+{
+    (void)spec;
+    (void)subcommand;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (cfg->routes[i].nnotify &&
+            config_require_source(cfg, &cfg->routes[i], "notifies users of its source", err,
+                                  errlen))
+            return -1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct cli_spec spec = {
@@ -19,6 +33,7 @@ int main(int argc, char **argv)
                    "committed only once the notifications covering them exist.",
         .opts = NULL,
         .nopts = 0,
+        .require = notifier_require,
     };
     struct app app;
     int rc = app_start(&app, argc, argv, &spec);

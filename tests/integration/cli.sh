@@ -14,6 +14,9 @@ cat >"$T_TMP/good.json" <<JSON
   "routes": [{"from": "a", "to": "b", "collections": [{"collection": "articles", "fields": ["title"]}]}] }
 JSON
 export CLI_TOKEN_A=token-a-secret-value CLI_TOKEN_B=token-b-secret-value
+# the same with a route that notifies a user of a (the notifier writes into a)
+sed 's/"fields": \["title"\]}\]}/"fields": ["title"]}], "notify": ["6c8a3c3e-1d2b-4c1a-9d55-8f1f7c2b0a11"]}/' \
+  "$T_TMP/good.json" >"$T_TMP/notify.json"
 
 for bin in "$P" "$C" "$N"; do
   name=$(basename "$bin")
@@ -26,10 +29,18 @@ for bin in "$P" "$C" "$N"; do
   expect_output "unknown option \"--bogus\"" "$name names the unknown flag"
   expect_exit 2 "$name with a missing config" "$bin" --config "$T_TMP/none.json"
   expect_output "none.json: cannot open" "$name names the missing file"
-  unset CLI_TOKEN_B
-  expect_exit 2 "$name with an unset variable" "$bin" --config "$T_TMP/good.json"
-  expect_output "instances\[1\]\.token: environment variable CLI_TOKEN_B is not set" "$name names the key path"
-  export CLI_TOKEN_B=token-b-secret-value
+  # each needs its own secrets: the producer of b and the consumer of b b's token, the notifier
+  # the token of a, where the route's notification goes
+  case $name in
+    dxsync-producer) args=(--config "$T_TMP/good.json" --instance b) var=CLI_TOKEN_B key="instances\[1\]" ;;
+    dxsync-consumer) args=(--config "$T_TMP/good.json" --remote b) var=CLI_TOKEN_B key="instances\[1\]" ;;
+    *) args=(--config "$T_TMP/notify.json") var=CLI_TOKEN_A key="instances\[0\]" ;;
+  esac
+  saved=${!var}
+  unset "$var"
+  expect_exit 2 "$name with its own token's variable unset" "$bin" "${args[@]}"
+  expect_output "$key\.token: environment variable $var is not set" "$name names the key path"
+  export "$var=$saved"
   expect_exit 2 "$name with a bad --log-level" "$bin" --config "$T_TMP/good.json" --log-level loud
   expect_exit 2 "$name with a bad --metrics-addr" "$bin" --config "$T_TMP/good.json" --metrics-addr nope
 done
@@ -58,9 +69,29 @@ expect_output "dead letters" "dlq list answers"
 check "consumer audit with the token variables unset does not ask for them" \
   bash -c '! grep -q "not set" "$1"' _ "$T_TMP/audit.out"
 expect_exit 2 "consumer run with the token variables unset" "$C" --config "$T_TMP/unset.json" --remote b
-expect_output "instances\[0\]\.token: environment variable CLI_UNSET_TOKEN is not set" "run names the first unset one"
+expect_output "instances\[1\]\.token: environment variable CLI_UNSET_TOKEN is not set" "run names its remote's"
 expect_exit 2 "producer with its database variable unset" "$P" --config "$T_TMP/unset.json" --instance a
 expect_output "environment variable CLI_UNSET_TOKEN is not set" "the producer names it"
+
+# A process needs only its own secrets (issue 28): with every variable of the other instance
+# unset, the producer of a checks a, the consumer of b runs, the notifier writes into a.
+sed -e 's/"token": "\${CLI_TOKEN_B}"/"token": "${CLI_UNSET_TOKEN}"/' \
+  -e "s|\"database\": \"$DXSYNC_B_DB_URL\"|\"database\": \"\${CLI_UNSET_DB}\"|" \
+  "$T_TMP/notify.json" >"$T_TMP/only_a.json"
+sed -e 's/"token": "\${CLI_TOKEN_A}"/"token": "${CLI_UNSET_TOKEN}"/' \
+  -e "s|\"database\": \"$DXSYNC_A_DB_URL\"|\"database\": \"\${CLI_UNSET_DB}\"|" \
+  "$T_TMP/good.json" >"$T_TMP/only_b.json"
+"$P" --config "$T_TMP/only_a.json" --instance a check >"$T_TMP/only.p" 2>&1 || true
+check "the producer of a needs none of b's secrets" bash -c '! grep -q "not set" "$1" && grep -q "database of a is reachable" "$1"' _ "$T_TMP/only.p"
+timeout -s TERM 5 "$C" --config "$T_TMP/only_b.json" --remote b >"$T_TMP/only.c" 2>&1 || true
+check "the consumer of b needs none of a's secrets" bash -c '! grep -q "not set" "$1" && grep -q "event=started" "$1"' _ "$T_TMP/only.c"
+timeout -s TERM 5 "$N" --config "$T_TMP/only_a.json" >"$T_TMP/only.n" 2>&1 || true
+check "the notifier needs only the token of the instance it notifies in" bash -c '! grep -q "not set" "$1" && grep -q "event=started" "$1"' _ "$T_TMP/only.n"
+sed 's/"collections": \[{"collection": "articles", "fields": \["title"\]}\]/"collections": [{"collection": "articles", "fields": ["title"]}, {"collection": "directus_files", "fields": ["title"]}]/' \
+  "$T_TMP/only_b.json" >"$T_TMP/files_b.json"
+expect_exit 2 "the consumer of b fetching a's files needs a's token" "$C" --config "$T_TMP/files_b.json" --remote b
+expect_output "instances\[0\]\.token: environment variable CLI_UNSET_TOKEN is not set \(route a -> b carries directus_files" "it says why"
+
 expect_exit 2 "dlq without an action" "$C" --config "$T_TMP/good.json" --remote b dlq
 expect_output "dlq needs an action: list, redrive" "dlq names its actions"
 

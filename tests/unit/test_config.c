@@ -356,12 +356,25 @@ static void unset_secrets_wait_for_a_command_that_needs_them(void **state)
     assert_string_equal(cfg.instances[0].token, "");
     assert_null(cfg.instances[0].database);
     assert_true(cfg.instances[0].database_unset);
-    assert_string_equal(cfg.instances[0].unset,
+    assert_string_equal(cfg.instances[0].token_unset,
                         "instances[0].token: environment variable DXT_UNSET is not set");
-    assert_null(strstr(cfg.instances[0].unset, "DXT_UNSET_DB")); /* the first one is named */
-    assert_null(cfg.instances[1].unset);
-    assert_int_equal(config_require(&cfg, err, sizeof(err)), -1);
+    assert_string_equal(cfg.instances[0].database_why,
+                        "instances[0].database: environment variable DXT_UNSET_DB is not set");
+    assert_null(cfg.instances[1].token_unset);
+    assert_null(cfg.instances[1].database_why);
+    assert_int_equal(config_require(&cfg, err, sizeof(err)), -1); /* the first one is named */
     assert_string_equal(err, "instances[0].token: environment variable DXT_UNSET is not set");
+    /* a process needs only its own secrets: b's are all set */
+    assert_int_equal(config_require_instance(&cfg, "b", CONFIG_NEED_TOKEN | CONFIG_NEED_DATABASE,
+                                             err, sizeof(err)),
+                     0);
+    assert_int_equal(config_require_instance(&cfg, "a", CONFIG_NEED_DATABASE, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, "instances[0].database: environment variable DXT_UNSET_DB is not set");
+    assert_int_equal(config_require_instance(&cfg, "a", CONFIG_NEED_TOKEN, err, sizeof(err)), -1);
+    assert_string_equal(err, "instances[0].token: environment variable DXT_UNSET is not set");
+    assert_int_equal(config_require_instance(&cfg, "zz", CONFIG_NEED_TOKEN, err, sizeof(err)), -1);
+    assert_string_equal(err, "instances: no instance named \"zz\"");
     config_free(&cfg);
     assert_int_equal(config_load_buffer(valid, strlen(valid), &cfg, err, sizeof(err)), 0);
     assert_int_equal(config_require(&cfg, err, sizeof(err)), 0);
