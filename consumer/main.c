@@ -94,10 +94,9 @@ static int since_option(struct cli_spec *spec, int64_t *ms)
     const char *since = cli_value(spec, "since");
     *ms = -1;
     if (since && util_parse_time(since, util_wall_ms(), ms)) {
-        fprintf(stderr,
-                "dxsync-consumer: --since: \"%s\" is neither an ISO 8601 time "
-                "(2026-11-25T22:30:00Z) nor a duration (90s, 15m, 2h, 7d)\n",
-                since);
+        log_stderr("dxsync-consumer: --since: \"%s\" is neither an ISO 8601 time "
+                   "(2026-11-25T22:30:00Z) nor a duration (90s, 15m, 2h, 7d)\n",
+                   since);
         return 2;
     }
     return 0;
@@ -112,7 +111,7 @@ static int replay_or_audit(struct app *app, struct cli_spec *spec, const char *r
         return 2;
     if (strcmp(app->cli.subcommand, "replay") == 0) {
         if (!since) {
-            fprintf(stderr, "dxsync-consumer: replay needs --since TIME\n");
+            log_stderr("dxsync-consumer: replay needs --since TIME\n");
             return 2;
         }
         return replay_run(&app->cfg, remote, since_ms, stdout);
@@ -120,16 +119,16 @@ static int replay_or_audit(struct app *app, struct cli_spec *spec, const char *r
     const char *source = cli_value(spec, "source"), *coll = cli_value(spec, "collection"),
                *key = cli_value(spec, "key");
     if (!coll || !key) {
-        fprintf(stderr, "dxsync-consumer: audit needs --collection and --key (and --source to "
-                        "read one source only)\n");
+        log_stderr("dxsync-consumer: audit needs --collection and --key (and --source to "
+                   "read one source only)\n");
         return 2;
     }
     if (!source)
         return audit_all_run(&app->cfg, coll, key, since_ms, cli_option(spec, "json")->given,
                              stdout);
     if (!config_instance_find(&app->cfg, source)) {
-        fprintf(stderr, "dxsync-consumer: --source: \"%s\" is not in %s\n", source,
-                app->cli.config_path);
+        log_stderr("dxsync-consumer: --source: \"%s\" is not in %s\n", source,
+                   app->cli.config_path);
         return 2;
     }
     return audit_run(&app->cfg, source, coll, key, since_ms, cli_option(spec, "json")->given,
@@ -252,7 +251,7 @@ int main(int argc, char **argv)
             rc = dlq_list_run(&app.cfg, remote, cli_value(&spec, "code"), since_ms,
                               cli_option(&spec, "json")->given, stdout);
         } else if (config_require(&app.cfg, err, sizeof(err))) {
-            fprintf(stderr, "dxsync-consumer: configuration error: %s\n", err);
+            log_stderr("dxsync-consumer: configuration error: %s\n", err);
             rc = 2;
         } else {
             struct redrive_filter f = {.code = cli_value(&spec, "code"),
@@ -264,10 +263,9 @@ int main(int argc, char **argv)
         char host[128];
         const char *member = cli_value(&spec, "member");
         if (member && !member_valid(member)) {
-            fprintf(stderr,
-                    "dxsync-consumer: --member: \"%s\" is not a member name (1-100 of A-Z a-z "
-                    "0-9 . _ -)\n",
-                    member);
+            log_stderr("dxsync-consumer: --member: \"%s\" is not a member name (1-100 of A-Z a-z "
+                       "0-9 . _ -)\n",
+                       member);
             rc = 2;
             goto out;
         }
@@ -284,7 +282,7 @@ int main(int argc, char **argv)
         int problems;
         char err[512];
         if (check_remote(&app.cfg, remote, stdout, &problems, err, sizeof(err))) {
-            fprintf(stderr, "dxsync-consumer: check: %s\n", err);
+            log_stderr("dxsync-consumer: check: %s\n", err);
             rc = 1;
         } else {
             report_summary(stdout, problems);

@@ -81,7 +81,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(app.cli.subcommand, "import-extension-config") == 0) {
         if (!inst->database) {
-            fprintf(stderr, "dxsync-producer: instance \"%s\" has no \"database\"\n", instance);
+            log_stderr("dxsync-producer: instance \"%s\" has no \"database\"\n", instance);
             rc = 2;
             goto out;
         }
@@ -95,8 +95,8 @@ int main(int argc, char **argv)
     }
     /* run */
     if (!inst->database) {
-        fprintf(stderr, "dxsync-producer: instance \"%s\" has no \"database\" in %s\n", instance,
-                app.cli.config_path);
+        log_stderr("dxsync-producer: instance \"%s\" has no \"database\" in %s\n", instance,
+                   app.cli.config_path);
         rc = 2;
         goto out;
     }
@@ -108,8 +108,8 @@ int main(int argc, char **argv)
     do {
         inst = config_instance_find(&app.cfg, name);
         if (!inst->database) {
-            fprintf(stderr, "dxsync-producer: instance \"%s\" has no \"database\" in %s\n", name,
-                    app.cli.config_path);
+            log_stderr("dxsync-producer: instance \"%s\" has no \"database\" in %s\n", name,
+                       app.cli.config_path);
             rc = 2;
             break;
         }

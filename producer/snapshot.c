@@ -112,12 +112,12 @@ static long long one_collection(PGconn *c, struct publish *pub, const char *sour
         }
         done += n;
         if (tty)
-            fprintf(stderr, "\r%s: %lld/%lld rows", coll->name, done, total);
+            log_stderr("\r%s: %lld/%lld rows", coll->name, done, total);
         if (n < FETCH)
             break;
     }
     if (tty)
-        fprintf(stderr, "\n");
+        log_stderr("\n");
     PQclear(PQexec(c, "CLOSE dxsync_snap"));
 out:
     PQfreemem(table);
@@ -142,8 +142,8 @@ int producer_snapshot(const struct config *cfg, const struct config_instance *in
         for (size_t j = 0; j < n; j++)
             found = found || strcmp(only[i], names[j]) == 0;
         if (!found) {
-            fprintf(stderr, "dxsync-producer: --collection %s: no route from %s names it\n",
-                    only[i], inst->name);
+            log_stderr("dxsync-producer: --collection %s: no route from %s names it\n", only[i],
+                       inst->name);
             rc = 2;
             goto out;
         }

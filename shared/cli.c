@@ -224,12 +224,12 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
     if (rc == 1)
         return 0;
     if (rc < 0) {
-        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", spec->program, err, spec->program);
+        log_stderr("%s: %s\nTry '%s --help'.\n", spec->program, err, spec->program);
         return 2;
     }
     log_set_level(app->cli.log_level);
     if (config_load_file(app->cli.config_path, &app->cfg, err, sizeof(err))) {
-        fprintf(stderr, "%s: configuration error: %s\n", spec->program, err);
+        log_stderr("%s: configuration error: %s\n", spec->program, err);
         return 2;
     }
     bool kafka_only = false;
@@ -237,12 +237,12 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
         kafka_only |= strcmp(spec->kafka_only[i], app->cli.subcommand) == 0;
     app->spec = spec;
     if (!kafka_only && app_require(app, &app->cfg, err, sizeof(err))) {
-        fprintf(stderr, "%s: configuration error: %s\n", spec->program, err);
+        log_stderr("%s: configuration error: %s\n", spec->program, err);
         return 2;
     }
     config_register_secrets(&app->cfg);
     if (signals_install()) {
-        fprintf(stderr, "%s: cannot install signal handlers\n", spec->program);
+        log_stderr("%s: cannot install signal handlers\n", spec->program);
         return 1;
     }
     /* the longest clean stop: requests in flight up to their timeout, then the DLQ's
@@ -253,7 +253,7 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
         http_global_init();
     app->metrics = metrics_new();
     if (!app->metrics) {
-        fprintf(stderr, "%s: out of memory\n", spec->program);
+        log_stderr("%s: out of memory\n", spec->program);
         return 1;
     }
     metrics_set_program(app->metrics, spec->program);
@@ -270,7 +270,7 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
     g_app = app;
     if (app->cli.metrics && metrics_serve(app->metrics, app->cli.metrics_host,
                                           app->cli.metrics_port, err, sizeof(err))) {
-        fprintf(stderr, "%s: %s\n", spec->program, err);
+        log_stderr("%s: %s\n", spec->program, err);
         return 2;
     }
     return -1;
@@ -368,13 +368,12 @@ const struct config_instance *app_instance(const struct app *app, const struct c
 {
     const char *name = cli_value(spec, opt);
     if (!name) {
-        fprintf(stderr, "%s: --%s NAME is required for %s\n", spec->program, opt,
-                app->cli.subcommand);
+        log_stderr("%s: --%s NAME is required for %s\n", spec->program, opt, app->cli.subcommand);
         return NULL;
     }
     const struct config_instance *inst = config_instance_find(&app->cfg, name);
     if (!inst)
-        fprintf(stderr, "%s: --%s: \"%s\" is not in %s\n", spec->program, opt, name,
-                app->cli.config_path);
+        log_stderr("%s: --%s: \"%s\" is not in %s\n", spec->program, opt, name,
+                   app->cli.config_path);
     return inst;
 }

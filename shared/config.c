@@ -376,6 +376,35 @@ static int string_array(struct parse *p, const cJSON *obj, const char *path, con
     return 0;
 }
 
+/* The secrets of a libpq connection string: its password and sslpassword (the client key's). An
+ * unparsable one is registered whole: its error message may quote it. */
+static void register_database_secrets(const char *database)
+{
+    if (!database || !database[0])
+        return;
+    PQconninfoOption *opts = PQconninfoParse(database, NULL);
+    if (!opts) {
+        log_add_secret(database);
+        return;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if ((strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0) &&
+            o->val)
+            log_add_secret(o->val);
+    conninfo_free(opts);
+}
+
+/* The secret-bearing librdkafka properties: passwords (sasl.password, ssl.key.password,
+ * ssl.keystore.password), client secrets, the OAUTHBEARER config, and a private key given
+ * inline (ssl.key.pem). */
+static void register_property_secret(const char *key, const char *value)
+{
+    if (strstr(key, "password") || strstr(key, "secret") ||
+        strstr(key, "sasl.oauthbearer.config") || strcmp(key, "ssl.key.pem") == 0 ||
+        strcmp(key, "ssl_key") == 0)
+        log_add_secret(value);
+}
+
 static int parse_kafka(struct parse *p, const cJSON *k, struct config_kafka *out)
 {
     static const char *const keys[] = {"brokers",      "topic_prefix",
@@ -437,6 +466,7 @@ static int parse_kafka(struct parse *p, const cJSON *k, struct config_kafka *out
             out->nproperties++;
             if (!prop->key || !prop->value)
                 return fail(p, sub, "out of memory");
+            register_property_secret(prop->key, prop->value); /* before any error quotes it */
         }
     }
     return 0;
@@ -466,6 +496,10 @@ static int parse_instance(struct parse *p, const cJSON *v, const char *path,
         get_secret(p, v, path, "database", false, &out->database, &out->database_why) ||
         defer_database(out) || get_string(p, v, path, "sync_user", false, &out->sync_user))
         return -1;
+    /* registered as read: a later error (a bad URL quoting it) is printed masked */
+    if (out->token && out->token[0])
+        log_add_secret(out->token);
+    register_database_secrets(out->database);
     char sub[PATH_MAX_LEN];
     join(sub, path, "name");
     if (!is_name(out->name, "") || strlen(out->name) > 40)
@@ -941,19 +975,10 @@ void config_register_secrets(const struct config *cfg)
         const struct config_instance *in = &cfg->instances[i];
         if (in->token && in->token[0])
             log_add_secret(in->token);
-        if (!in->database)
-            continue;
-        PQconninfoOption *opts = PQconninfoParse(in->database, NULL);
-        for (PQconninfoOption *o = opts; o && o->keyword; o++)
-            if (strcmp(o->keyword, "password") == 0 && o->val)
-                log_add_secret(o->val);
-        conninfo_free(opts);
+        register_database_secrets(in->database);
     }
-    for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
-        const char *k = cfg->kafka.properties[i].key;
-        if (strstr(k, "password") || strstr(k, "secret") || strstr(k, "sasl.oauthbearer.config"))
-            log_add_secret(cfg->kafka.properties[i].value);
-    }
+    for (size_t i = 0; i < cfg->kafka.nproperties; i++)
+        register_property_secret(cfg->kafka.properties[i].key, cfg->kafka.properties[i].value);
 }
 
 void config_database_display(const char *database, char *buf, size_t len)

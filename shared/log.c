@@ -3,6 +3,7 @@
 
 #include "util.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,9 +12,12 @@
 
 /* Process-wide logger settings, written at start-up before any other thread runs. */
 static enum log_level g_level = LOG_LEVEL_INFO;
-static char *g_secrets[32];
-static size_t g_secret_len[32];
-static size_t g_nsecrets;
+/* As many as are registered (no fixed limit). A reload registers more while librdkafka's threads
+ * log: the lock keeps the arrays from moving under a reader. */
+static pthread_rwlock_t g_secrets_lock = PTHREAD_RWLOCK_INITIALIZER;
+static char **g_secrets;
+static size_t *g_secret_len;
+static size_t g_nsecrets, g_cap;
 static log_sink_fn g_sink;
 static void *g_sink_opaque;
 
@@ -45,25 +49,57 @@ bool log_enabled(enum log_level level)
     return level <= g_level;
 }
 
+static void add_secret_locked(const char *secret);
+
 void log_add_secret(const char *secret)
 {
-    if (!secret || strlen(secret) < 4 || g_nsecrets == DX_ARRAY_LEN(g_secrets))
+    if (!secret || strlen(secret) < 4)
         return;
+    pthread_rwlock_wrlock(&g_secrets_lock);
+    add_secret_locked(secret);
+    pthread_rwlock_unlock(&g_secrets_lock);
+}
+
+static void add_secret_locked(const char *secret)
+{
     for (size_t i = 0; i < g_nsecrets; i++)
         if (strcmp(g_secrets[i], secret) == 0)
             return;
+    if (g_nsecrets == g_cap) {
+        size_t cap = g_cap ? 2 * g_cap : 32;
+        char **s = realloc(g_secrets, cap * sizeof(*s));
+        if (s)
+            g_secrets = s;
+        size_t *l = s ? realloc(g_secret_len, cap * sizeof(*l)) : NULL;
+        if (l)
+            g_secret_len = l;
+        if (!s || !l) {
+            /* out of memory at start-up: nothing may be logged unmasked; stop */
+            fputs("dxsync: out of memory registering a secret\n", stderr);
+            exit(1);
+        }
+        g_cap = cap;
+    }
     char *copy = strdup(secret);
-    if (!copy)
-        return;
+    if (!copy) {
+        fputs("dxsync: out of memory registering a secret\n", stderr);
+        exit(1);
+    }
     g_secret_len[g_nsecrets] = strlen(copy);
     g_secrets[g_nsecrets++] = copy;
 }
 
 void log_clear_secrets(void)
 {
+    pthread_rwlock_wrlock(&g_secrets_lock);
     for (size_t i = 0; i < g_nsecrets; i++)
         util_free_secret(g_secrets[i]);
-    g_nsecrets = 0;
+    free(g_secrets);
+    free(g_secret_len);
+    g_secrets = NULL;
+    g_secret_len = NULL;
+    g_nsecrets = g_cap = 0;
+    pthread_rwlock_unlock(&g_secrets_lock);
 }
 
 /* Length of the registered secret that starts at p (the longest), or 0. cut_end, when not
@@ -91,6 +127,7 @@ static const char redact_mask[] = "[redacted]";
 void log_redact(char *buf, size_t size)
 {
     const size_t mlen = sizeof(redact_mask) - 1;
+    pthread_rwlock_rdlock(&g_secrets_lock);
     for (size_t i = 0; i < g_nsecrets; i++) {
         size_t slen = strlen(g_secrets[i]);
         char *from = buf;
@@ -107,6 +144,30 @@ void log_redact(char *buf, size_t size)
             }
         }
     }
+    pthread_rwlock_unlock(&g_secrets_lock);
+}
+
+char *log_redact_dup(const char *s)
+{
+    s = s ? s : "";
+    size_t n = strlen(s), size = 3 * n + 16; /* room for "[redacted]" over a shorter secret */
+    char *out = malloc(size);
+    if (!out)
+        return NULL;
+    memcpy(out, s, n + 1);
+    log_redact(out, size);
+    return out;
+}
+
+void log_stderr(const char *fmt, ...)
+{
+    char buf[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    log_redact(buf, sizeof(buf));
+    fputs(buf, stderr);
 }
 
 /* Decodes one UTF-8 sequence of 2 to 4 bytes at p (no overlongs, surrogates or values above
@@ -158,6 +219,7 @@ const char *log_q(char *buf, size_t len, const char *s)
     /* room kept for "...", the closing quote and the NUL */
     const size_t limit = len - (sizeof(ellipsis) - 1) - (quote ? 1 : 0) - 1;
     const unsigned char *p = (const unsigned char *)s;
+    pthread_rwlock_rdlock(&g_secrets_lock);
     while (*p) {
         char piece[sizeof(redact_mask)];
         size_t plen, used;
@@ -193,6 +255,7 @@ const char *log_q(char *buf, size_t len, const char *s)
         o += plen;
         p += used;
     }
+    pthread_rwlock_unlock(&g_secrets_lock);
     if (quote)
         buf[o++] = '"';
     buf[o] = '\0';
@@ -240,6 +303,7 @@ void log_write(enum log_level level, const char *component, const char *fmt, ...
     size_t o = h < 0 ? 0 : (size_t)h < sizeof(line) ? (size_t)h : sizeof(line) - 1;
     const size_t mlen = sizeof(redact_mask) - 1;
     const char *cut_end = cut ? text + strlen(text) : NULL;
+    pthread_rwlock_rdlock(&g_secrets_lock);
     for (const char *p = msg; *p && o < LOG_LINE_MAX;) {
         size_t k = secret_at(p, cut_end);
         if (k) {
@@ -253,6 +317,7 @@ void log_write(enum log_level level, const char *component, const char *fmt, ...
         line[o++] = *p == '\n' || *p == '\r' ? ' ' : *p;
         p++;
     }
+    pthread_rwlock_unlock(&g_secrets_lock);
     line[o] = '\0';
     free(big);
     if (g_sink) {

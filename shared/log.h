@@ -25,6 +25,13 @@ void log_clear_secrets(void);
 
 /* Masks every registered secret inside buf (in place, may shorten the text). */
 void log_redact(char *buf, size_t size);
+/* A masked copy of s ("" for NULL), or NULL when out of memory: for what leaves the process
+ * other than by a log line (a dead letter's headers, an error event, a notification,
+ * /status.json). */
+char *log_redact_dup(const char *s);
+/* A message for the user on stderr (a usage or configuration error, a command's failure), masked
+ * like a log line: an error may quote a secret. */
+void log_stderr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Writes s as one logfmt value into buf and returns buf: as it is when it is a plain token
  * (printable ASCII other than space, " = and \), otherwise between double quotes with the

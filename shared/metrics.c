@@ -2,6 +2,8 @@
  * renders /metrics and /status.json from them under it, so both always tell the same state. */
 #include "metrics.h"
 
+#include "log.h"
+
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -372,17 +374,13 @@ char *metrics_render(struct metrics *m)
     return util_buf_steal(&b);
 }
 
+/* A copy for /status.json: masked like a log line (a health text, an error or a dead letter's
+ * message may quote a secret), then cut to TEXT_MAX. */
 static char *dup_cut(const char *s)
 {
-    s = s ? s : "";
-    size_t n = strlen(s);
-    if (n > TEXT_MAX)
-        n = TEXT_MAX;
-    char *out = malloc(n + 1);
-    if (out) {
-        memcpy(out, s, n);
-        out[n] = '\0';
-    }
+    char *out = log_redact_dup(s);
+    if (out && strlen(out) > TEXT_MAX)
+        out[TEXT_MAX] = '\0';
     return out;
 }
 
@@ -414,7 +412,9 @@ void metrics_set_health(struct metrics *m, bool ok, const char *reason)
         return;
     pthread_mutex_lock(&m->lock);
     m->healthy = ok;
-    util_strlcpy(m->reason, reason ? reason : "", sizeof(m->reason));
+    char *masked = dup_cut(reason); /* masked before it is cut */
+    util_strlcpy(m->reason, masked ? masked : "", sizeof(m->reason));
+    free(masked);
     if (!ok && reason && *reason)
         note_error_locked(m, reason);
     pthread_mutex_unlock(&m->lock);

@@ -1,5 +1,6 @@
 #include "deadletter.h"
 
+#include "log.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -17,10 +18,18 @@ rd_kafka_headers_t *deadletter_headers_over(const rd_kafka_headers_t *src,
     snprintf(status, sizeof(status), "%ld", f->status);
     snprintf(partition, sizeof(partition), "%" PRId32, f->partition);
     snprintf(offset, sizeof(offset), "%" PRId64, f->offset);
+    /* what the remote answered may quote a secret: masked like a log line */
+    char *code = log_redact_dup(f->code), *message = log_redact_dup(f->message);
+    if (!code || !message) {
+        free(code);
+        free(message);
+        rd_kafka_headers_destroy(h);
+        return NULL;
+    }
     const char *pairs[][2] = {
         {"dxsync-error-status", status},
-        {"dxsync-error-code", f->code ? f->code : ""},
-        {"dxsync-error-message", f->message ? f->message : ""},
+        {"dxsync-error-code", code},
+        {"dxsync-error-message", message},
         {"dxsync-original-topic", f->topic ? f->topic : ""},
         {"dxsync-original-partition", partition},
         {"dxsync-original-offset", offset},
@@ -30,8 +39,11 @@ rd_kafka_headers_t *deadletter_headers_over(const rd_kafka_headers_t *src,
     for (size_t i = 0; i < DX_ARRAY_LEN(pairs); i++)
         if (rd_kafka_header_add(h, pairs[i][0], -1, pairs[i][1], -1)) {
             rd_kafka_headers_destroy(h);
-            return NULL;
+            h = NULL;
+            break;
         }
+    free(code);
+    free(message);
     return h;
 }
 
@@ -48,6 +60,10 @@ char *deadletter_error_event(const struct deadletter_failure *f, int64_t now_ms)
 {
     char ts[32];
     util_iso8601_ms(now_ms, ts, sizeof(ts));
+    char *code = log_redact_dup(f->code), *message = log_redact_dup(f->message);
+    char *json = NULL;
+    if (!code || !message)
+        goto out;
     /* error_event_encode reads only; the casts drop const for its struct of owned strings */
     struct error_event ev = {
         .kind = ERROR_APPLY_FAILED,
@@ -58,8 +74,8 @@ char *deadletter_error_event(const struct deadletter_failure *f, int64_t now_ms)
         .action = (char *)f->action,
         .event_id = (char *)f->event_id,
         .status = (int)f->status,
-        .code = (char *)(f->code ? f->code : ""),
-        .message = (char *)(f->message ? f->message : ""),
+        .code = code,
+        .message = message,
         .attempts = f->attempts,
         .timestamp = ts,
         .topic = (char *)f->topic,
@@ -67,7 +83,11 @@ char *deadletter_error_event(const struct deadletter_failure *f, int64_t now_ms)
         .partition = f->partition,
         .offset = f->offset,
     };
-    return error_event_encode(&ev);
+    json = error_event_encode(&ev);
+out:
+    free(code);
+    free(message);
+    return json;
 }
 
 char *deadletter_remote_event(enum error_kind kind, const char *source, const char *remote,
@@ -76,17 +96,25 @@ char *deadletter_remote_event(enum error_kind kind, const char *source, const ch
 {
     char ts[32];
     util_iso8601_ms(now_ms, ts, sizeof(ts));
+    char *c = log_redact_dup(code), *msg = log_redact_dup(message);
+    char *json = NULL;
+    if (!c || !msg)
+        goto out;
     struct error_event ev = {
         .kind = kind,
         .source = (char *)source,
         .remote = (char *)remote,
         .status = (int)status,
-        .code = (char *)(code ? code : ""),
-        .message = (char *)(message ? message : ""),
+        .code = c,
+        .message = msg,
         .attempts = attempts,
         .timestamp = ts,
     };
-    return error_event_encode(&ev);
+    json = error_event_encode(&ev);
+out:
+    free(c);
+    free(msg);
+    return json;
 }
 
 const char *deadletter_key_text(const rd_kafka_message_t *msg, char *buf, size_t len)

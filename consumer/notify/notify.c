@@ -401,7 +401,17 @@ int notify_compose(const struct notify_group *g, const struct config *cfg, struc
     out->message = util_buf_steal(&m);
     if (!out->subject || !out->message)
         goto fail;
-    log_redact(out->subject, strlen(out->subject) + 1);
+    /* masked like a log line: an error's message may quote a secret */
+    char *subject = log_redact_dup(out->subject), *message = log_redact_dup(out->message);
+    if (!subject || !message) {
+        free(subject);
+        free(message);
+        goto fail;
+    }
+    free(out->subject);
+    free(out->message);
+    out->subject = subject;
+    out->message = message;
     notify_text_shorten(out->subject, NOTIFY_SUBJECT_MAX);
     return 0;
 fail:

@@ -275,7 +275,7 @@ int audit_all_run(const struct config *cfg, const char *collection, const char *
     rc = 0;
 out:
     if (rc && err[0])
-        fprintf(stderr, "dxsync-consumer: audit: %s\n", err);
+        log_stderr("dxsync-consumer: audit: %s\n", err);
     for (size_t i = 0; i < a.n; i++) {
         event_free(&a.evs[i].ev);
         free(a.evs[i].raw);

@@ -158,7 +158,7 @@ int dlq_list_run(const struct config *cfg, const char *remote, const char *code,
     rc = 0;
 out:
     if (rc && err[0])
-        fprintf(stderr, "dxsync-consumer: dlq list: %s\n", err);
+        log_stderr("dxsync-consumer: dlq list: %s\n", err);
     if (rk) {
         rd_kafka_consumer_close(rk);
         rd_kafka_destroy(rk);

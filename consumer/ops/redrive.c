@@ -161,10 +161,9 @@ static bool outage_too_long(int64_t *since, const char *who, const struct http_r
         *since = util_mono_ms();
     if (util_mono_ms() - *since <= OUTAGE_GIVE_UP_MS)
         return false;
-    fprintf(stderr,
-            "dxsync-consumer: dlq redrive: %s is unavailable (%ld %s): stopping; run it again "
-            "later\n",
-            who, resp->status, resp->message);
+    log_stderr("dxsync-consumer: dlq redrive: %s is unavailable (%ld %s): stopping; run it again "
+               "later\n",
+               who, resp->status, resp->message);
     return true;
 }
 
@@ -688,7 +687,7 @@ int redrive_run(const struct config *cfg, const char *remote, const struct redri
     rc = r.failed || r.left ? 1 : 0;
 out:
     if (rc && err[0])
-        fprintf(stderr, "dxsync-consumer: dlq redrive: %s\n", err);
+        log_stderr("dxsync-consumer: dlq redrive: %s\n", err);
     for (size_t i = 0; i < r.n; i++) {
         if (r.ls[i].decoded)
             event_free(&r.ls[i].ev);

@@ -71,12 +71,11 @@ int replay_run(const struct config *cfg, const char *remote, int64_t since_ms, F
     bool said = false;
     while ((members = group_members(rk, group, err, sizeof(err))) > 0 && util_mono_ms() < until) {
         if (!said)
-            fprintf(stderr,
-                    "replay: group %s has %d member%s; a stopped consumer stays one until its "
-                    "session times out (consumer.session_timeout_ms = %d ms): waiting up to "
-                    "%d s\n",
-                    group, members, members == 1 ? "" : "s", cfg->consumer.session_timeout_ms,
-                    cfg->consumer.session_timeout_ms / 1000 + 5);
+            log_stderr("replay: group %s has %d member%s; a stopped consumer stays one until its "
+                       "session times out (consumer.session_timeout_ms = %d ms): waiting up to "
+                       "%d s\n",
+                       group, members, members == 1 ? "" : "s", cfg->consumer.session_timeout_ms,
+                       cfg->consumer.session_timeout_ms / 1000 + 5);
         said = true;
         util_sleep_ms(1000, NULL);
     }
@@ -169,7 +168,7 @@ int replay_run(const struct config *cfg, const char *remote, int64_t since_ms, F
     rc = failed ? 1 : 0;
 out:
     if (rc && err[0]) {
-        fprintf(stderr, "dxsync-consumer: replay: %s\n", err);
+        log_stderr("dxsync-consumer: replay: %s\n", err);
         log_debug("replay", "event=refused reason=%s", LOG_Q(err));
     }
     if (ev)
@@ -291,7 +290,7 @@ int audit_run(const struct config *cfg, const char *source, const char *collecti
     rc = 0;
 out:
     if (rc && err[0])
-        fprintf(stderr, "dxsync-consumer: audit: %s\n", err);
+        log_stderr("dxsync-consumer: audit: %s\n", err);
     if (assign)
         rd_kafka_topic_partition_list_destroy(assign);
     if (rkt)

@@ -211,8 +211,8 @@ static int publish_repair(struct coll_run *r, const cJSON *key, const cJSON *row
 static void progress(struct coll_run *r, const char *phase)
 {
     if (r->tty)
-        fprintf(stderr, "\r%s from %s: %s %zu items...", r->sub->coll->collection,
-                r->sub->route->from, phase, r->compared);
+        log_stderr("\r%s from %s: %s %zu items...", r->sub->coll->collection, r->sub->route->from,
+                   phase, r->compared);
 }
 
 /* Pass 1: a source item against the remote's (NULL when it has none). */
@@ -366,7 +366,7 @@ int verify_run(const struct config *cfg, const char *remote, const char *collect
                        remote_item);
         http_client_free(r.src);
         if (tty)
-            fprintf(stderr, "\r%60s\r", "");
+            log_stderr("\r%60s\r", "");
         if (prc) {
             util_strlcpy(err, r.err, sizeof(err));
             goto out;
@@ -399,7 +399,7 @@ int verify_run(const struct config *cfg, const char *remote, const char *collect
     rc = differ ? 3 : 0;
 out:
     if (rc == 1 && err[0])
-        fprintf(stderr, "dxsync-consumer: verify: %s\n", err);
+        log_stderr("dxsync-consumer: verify: %s\n", err);
     if (prod)
         rd_kafka_destroy(prod);
     http_client_free(dst);

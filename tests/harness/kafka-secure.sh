@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
 # A second Apache Kafka for the TLS/SASL/ACL tests: one KRaft node on loopback, apart from
 # kafka.sh's, data in $DXSYNC_RUN/kafka-secure (certificates in its tls/).
-#   kafka-secure.sh start          make (once) a CA, a broker certificate for 127.0.0.1 and
-#                                  localhost, a second unrelated CA and the admin's password;
-#                                  format (once) with the admin's SCRAM-SHA-512 credentials; start.
-#                                  Prints KSEC_BROKERS, KSEC_CA, KSEC_WRONG_CA, KSEC_ADMIN_USER,
-#                                  KSEC_ADMIN_PASSWORD, KSEC_ADMIN_PROPERTIES, KSEC_PID
+#   kafka-secure.sh start          make (once) a CA, a broker certificate (127.0.0.1, localhost),
+#                                  a second unrelated CA, the admin's password; format (once) with
+#                                  admin's SCRAM-SHA-512 credentials; start. Prints KSEC_BROKERS,
+#                                  KSEC_CA, KSEC_WRONG_CA, KSEC_ADMIN_USER, KSEC_ADMIN_PASSWORD,
+#                                  KSEC_ADMIN_PROPERTIES (Java client, as admin), KSEC_PID
 #   kafka-secure.sh user NAME PW   add or change NAME's SCRAM-SHA-512 credentials (ConfigCommand)
 #   kafka-secure.sh acl ARGS...    kafka.admin.AclCommand as admin, e.g.
 #                                  acl --add --allow-principal User:x --operation Read --topic t
-#   kafka-secure.sh topics ARGS... org.apache.kafka.tools.TopicCommand as admin, e.g.
-#                                  topics --create --topic t --partitions 3 (fetches the
-#                                  kafka-tools jar once: kafka.sh's jars have no TopicCommand)
+#   kafka-secure.sh topics ARGS... org.apache.kafka.tools.TopicCommand as admin (fetches the
+#                                  kafka-tools jar once: kafka.sh's jars lack it), e.g. --create --topic t
 #   kafka-secure.sh stop           SIGTERM by pid (controlled shutdown), SIGKILL after 30 s
-# Clients: SASL_SSL on 127.0.0.1:$DXSYNC_KSEC_PORT, SCRAM-SHA-512, server certificate signed by
-# KSEC_CA. The controller listener is SASL_PLAINTEXT/PLAIN with admin alone (no ANONYMOUS
-# super user). StandardAuthorizer, no ACL = denied, super user admin; no auto-created topics.
+# Clients: SASL_SSL, SCRAM-SHA-512, broker certificate signed by KSEC_CA. The controller listener
+# is SASL_PLAINTEXT/PLAIN for admin alone (no ANONYMOUS super user). StandardAuthorizer: no ACL,
+# no access; super user admin; no auto-created topics.
 set -euo pipefail
 . "$(dirname "$0")/../lib/dx.sh"
 : "${DXSYNC_KSEC_PORT:=39092}"
@@ -31,8 +30,7 @@ BOOTSTRAP="127.0.0.1:$DXSYNC_KSEC_PORT"
 make_tls() {
   [ -f "$TLS/.complete" ] && return 0
   command -v openssl >/dev/null || apt_need openssl
-  mkdir -p "$TLS"
-  local ca
+  mkdir -p "$TLS"; local ca
   for ca in ca wrong-ca; do
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=dxsync test $ca" \
       -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' \
@@ -40,8 +38,7 @@ make_tls() {
   done
   # unencrypted PKCS#8 key ("BEGIN PRIVATE KEY"): what Kafka's PEM keystore reads without
   # ssl.key.password; an IP SAN, since clients verify the host (librdkafka >= 2.0 too)
-  openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$TLS/broker.key" \
-    -out "$TLS/broker.csr" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$TLS/broker.key" -out "$TLS/broker.csr" 2>/dev/null
   openssl x509 -req -in "$TLS/broker.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" -set_serial "0x$(openssl rand -hex 8)" \
     -days 3650 -out "$TLS/broker.crt" -extfile <(printf '%s\n' 'basicConstraints=CA:FALSE' \
       'subjectAltName=IP:127.0.0.1,DNS:localhost' 'extendedKeyUsage=serverAuth,clientAuth') 2>/dev/null
@@ -51,10 +48,7 @@ make_tls() {
 }
 
 admin_password() {
-  if [ ! -s "$KSEC/admin.password" ]; then
-    mkdir -p "$KSEC"
-    (umask 077; openssl rand -hex 16 >"$KSEC/admin.password")
-  fi
+  [ -s "$KSEC/admin.password" ] || { mkdir -p "$KSEC"; (umask 077; openssl rand -hex 16 >"$KSEC/admin.password"); }
   cat "$KSEC/admin.password"
 }
 
@@ -80,12 +74,10 @@ ssl.keystore.type=PEM
 ssl.keystore.location=$TLS/broker-keystore.pem
 ssl.truststore.type=PEM
 ssl.truststore.location=$TLS/ca.pem
-ssl.client.auth=none
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=false
 super.users=User:admin
 log.dirs=$KSEC/logs
-num.partitions=1
 auto.create.topics.enable=false
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=10
@@ -140,41 +132,35 @@ cmd_start() {
   # the port opens before the broker serves: wait for KafkaRaftServer's "started" line
   wait_for 90 started && port_open "$DXSYNC_KSEC_PORT" \
     || { tail -n 40 "$KSEC/kafka.log" >&2; die "kafka-secure did not start"; }
-  echo "KSEC_BROKERS=$BOOTSTRAP"
-  echo "KSEC_CA=$TLS/ca.pem"
-  echo "KSEC_WRONG_CA=$TLS/wrong-ca.pem"
-  echo "KSEC_ADMIN_USER=admin"
-  echo "KSEC_ADMIN_PASSWORD=$(admin_password)"
-  echo "KSEC_ADMIN_PROPERTIES=$KSEC/admin.properties"
-  echo "KSEC_PID=$(cat "$PIDFILE")"
+  printf '%s\n' "KSEC_BROKERS=$BOOTSTRAP" "KSEC_CA=$TLS/ca.pem" "KSEC_WRONG_CA=$TLS/wrong-ca.pem" \
+    KSEC_ADMIN_USER=admin "KSEC_ADMIN_PASSWORD=$(admin_password)" \
+    "KSEC_ADMIN_PROPERTIES=$KSEC/admin.properties" "KSEC_PID=$(cat "$PIDFILE")"
 }
 
-need_admin() { [ -f "$KSEC/admin.properties" ] || die "kafka-secure was never started: run $0 start"; }
+# admin_tool CLASS ARGS...: a tool as admin against the broker
+admin_tool() {
+  [ -f "$KSEC/admin.properties" ] || die "kafka-secure was never started: run $0 start"
+  local cls=$1; shift
+  tool "$cls" --bootstrap-server "$BOOTSTRAP" --command-config "$KSEC/admin.properties" "$@"
+}
 
-# SCRAM credentials reach the broker through the metadata log: NAME can log in once the
-# broker's describe shows them.
+# The controller commits the credentials and the broker applies them from the metadata log a
+# few ms later: always before this JVM has exited, in practice.
 cmd_user() {
   [ $# -eq 2 ] || die "usage: $0 user NAME PASSWORD"
-  need_admin
-  tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --command-config "$KSEC/admin.properties" \
-    --alter --add-config "SCRAM-SHA-512=[password=$2]" --entity-type users --entity-name "$1"
-}
-
-cmd_acl() {
-  need_admin
-  tool kafka.admin.AclCommand --bootstrap-server "$BOOTSTRAP" --command-config "$KSEC/admin.properties" "$@"
+  admin_tool kafka.admin.ConfigCommand --alter --add-config "SCRAM-SHA-512=[password=$2]" --entity-type users --entity-name "$1"
 }
 
 cmd_topics() {
-  need_admin
   if [ ! -f "$TOOLS_DIR/.complete" ]; then
     command -v mvn >/dev/null || apt_need maven
     log "fetching kafka-tools $DXSYNC_KAFKA_VERSION from Maven Central"
-    mvn -q -B dependency:copy -Dartifact="org.apache.kafka:kafka-tools:$DXSYNC_KAFKA_VERSION" \
-      -DoutputDirectory="$TOOLS_DIR" >&2 || die "mvn could not fetch kafka-tools"
+    mkdir -p "$DXSYNC_RUN"
+    mvn -q -B dependency:copy -Dartifact="org.apache.kafka:kafka-tools:$DXSYNC_KAFKA_VERSION" -DoutputDirectory="$TOOLS_DIR" \
+      >"$DXSYNC_RUN/mvn-kafka-tools.log" 2>&1 || { tail -n 30 "$DXSYNC_RUN/mvn-kafka-tools.log" >&2; die "mvn could not fetch kafka-tools"; }
     touch "$TOOLS_DIR/.complete"
   fi
-  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --command-config "$KSEC/admin.properties" "$@"
+  admin_tool org.apache.kafka.tools.TopicCommand "$@"
 }
 
 cmd_stop() { stop_pidfile "$PIDFILE" 30; }
@@ -182,7 +168,7 @@ cmd_stop() { stop_pidfile "$PIDFILE" 30; }
 case "${1:-}" in
   start) cmd_start ;;
   user) shift; cmd_user "$@" ;;
-  acl) shift; cmd_acl "$@" ;;
+  acl) shift; admin_tool kafka.admin.AclCommand "$@" ;;
   topics) shift; cmd_topics "$@" ;;
   stop) cmd_stop ;;
   *) echo "usage: $0 start|stop|user NAME PASSWORD|acl ARGS...|topics ARGS..." >&2; exit 2 ;;

@@ -383,6 +383,36 @@ static void unset_secrets_wait_for_a_command_that_needs_them(void **state)
     free(t2);
 }
 
+/* The secrets of a file are registered as they are read: an error later in the same file, or
+ * one quoting them, is printed masked (issue 28). Every secret-bearing key: tokens, libpq's
+ * password and sslpassword, librdkafka's passwords, secrets and inline private key. */
+static void secrets_are_masked_before_any_error(void **state)
+{
+    (void)state;
+    const char *t =
+        "{\"kafka\": {\"brokers\": \"k:9092\", \"properties\": {"
+        "\"sasl.password\": \"scram-pw-0001\", \"ssl.key.pem\": \"-----BEGIN KEY-----xyz\", "
+        "\"ssl.key.password\": \"key-pw-0002\", \"sasl.oauthbearer.client.secret\": "
+        "\"oauth-0003\"}},"
+        "\"instances\": [{\"name\": \"a\", \"url\": \"http://a:8055\", \"token\": \"tok-a-0004\", "
+        "\"database\": \"postgresql://u:db-pw-0005@h/d?sslpassword=ssl-pw-0006\"},"
+        "{\"name\": \"b\", \"url\": \"nope\", \"token\": \"tok-b-0007\"}],"
+        "\"routes\": []}";
+    struct config cfg;
+    char err[512];
+    log_clear_secrets();
+    assert_int_equal(config_load_buffer(t, strlen(t), &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "instances[1].url"));
+    char line[2048];
+    snprintf(line, sizeof(line),
+             "scram-pw-0001 -----BEGIN KEY-----xyz key-pw-0002 oauth-0003 tok-a-0004 db-pw-0005 "
+             "ssl-pw-0006 tok-b-0007");
+    log_redact(line, sizeof(line));
+    assert_string_equal(line, "[redacted] [redacted] [redacted] [redacted] [redacted] [redacted] "
+                              "[redacted] [redacted]");
+    log_clear_secrets();
+}
+
 static void refuses_bad_json_with_position(void **state)
 {
     (void)state;
@@ -522,6 +552,7 @@ int main(void)
         cmocka_unit_test_setup(unset_secrets_wait_for_a_command_that_needs_them, setup),
         cmocka_unit_test(names_the_file),
         cmocka_unit_test_setup(secrets_are_redacted, setup),
+        cmocka_unit_test(secrets_are_masked_before_any_error),
         cmocka_unit_test_setup(a_reload_names_what_changed_and_what_may_not, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "deadletter.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +128,35 @@ static void remote_events_round_trip(void **state)
     free(json);
 }
 
+/* What the remote answered may quote a secret: the DLQ headers and the error events carry it
+ * masked, as a log line would (issue 28). */
+static void secrets_are_masked_in_headers_and_events(void **state)
+{
+    (void)state;
+    log_add_secret("tok-dlq-secret");
+    struct deadletter_failure f = failure;
+    f.code = "BAD tok-dlq-secret";
+    f.message = "token tok-dlq-secret is not valid";
+    rd_kafka_headers_t *h = deadletter_headers(NULL, &f);
+    assert_non_null(h);
+    char buf[256];
+    assert_string_equal(header(h, "dxsync-error-message", buf, sizeof(buf)),
+                        "token [redacted] is not valid");
+    assert_string_equal(header(h, "dxsync-error-code", buf, sizeof(buf)), "BAD [redacted]");
+    rd_kafka_headers_destroy(h);
+    char *json = deadletter_error_event(&f, 1000);
+    assert_non_null(json);
+    assert_null(strstr(json, "tok-dlq"));
+    assert_non_null(strstr(json, "token [redacted] is not valid"));
+    free(json);
+    json = deadletter_remote_event(ERROR_REMOTE_UNAVAILABLE, "a", "b", 401, "INVALID_CREDENTIALS",
+                                   "Bearer tok-dlq-secret", 3, 1000);
+    assert_non_null(json);
+    assert_null(strstr(json, "tok-dlq"));
+    free(json);
+    log_clear_secrets();
+}
+
 static void key_text_of_odd_keys(void **state)
 {
     (void)state;
@@ -151,6 +181,7 @@ int main(void)
         cmocka_unit_test(apply_failed_event_round_trips),
         cmocka_unit_test(a_malformed_message_has_no_event_id),
         cmocka_unit_test(remote_events_round_trip),
+        cmocka_unit_test(secrets_are_masked_in_headers_and_events),
         cmocka_unit_test(key_text_of_odd_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
 
 #include "testutil.h"
 
+#include "log.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -168,6 +169,35 @@ static void keeps_the_latest_dead_letters(void **state)
     metrics_free(m);
 }
 
+/* What /status.json and /healthz tell is masked like a log line (issue 28): a health text, an
+ * error and a dead letter's message may quote a token or a password. */
+static void secrets_never_reach_the_status(void **state)
+{
+    (void)state;
+    log_add_secret("tok-status-secret");
+    struct metrics *m = metrics_new();
+    struct metrics_dead_letter d = {.time_ms = 1,
+                                    .topic = "dxsync.a.articles",
+                                    .collection = "articles",
+                                    .key = "k tok-status-secret",
+                                    .status = 401,
+                                    .code = "INVALID_CREDENTIALS",
+                                    .message = "Bearer tok-status-secret refused"};
+    metrics_note_dead_letter(m, &d);
+    metrics_set_health(m, false, "GET /users/me with tok-status-secret: 401");
+    char *text = metrics_status_json(m);
+    assert_non_null(text);
+    assert_null(strstr(text, "tok-status"));
+    assert_non_null(strstr(text, "Bearer [redacted] refused"));
+    free(text);
+    metrics_note_error(m, "a later error: tok-status-secret");
+    text = metrics_status_json(m);
+    assert_null(strstr(text, "tok-status"));
+    free(text);
+    metrics_free(m);
+    log_clear_secrets();
+}
+
 static void escapes_labels_and_removes_series(void **state)
 {
     (void)state;
@@ -290,6 +320,7 @@ int main(void)
         cmocka_unit_test(json_is_current_without_a_scrape),
         cmocka_unit_test(counter_rates_over_the_last_minute),
         cmocka_unit_test(keeps_the_latest_dead_letters),
+        cmocka_unit_test(secrets_never_reach_the_status),
         cmocka_unit_test(escapes_labels_and_removes_series),
         cmocka_unit_test(serves_the_page_and_json),
     };
