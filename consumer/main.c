@@ -1,5 +1,7 @@
 /* dxsync-consumer: applies changes from Kafka to one remote Directus instance. */
+#include "acl.h"
 #include "admin.h"
+#include "kafka.h"
 #include "check.h"
 #include "cli.h"
 #include "dlqlist.h"
@@ -16,10 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const subcommands[] = {"run",   "check", "status", "replay",
-                                          "audit", "dlq",   "verify", NULL};
-/* They read and move offsets in Kafka only: no instance token or database is needed. */
-static const char *const kafka_only[] = {"status", "replay", "audit", "dlq", NULL};
+static const char *const subcommands[] = {"run", "check",  "status", "replay", "audit",
+                                          "dlq", "verify", "acls",   NULL};
+/* They read and move offsets in Kafka only (acls: not even that): no instance token or database
+ * is needed. */
+static const char *const kafka_only[] = {"status", "replay", "audit", "dlq", "acls", NULL};
 static const char *const dlq_actions[] = {"list", "redrive", NULL};
 
 /* The remote's token, and a source's only where the command reads that source: its files'
@@ -135,6 +138,39 @@ static int replay_or_audit(struct app *app, struct cli_spec *spec, const char *r
                      stdout);
 }
 
+/* run's ACLs: Read on every topic it subscribes to (the sources' and the remote's own) and on
+ * its group; Write on the errors topic and its dead-letter topic. It creates every one of these
+ * topics that is missing (kafka_ensure_topics). */
+static int print_acls(const struct config *cfg, const char *remote, const char *given)
+{
+    struct acl_set s = {0};
+    struct routes_sub *subs = NULL;
+    size_t n = 0;
+    char err[512], name[512], fallback[128], principal[160], what[160];
+    if (routes_into(cfg, remote, &subs, &n, err, sizeof(err)) ||
+        routes_add_own(cfg, remote, &subs, &n, err, sizeof(err))) {
+        log_stderr("dxsync-consumer: acls: %s\n", err);
+        return 2;
+    }
+    for (size_t i = 0; i < n; i++)
+        acl_add(&s, ACL_TOPIC, subs[i].topic, ACL_READ | ACL_DESCRIBE, true);
+    routes_free(subs, n);
+    if (kafka_group_apply(cfg, remote, name, sizeof(name)) == 0)
+        acl_add(&s, ACL_GROUP, name, ACL_READ, false);
+    if (kafka_topic_errors(cfg, name, sizeof(name)) == 0)
+        acl_add(&s, ACL_TOPIC, name, ACL_WRITE | ACL_DESCRIBE, true);
+    if (kafka_topic_dlq(cfg, remote, name, sizeof(name)) == 0)
+        acl_add(&s, ACL_TOPIC, name, ACL_WRITE | ACL_DESCRIBE, true);
+    snprintf(fallback, sizeof(fallback), "dxsync-consumer-%s", remote);
+    snprintf(what, sizeof(what), "dxsync-consumer --remote %s (run)", remote);
+    int rc = acl_print(stdout, cfg, &s,
+                       acl_principal(cfg, given, fallback, principal, sizeof(principal)), what)
+                 ? 1
+                 : 0;
+    acl_free(&s);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct cli_opt opts[] = {
@@ -166,6 +202,10 @@ int main(int argc, char **argv)
         {.name = "code",
          .metavar = "CODE",
          .help = "dlq list, dlq redrive: only dead letters with this code"},
+        {.name = "principal",
+         .metavar = "NAME",
+         .help = "acls: the Kafka principal (default: kafka.properties' sasl.username, else "
+                 "dxsync-consumer-<remote>)"},
     };
     struct cli_spec spec = {
         .program = "dxsync-consumer",
@@ -179,7 +219,8 @@ int main(int argc, char **argv)
                  "  dxsync-consumer --remote NAME dlq list [--code CODE] [--since TIME] [--json]\n"
                  "  dxsync-consumer --remote NAME dlq redrive [--code CODE] [--key K] [--since "
                  "TIME]\n"
-                 "  dxsync-consumer --remote NAME verify [--collection C] [--repair] [--json]",
+                 "  dxsync-consumer --remote NAME verify [--collection C] [--repair] [--json]\n"
+                 "  dxsync-consumer --remote NAME acls [--principal NAME]",
         .subcommands = subcommands,
         .kafka_only = kafka_only,
         .details =
@@ -206,7 +247,11 @@ int main(int argc, char **argv)
             "           what fails again is dead-lettered anew; exit 1 when something did\n"
             "  verify   compare every item of each source with the remote on the routed fields\n"
             "           (paged, bounded memory): exit 0 when they agree, 3 when they differ;\n"
-            "           --repair publishes the source's row of each differing key\n\n"
+            "           --repair publishes the source's row of each differing key\n"
+            "  acls     print the kafka-acls.sh commands granting run's principal what it\n"
+            "           needs (Read on the topics routed into the remote and on its group,\n"
+            "           Write on <prefix>.errors and <prefix>.dlq.<remote>) and the topics to\n"
+            "           create beforehand; needs no secret and no Kafka\n\n"
             "status, replay, audit and dlq list talk to Kafka alone: the instances' token and\n"
             "database variables need not be set for them.\n\n"
             "Examples:\n"
@@ -236,7 +281,9 @@ int main(int argc, char **argv)
         }
         remote = inst->name;
     }
-    if (strcmp(app.cli.subcommand, "verify") == 0) {
+    if (strcmp(app.cli.subcommand, "acls") == 0) {
+        rc = print_acls(&app.cfg, remote, cli_value(&spec, "principal"));
+    } else if (strcmp(app.cli.subcommand, "verify") == 0) {
         rc = verify_run(&app.cfg, remote, cli_value(&spec, "collection"),
                         cli_option(&spec, "repair")->given, cli_option(&spec, "json")->given,
                         stdout);

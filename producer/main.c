@@ -1,4 +1,5 @@
 /* dxsync-producer: streams one Directus instance's changes into Kafka. */
+#include "acl.h"
 #include "cli.h"
 #include "report.h"
 #include "log.h"
@@ -10,8 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const subcommands[] = {"run", "check", "snapshot", "import-extension-config",
-                                          NULL};
+static const char *const subcommands[] = {"run",  "check", "snapshot", "import-extension-config",
+                                          "acls", NULL};
+static const char *const kafka_only[] = {"acls", NULL};
 
 /* Its own instance's secrets only: the database, and the token when the sync user's id is to be
  * learnt with it (no "sync_user") or Directus is checked. */
@@ -36,6 +38,10 @@ int main(int argc, char **argv)
          .metavar = "C",
          .help = "snapshot: only this collection",
          .repeat = true},
+        {.name = "principal",
+         .metavar = "NAME",
+         .help = "acls: the Kafka principal (default: kafka.properties' sasl.username, else "
+                 "dxsync-producer-<instance>)"},
     };
     struct cli_spec spec = {
         .program = "dxsync-producer",
@@ -43,8 +49,10 @@ int main(int argc, char **argv)
         .usage = "  dxsync-producer --instance NAME [run]\n"
                  "  dxsync-producer --instance NAME check\n"
                  "  dxsync-producer --instance NAME snapshot [--collection C]...\n"
-                 "  dxsync-producer --instance NAME import-extension-config",
+                 "  dxsync-producer --instance NAME import-extension-config\n"
+                 "  dxsync-producer --instance NAME acls [--principal NAME]",
         .subcommands = subcommands,
+        .kafka_only = kafka_only,
         .details =
             "Subcommands:\n"
             "  run        read directus_activity/directus_revisions by logical replication (slot\n"
@@ -55,7 +63,10 @@ int main(int argc, char **argv)
             "  snapshot   publish every current row of the routed collections as snapshot events\n"
             "  import-extension-config\n"
             "             print the routes JSON matching the hook extension's\n"
-            "             data_sync_remote_sources (tokens are not printed)\n\n"
+            "             data_sync_remote_sources (tokens are not printed)\n"
+            "  acls       print the kafka-acls.sh commands granting this producer's principal\n"
+            "             what it needs (Write and Describe on its topics) and the topics to\n"
+            "             create beforehand; needs no secret and no Kafka\n\n"
             "Example:\n"
             "  DXSYNC_TOKEN_A=... dxsync-producer --config dxsync.json --instance a check",
         .opts = opts,
@@ -73,6 +84,21 @@ int main(int argc, char **argv)
         goto out;
     }
     const char *instance = inst->name;
+    if (strcmp(app.cli.subcommand, "acls") == 0) {
+        struct acl_set s = {0};
+        char fallback[128], principal[160], what[160];
+        snprintf(fallback, sizeof(fallback), "dxsync-producer-%s", instance);
+        snprintf(what, sizeof(what), "dxsync-producer --instance %s", instance);
+        acl_producer(&app.cfg, instance, &s);
+        rc = acl_print(stdout, &app.cfg, &s,
+                       acl_principal(&app.cfg, cli_value(&spec, "principal"), fallback, principal,
+                                     sizeof(principal)),
+                       what)
+                 ? 1
+                 : 0;
+        acl_free(&s);
+        goto out;
+    }
     if (strcmp(app.cli.subcommand, "check") == 0) {
         int problems = producer_check(&app.cfg, inst, stdout);
         report_summary(stdout, problems);

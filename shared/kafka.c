@@ -2,6 +2,7 @@
 
 #include "backoff.h"
 #include "log.h"
+#include "signals.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -142,7 +143,16 @@ static int topics_seen(rd_kafka_t *rk, const char *const *topics, size_t ntopics
                        int timeout_ms, char *err, size_t errlen)
 {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    /* in slices of a second: a stop (SIGTERM) is not held up while no broker answers (down, a
+     * wrong CA, a refused password) */
+    int64_t deadline = util_mono_ms() + timeout_ms;
+    rd_kafka_resp_err_t e;
+    for (;;) {
+        int64_t left = deadline - util_mono_ms();
+        e = rd_kafka_metadata(rk, 1, NULL, &md, left > 1000 ? 1000 : left > 0 ? (int)left : 1);
+        if (e != RD_KAFKA_RESP_ERR__TIMED_OUT || signals_stop || util_mono_ms() >= deadline)
+            break;
+    }
     if (e) {
         snprintf(err, errlen, "reading the topics' metadata: %s", rd_kafka_err2str(e));
         return -1;
