@@ -246,7 +246,7 @@ static void check_collection(struct report *r, PGconn *c, const struct config *c
 static void check_directus(struct report *r, const struct config_instance *inst)
 {
     char err[256];
-    struct http_client *h = http_client_new(inst->url, inst->token, 10000, err, sizeof(err));
+    struct http_client *h = directus_client(inst, 10000, err, sizeof(err));
     if (!h) {
         report_problem(r, "directus %s: %s", inst->url, err);
         return;

@@ -41,7 +41,7 @@ int producer_sync_user(const struct config_instance *inst, struct source *src, c
                  "(GET /users/me) instead\"",
                  inst->name, LOG_Q(lookup_err));
     *how = "directus";
-    struct http_client *c = http_client_new(inst->url, inst->token, 10000, err, errlen);
+    struct http_client *c = directus_client(inst, 10000, err, errlen);
     if (!c)
         return -1;
     struct backoff b;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PATH_MAX_LEN 256
 
@@ -483,10 +484,36 @@ static int defer_database(struct config_instance *in)
     return 0;
 }
 
+/* ca_file, client_cert and client_key: readable files, for an https URL, the certificate and its
+ * key together. */
+static int tls_files(struct parse *p, const char *path, const struct config_instance *in)
+{
+    char sub[PATH_MAX_LEN];
+    const struct {
+        const char *key, *value;
+    } files[] = {
+        {"ca_file", in->ca_file}, {"client_cert", in->client_cert}, {"client_key", in->client_key}};
+    for (size_t i = 0; i < DX_ARRAY_LEN(files); i++) {
+        if (!files[i].value)
+            continue;
+        join(sub, path, files[i].key);
+        if (strncmp(in->url, "https://", 8) != 0)
+            return fail(p, sub, "is for an https URL; url is \"%s\"", in->url);
+        if (access(files[i].value, R_OK) != 0)
+            return fail(p, sub, "cannot read \"%s\": %s", files[i].value, strerror(errno));
+    }
+    if (!in->client_cert != !in->client_key) {
+        join(sub, path, in->client_cert ? "client_key" : "client_cert");
+        return fail(p, sub, "client_cert and client_key go together");
+    }
+    return 0;
+}
+
 static int parse_instance(struct parse *p, const cJSON *v, const char *path,
                           struct config_instance *out)
 {
-    static const char *const keys[] = {"name", "url", "token", "database", "sync_user"};
+    static const char *const keys[] = {"name",      "url",     "token",       "database",
+                                       "sync_user", "ca_file", "client_cert", "client_key"};
     if (!cJSON_IsObject(v))
         return fail(p, path, "expected an object, got %s", type_name(v));
     if (check_keys(p, v, path, keys, DX_ARRAY_LEN(keys)) ||
@@ -494,7 +521,10 @@ static int parse_instance(struct parse *p, const cJSON *v, const char *path,
         get_string(p, v, path, "url", true, &out->url) ||
         get_secret(p, v, path, "token", true, &out->token, &out->token_unset) ||
         get_secret(p, v, path, "database", false, &out->database, &out->database_why) ||
-        defer_database(out) || get_string(p, v, path, "sync_user", false, &out->sync_user))
+        defer_database(out) || get_string(p, v, path, "sync_user", false, &out->sync_user) ||
+        get_string(p, v, path, "ca_file", false, &out->ca_file) ||
+        get_string(p, v, path, "client_cert", false, &out->client_cert) ||
+        get_string(p, v, path, "client_key", false, &out->client_key))
         return -1;
     /* registered as read: a later error (a bad URL quoting it) is printed masked */
     if (out->token && out->token[0])
@@ -514,6 +544,8 @@ static int parse_instance(struct parse *p, const cJSON *v, const char *path,
     size_t ul = strlen(out->url);
     while (ul > 0 && out->url[ul - 1] == '/')
         out->url[--ul] = '\0';
+    if (tls_files(p, path, out))
+        return -1;
     if (out->sync_user && !is_uuid(out->sync_user)) {
         join(sub, path, "sync_user");
         return fail(p, sub, "\"%s\" is not a uuid", out->sync_user);
@@ -877,6 +909,9 @@ void config_free(struct config *cfg)
         util_free_secret(in->token);
         util_free_secret(in->database);
         free(in->sync_user);
+        free(in->ca_file);
+        free(in->client_cert);
+        free(in->client_key);
         free(in->token_unset);
         free(in->database_why);
     }

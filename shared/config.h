@@ -18,6 +18,9 @@ struct config_instance {
     char *token;     /* secret: the sync user's static token */
     char *database;  /* secret-bearing libpq URL or conninfo; NULL when not given */
     char *sync_user; /* uuid or NULL (then learnt with GET /users/me) */
+    /* HTTPS to this Directus: the CA bundle to trust instead of the system's (a private CA),
+     * and a client certificate and its key (PEM files); NULL when not given */
+    char *ca_file, *client_cert, *client_key;
     /* "instances[0].token: environment variable X is not set", or NULL: the token (then "") or
      * the database (then NULL, database_unset) names an unset variable */
     char *token_unset, *database_why;

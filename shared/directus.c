@@ -2,6 +2,7 @@
  * 5xx rule, /users/me, /policies/me/globals and /fields (see directus.h). */
 #include "directus.h"
 
+#include "log.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -353,4 +354,45 @@ enum directus_answer directus_fields_fetch(struct http_client *c, const char *co
     }
     http_response_free(&r);
     return a;
+}
+
+bool directus_url_loopback(const char *url)
+{
+    const char *h = strstr(url, "://");
+    h = h ? h + 3 : url;
+    const char *at = strchr(h, '@'), *slash = strchr(h, '/');
+    if (at && (!slash || at < slash))
+        h = at + 1; /* user:password@ */
+    size_t n = strcspn(h, ":/?#");
+    if (h[0] == '[')
+        return strncmp(h, "[::1]", 5) == 0;
+    return (n == 9 && strncmp(h, "localhost", 9) == 0) ||
+           (n >= 4 && strncmp(h, "127.", 4) == 0 && strspn(h, "0123456789.") >= n);
+}
+
+struct http_client *directus_client(const struct config_instance *in, long timeout_ms, char *err,
+                                    size_t errlen)
+{
+    static char warned[16][64]; /* the instances warned about (a process has a few) */
+    if (strncmp(in->url, "http://", 7) == 0 && !directus_url_loopback(in->url)) {
+        bool seen = false;
+        size_t i = 0;
+        for (; i < DX_ARRAY_LEN(warned) && warned[i][0] && !seen; i++)
+            seen = strcmp(warned[i], in->name) == 0;
+        if (!seen) {
+            if (i < DX_ARRAY_LEN(warned))
+                util_strlcpy(warned[i], in->name, sizeof(warned[i]));
+            log_warn("directus",
+                     "event=plain_http instance=%s url=%s hint=\"the token crosses the network "
+                     "unencrypted: use https (ca_file for a private CA)\"",
+                     in->name, in->url);
+        }
+    }
+    struct http_client *c = http_client_new(in->url, in->token, timeout_ms, err, errlen);
+    if (c && http_client_tls(c, in->ca_file, in->client_cert, in->client_key)) {
+        snprintf(err, errlen, "out of memory");
+        http_client_free(c);
+        return NULL;
+    }
+    return c;
 }

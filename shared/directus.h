@@ -9,6 +9,7 @@
 #ifndef DXSYNC_DIRECTUS_H
 #define DXSYNC_DIRECTUS_H
 
+#include "config.h"
 #include "http.h"
 
 #include <stdbool.h>
@@ -182,5 +183,14 @@ void directus_fields_free(struct directus_fields *f);
  * DIRECTUS_NONE: out of memory) with err set and *f empty. */
 enum directus_answer directus_fields_fetch(struct http_client *c, const char *collection,
                                            struct directus_fields *f, char *err, size_t errlen);
+
+/* The HTTP client of an instance: its URL and token, its ca_file and client certificate. The
+ * first client of a plain http:// URL to a host other than loopback logs a warning once
+ * (event=plain_http: the token crosses the network in clear). NULL with err set on failure. */
+struct http_client *directus_client(const struct config_instance *in, long timeout_ms, char *err,
+                                    size_t errlen);
+
+/* Whether url (http:// or https://) names a loopback host: localhost, 127.x.x.x or [::1]. */
+bool directus_url_loopback(const char *url);
 
 #endif

@@ -17,6 +17,8 @@ struct http_client {
     struct curl_slist *stream_headers; /* the same without the JSON content type (files) */
     long timeout_ms;
     CURL *easy; /* kept for keep-alive across blocking requests */
+    /* HTTPS: a CA bundle instead of the system's, a client certificate and key (NULL: none) */
+    char *ca_file, *cert_file, *key_file;
 };
 
 static const char *const class_names[] = {"none",      "ok",        "transient", "server_error",
@@ -137,10 +139,18 @@ void http_response_free(struct http_response *r)
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static bool global_done;
+/* libcurl's own CA bundle: what a handle used for a client with a ca_file is set back to */
+static char *default_cainfo;
 
 static void global_init(void)
 {
     global_done = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    CURL *e = global_done ? curl_easy_init() : NULL;
+    char *ca = NULL;
+    if (e && curl_easy_getinfo(e, CURLINFO_CAINFO, &ca) == CURLE_OK && ca)
+        default_cainfo = strdup(ca);
+    if (e)
+        curl_easy_cleanup(e);
 }
 
 void http_global_init(void)
@@ -153,6 +163,8 @@ void http_global_cleanup(void)
     if (global_done)
         curl_global_cleanup();
     global_done = false;
+    free(default_cainfo);
+    default_cainfo = NULL;
 }
 
 struct http_client *http_client_new(const char *base_url, const char *token, long timeout_ms,
@@ -218,7 +230,24 @@ void http_client_free(struct http_client *c)
     curl_slist_free_all(c->headers);
     curl_slist_free_all(c->stream_headers);
     free(c->base_url);
+    free(c->ca_file);
+    free(c->cert_file);
+    free(c->key_file);
     free(c);
+}
+
+int http_client_tls(struct http_client *c, const char *ca_file, const char *cert_file,
+                    const char *key_file)
+{
+    free(c->ca_file);
+    free(c->cert_file);
+    free(c->key_file);
+    c->ca_file = ca_file ? strdup(ca_file) : NULL;
+    c->cert_file = cert_file ? strdup(cert_file) : NULL;
+    c->key_file = key_file ? strdup(key_file) : NULL;
+    return (ca_file && !c->ca_file) || (cert_file && !c->cert_file) || (key_file && !c->key_file)
+               ? -1
+               : 0;
 }
 
 const char *http_client_base_url(const struct http_client *c)
@@ -311,8 +340,13 @@ int http_prepare(struct http_client *c, CURL *easy, const char *method, const ch
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(easy, CURLOPT_CAINFO, c->ca_file ? c->ca_file : default_cainfo);
+    curl_easy_setopt(easy, CURLOPT_SSLCERT, c->cert_file);
+    curl_easy_setopt(easy, CURLOPT_SSLKEY, c->key_file);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+    /* the detail ("SSL certificate problem: unable to get local issuer certificate"), not only
+     * the class of the error */
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, resp->errbuf);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, resp);
     return 0;
 }
@@ -381,9 +415,11 @@ void http_finish(CURL *easy, CURLcode result, struct http_response *resp)
     resp->curl = result;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp->status);
     curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &resp->seconds);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL); /* resp may go before the next use */
     if (result != CURLE_OK) {
         resp->status = 0;
-        util_strlcpy(resp->message, curl_easy_strerror(result), sizeof(resp->message));
+        util_strlcpy(resp->message, resp->errbuf[0] ? resp->errbuf : curl_easy_strerror(result),
+                     sizeof(resp->message));
     } else if (resp->status >= 300) {
         if (http_parse_error(resp->body, resp->len, resp->code, sizeof(resp->code), resp->message,
                              sizeof(resp->message))) {

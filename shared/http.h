@@ -49,6 +49,7 @@ struct http_response {
     long retry_after_s;    /* -1 when absent */
     char code[64];         /* Directus error code of an error answer, or "" */
     char message[512];     /* its message, or curl's error text when there was no answer */
+    char errbuf[256];      /* libcurl's detail of a failed transfer (CURLOPT_ERRORBUFFER) */
     char field[64];        /* the field the error names (extensions.field), or "" */
     char value[128];       /* and the value it names (extensions.value), or "" */
     double seconds;        /* total time of the transfer */
@@ -70,6 +71,11 @@ struct http_client;
 struct http_client *http_client_new(const char *base_url, const char *token, long timeout_ms,
                                     char *err, size_t errlen);
 void http_client_free(struct http_client *c);
+/* HTTPS settings: ca_file, a PEM bundle trusted instead of the system's; cert_file and
+ * key_file, a client certificate and its key (PEM). NULL leaves a setting at libcurl's default.
+ * Returns -1 when out of memory. */
+int http_client_tls(struct http_client *c, const char *ca_file, const char *cert_file,
+                    const char *key_file);
 const char *http_client_base_url(const struct http_client *c);
 
 /* Prepares easy for METHOD base_url+path with body (JSON or NULL); the answer lands in *resp

@@ -1,6 +1,7 @@
 /* dispatch.c: a slot is one curl easy handle, owned either by a lane (its batch's request) or by
  * a field list request; a finished transfer goes back to whoever owns the slot. A lane whose
  * batch is a file operation is driven by dispatch_file.c. */
+#include "directus.h"
 #include "dispatch_int.h"
 
 #include "log.h"
@@ -917,8 +918,7 @@ struct dispatch *dispatch_new(const struct config *cfg, const struct config_inst
     d->scratch_idx = calloc((size_t)cfg->consumer.batch_max, sizeof(*d->scratch_idx));
     if (!d->scratch_idx)
         goto oom;
-    d->http =
-        http_client_new(inst->url, inst->token, cfg->consumer.request_timeout_ms, err, errlen);
+    d->http = directus_client(inst, cfg->consumer.request_timeout_ms, err, errlen);
     if (!d->http) {
         dispatch_free(d);
         return NULL;

@@ -1,6 +1,7 @@
 /* dispatch_file.c: a lane whose batch is one file's create or update (fileop.h): its requests
  * go to the source and to the remote, and its bytes through a transfer (xfer.h) that counts as
  * one request in flight. */
+#include "directus.h"
 #include "dispatch_int.h"
 
 #include "log.h"
@@ -47,8 +48,8 @@ static struct http_client *source_http(struct dispatch *d, const char *name)
             continue;
         if (!d->src_http[i]) {
             char err[256];
-            d->src_http[i] = http_client_new(in->url, in->token,
-                                             d->cfg->consumer.request_timeout_ms, err, sizeof(err));
+            d->src_http[i] =
+                directus_client(in, d->cfg->consumer.request_timeout_ms, err, sizeof(err));
         }
         return d->src_http[i];
     }

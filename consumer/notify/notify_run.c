@@ -601,8 +601,7 @@ static int setup_targets(struct notifier *n, char *err, size_t errlen)
     for (size_t i = 0; i < n->ntargets; i++) {
         struct target *t = &n->targets[i];
         t->inst = &n->cfg->instances[i];
-        t->http = http_client_new(t->inst->url, t->inst->token, n->cfg->consumer.request_timeout_ms,
-                                  err, errlen);
+        t->http = directus_client(t->inst, n->cfg->consumer.request_timeout_ms, err, errlen);
         if (!t->http)
             return -1;
         backoff_init(&t->b, 200, 30000, (uint64_t)util_wall_ms() + i);

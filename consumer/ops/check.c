@@ -1,4 +1,5 @@
 /* check: the consumer's check command, against the live remote (see check.h). */
+#include "directus.h"
 #include "check.h"
 
 #include "http.h"
@@ -231,8 +232,7 @@ static void check_files_source(struct report *r, const struct config *cfg,
 {
     const struct config_instance *src = config_instance_find(cfg, route->from);
     char e[512];
-    struct http_client *sh =
-        src ? http_client_new(src->url, src->token, timeout, e, sizeof(e)) : NULL;
+    struct http_client *sh = src ? directus_client(src, timeout, e, sizeof(e)) : NULL;
     if (!sh)
         return;
     struct http_response res;
@@ -379,7 +379,7 @@ int check_remote(const struct config *cfg, const char *remote, FILE *out, int *p
         return -1;
     long timeout =
         cfg->consumer.request_timeout_ms < 10000 ? cfg->consumer.request_timeout_ms : 10000;
-    if (!(h = http_client_new(inst->url, inst->token, timeout, err, errlen)))
+    if (!(h = directus_client(inst, timeout, err, errlen)))
         goto out;
     rc = 0;
     if (nsubs == 0)
@@ -396,8 +396,7 @@ int check_remote(const struct config *cfg, const char *remote, FILE *out, int *p
     for (size_t i = 0; i < nsubs; i++) {
         const struct config_instance *src = config_instance_find(cfg, subs[i].route->from);
         char e[512];
-        struct http_client *sh =
-            src ? http_client_new(src->url, src->token, timeout, e, sizeof(e)) : NULL;
+        struct http_client *sh = src ? directus_client(src, timeout, e, sizeof(e)) : NULL;
         cJSON *sroot = NULL, *droot = NULL;
         const cJSON *srels = sh ? relations_fetch(sh, subs[i].coll->collection, &sroot) : NULL;
         const cJSON *drels = relations_fetch(h, subs[i].coll->collection, &droot);

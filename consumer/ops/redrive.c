@@ -176,8 +176,7 @@ static int apply_file(struct run *r, struct letter *l, struct apply_item *why)
     const struct config_instance *src = config_instance_find(r->cfg, l->sub->route->from);
     char err[256];
     long timeout = r->cfg->consumer.request_timeout_ms;
-    struct http_client *sh =
-        src ? http_client_new(src->url, src->token, timeout, err, sizeof(err)) : NULL;
+    struct http_client *sh = src ? directus_client(src, timeout, err, sizeof(err)) : NULL;
     int rc = -1;
     if (!sh || fileop_init(&op, &l->ev, l->sub->coll, &it, plan_file_content(&l->ev, l->sub->coll),
                            false, r->cfg->consumer.item_attempts, (uint64_t)l->offset)) {
@@ -477,8 +476,7 @@ int redrive_run(const struct config *cfg, const char *remote, const struct redri
     rd_kafka_conf_t *pconf = kafka_conf_new(cfg, &st3, pdefaults, pforced, err, sizeof(err));
     if (!pconf || !(r.prod = kafka_client_new(RD_KAFKA_PRODUCER, pconf, "kafka", err, sizeof(err))))
         goto out;
-    if (!(r.http = http_client_new(inst->url, inst->token, cfg->consumer.request_timeout_ms, err,
-                                   sizeof(err))))
+    if (!(r.http = directus_client(inst, cfg->consumer.request_timeout_ms, err, sizeof(err))))
         goto out;
 
     np = kread_partitions(r.dlq_rk, r.dlq_topic);

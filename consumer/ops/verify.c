@@ -320,7 +320,7 @@ int verify_run(const struct config *cfg, const char *remote, const char *collect
     if (!inst || routes_into(cfg, remote, &subs, &nsubs, err, sizeof(err)))
         goto out;
     long timeout = cfg->consumer.request_timeout_ms;
-    if (!(dst = http_client_new(inst->url, inst->token, timeout, err, sizeof(err))))
+    if (!(dst = directus_client(inst, timeout, err, sizeof(err))))
         goto out;
     if (repair) {
         static const char *const forced[] = {"enable.idempotence", "true",           "acks", "all",
@@ -348,7 +348,7 @@ int verify_run(const struct config *cfg, const char *remote, const char *collect
                              .out = out,
                              .prod = prod,
                              .t0 = util_mono_ms()};
-        if (!(r.src = http_client_new(src->url, src->token, timeout, err, sizeof(err))))
+        if (!(r.src = directus_client(src, timeout, err, sizeof(err))))
             goto out;
         struct directus_fields f;
         char e[768];

@@ -7,6 +7,8 @@
 #   - a -> b sync (producer a, consumer b, notifier) with those ACLs and nothing else;
 #   - denied: consumer b's principal writing a's topic, producer a's reading the errors topic, a
 #     wrong CA, a wrong SCRAM password: each a clear error, and nothing lost once corrected;
+#   - Directus b behind HTTPS (harness/tls-front.mjs) with a CA of its own, trusted through
+#     instances[].ca_file; a wrong CA refused by name;
 #   - no password, token or key in any log, /status.json or /healthz of the run.
 . "$(dirname "$0")/../lib/dx.sh"
 t_begin
@@ -23,6 +25,22 @@ for u in prod-a:$PW_PROD_A cons-b:$PW_CONS_B notif:$PW_NOTIF; do
 done
 wait
 
+# Directus b over HTTPS: a CA of its own and a certificate for 127.0.0.1 (the host is verified).
+tls=$T_TMP/tls
+mkdir -p "$tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=dxsync test directus CA" \
+  -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign' \
+  -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$tls/b.key" -out "$tls/b.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' >"$tls/ext"
+openssl x509 -req -in "$tls/b.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+  -extfile "$tls/ext" -out "$tls/b.pem" 2>/dev/null
+hport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_proc front node "$HARNESS_DIR/tls-front.mjs" "$hport" "$DXSYNC_B_URL" "$tls/b.pem" "$tls/b.key"
+check "Directus b answers over HTTPS with its CA" \
+  wait_for 20 curl -fsS -o /dev/null --cacert "$tls/ca.pem" "https://127.0.0.1:$hport/server/ping"
+B_HTTPS=https://127.0.0.1:$hport
+
 # One file for every process; each gets its own principal through the environment.
 cat >"$T_TMP/dx.json" <<JSON
 { "kafka": {"brokers": "$KSEC_BROKERS", "topic_prefix": "$prefix", "partitions": 3,
@@ -31,12 +49,12 @@ cat >"$T_TMP/dx.json" <<JSON
       "ssl.ca.location": "\${KS_CA}"}},
   "instances": [
     {"name": "a", "url": "$DXSYNC_A_URL", "token": "\${TOKEN_A}", "database": "\${DB_A}"},
-    {"name": "b", "url": "$DXSYNC_B_URL", "token": "\${TOKEN_B}"}],
+    {"name": "b", "url": "$B_HTTPS", "token": "\${TOKEN_B}", "ca_file": "\${B_CA}"}],
   "routes": [{"from": "a", "to": "b", "collections": [{"collection": "articles", "fields": ["title"]}],
               "notify": ["$DXSYNC_A_ADMIN_USER_ID"]}],
   "consumer": {"state_dir": "$T_TMP/state"} }
 JSON
-export KS_CA=$KSEC_CA
+export KS_CA=$KSEC_CA B_CA=$tls/ca.pem
 # as_prod/as_cons/as_notif: a command run with that principal's Kafka credentials and its own
 # secrets only
 # (env execs the program: start_proc records its pid)
@@ -46,13 +64,13 @@ as_notif=(env KS_USER=notif KS_PASSWORD="$PW_NOTIF" TOKEN_A="$DXSYNC_A_SYNC_TOKE
 
 # What `acls` prints, run as the admin: the kafka-acls.sh lines, and (create=1) the topics.
 grant() { # FILE
-  local line args
+  local line args pids=()
   while IFS= read -r line; do
     case $line in
-      kafka-acls.sh\ *) args=${line#*--add }; "$KS" acl --add $args >>"$T_TMP/grants.log" 2>&1 & ;;
+      kafka-acls.sh\ *) args=${line#*--add }; "$KS" acl --add $args >>"$T_TMP/grants.log" 2>&1 & pids+=($!) ;;
     esac
   done <"$1"
-  wait
+  wait "${pids[@]}" # these only: the TLS front runs in the background too
 }
 create_topics() { # FILE
   local line args
@@ -100,6 +118,11 @@ item_b() { curl -s -H "Authorization: Bearer $DXSYNC_B_ADMIN_TOKEN" "$DXSYNC_B_U
 not_on_b() { ! item_b "$@"; }
 check "nothing was applied through them" not_on_b "$k1" "over tls"
 
+# Directus with the wrong CA: check names the certificate problem.
+expect_exit 1 "consumer check with a wrong ca_file for Directus b" "${as_cons[@]}" TOKEN_A="$DXSYNC_A_SYNC_TOKEN" B_CA="$KSEC_CA" "$C" --config "$T_TMP/dx.json" --remote b check
+expect_output "SSL certificate problem" "the certificate problem is named"
+expect_exit 0 "consumer check with b's CA (Directus over HTTPS)" "${as_cons[@]}" TOKEN_A="$DXSYNC_A_SYNC_TOKEN" "$C" --config "$T_TMP/dx.json" --remote b check
+
 # The right credentials: the item written meanwhile arrives.
 start_proc cons "${as_cons[@]}" "$C" --config "$T_TMP/dx.json" --remote b --member cons
 start_proc notif "${as_notif[@]}" "$N" --config "$T_TMP/dx.json"
@@ -124,6 +147,7 @@ check "producer a may not read the errors topic" grep -q "authorization failed" 
 
 # No secret anywhere the run wrote.
 for name in prod cons notif cons_ca cons_pw; do cat "$T_TMP/$name.log"; done >"$T_TMP/all.log"
+cat "$T_TMP/out" >>"$T_TMP/all.log"
 curl -s "http://127.0.0.1:$mport/status.json" >>"$T_TMP/all.log"
 curl -s "http://127.0.0.1:$mport/healthz" >>"$T_TMP/all.log"
 leaked=0

@@ -131,6 +131,16 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
+    /* HTTPS settings of a Directus (issue 28) */
+    {"\"sync_user\": \"" UUID1 "\"}",
+     "\"sync_user\": \"" UUID1 "\", \"ca_file\": \"/nonexistent/ca.pem\"}",
+     "instances[1].ca_file: cannot read \"/nonexistent/ca.pem\": No such file or directory"},
+    {"\"token\": \"${DXT_TOKEN_A}\",",
+     "\"token\": \"${DXT_TOKEN_A}\", \"ca_file\": \"/etc/hostname\",",
+     "instances[0].ca_file: is for an https URL"},
+    {"\"sync_user\": \"" UUID1 "\"}",
+     "\"sync_user\": \"" UUID1 "\", \"client_cert\": \"/etc/hostname\"}",
+     "instances[1].client_key: client_cert and client_key go together"},
     /* unknown keys */
     {"\"notify\": {\"digest", "\"notfiy\": {}, \"notify\": {\"digest", "notfiy: unknown key"},
     {"\"partitions\": 6", "\"partitions\": 6, \"partition\": 1", "kafka.partition: unknown key"},

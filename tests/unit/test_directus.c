@@ -610,10 +610,27 @@ static void report_of_a_directus(void **state)
     free(buf);
 }
 
+/* Which URLs are loopback: plain http to anything else gets a warning (issue 28). */
+static void loopback_urls(void **state)
+{
+    (void)state;
+    assert_true(directus_url_loopback("http://127.0.0.1:8055"));
+    assert_true(directus_url_loopback("http://localhost/"));
+    assert_true(directus_url_loopback("http://127.10.0.3"));
+    assert_true(directus_url_loopback("http://[::1]:8055"));
+    assert_true(directus_url_loopback("http://user:pw@localhost:1"));
+    assert_false(directus_url_loopback("http://localhost.example.com"));
+    assert_false(directus_url_loopback("http://127.0.0.1.nip.io"));
+    assert_false(directus_url_loopback("http://10.0.0.5:8055"));
+    assert_false(directus_url_loopback("http://directus-b:8055"));
+    assert_false(directus_url_loopback("http://[::2]"));
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(loopback_urls),
         cmocka_unit_test(classifies_every_answer),
         cmocka_unit_test(no_answer_is_the_zero_value_and_an_outage),
         cmocka_unit_test(outages_are_the_answers_retried_without_limit),
