@@ -2,7 +2,10 @@
 # PostgreSQL for the tests: a throwaway cluster with wal_level=logical on its own port, and
 # track_commit_timestamp=on (the convergence test reads each write's commit time).
 #   postgres.sh install          install Debian's postgresql when missing
-#   postgres.sh start            initdb (once) and start; prints PG_URL
+#   postgres.sh start            initdb (once) and start; prints PG_URL and PG_CA (ssl is on with
+#                                a certificate for 127.0.0.1 signed by a CA of its own, made once:
+#                                sslmode=verify-full&sslrootcert=$PG_CA checks it; clients that
+#                                do not ask for TLS get none unless libpq prefers it)
 #   postgres.sh stop             fast shutdown, by the pid in postmaster.pid
 #   postgres.sh restart          stop + start (the data stays)
 # The cluster lives in $DXSYNC_RUN/pg; its socket in $DXSYNC_RUN/pg-sock.
@@ -11,6 +14,7 @@ set -euo pipefail
 
 PGDATA_DIR="$DXSYNC_RUN/pg"
 PGSOCK_DIR="$DXSYNC_RUN/pg-sock"
+PGTLS_DIR="$DXSYNC_RUN/pg-tls"
 
 pg_bin() {
   local d
@@ -28,8 +32,28 @@ cmd_install() {
   apt_need postgresql postgresql-contrib
 }
 
+# The server's TLS files, once: a CA of its own, a certificate for 127.0.0.1 (an IP SAN, which
+# verify-full checks), the key readable by the server alone.
+make_tls() {
+  [ -f "$PGTLS_DIR/.complete" ] && return 0
+  command -v openssl >/dev/null || apt_need openssl
+  mkdir -p "$PGTLS_DIR"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=dxsync test postgres CA" \
+    -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign' \
+    -keyout "$PGTLS_DIR/ca.key" -out "$PGTLS_DIR/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$PGTLS_DIR/server.key" \
+    -out "$PGTLS_DIR/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\n' >"$PGTLS_DIR/ext"
+  openssl x509 -req -in "$PGTLS_DIR/server.csr" -CA "$PGTLS_DIR/ca.pem" -CAkey "$PGTLS_DIR/ca.key" \
+    -CAcreateserial -days 3650 -extfile "$PGTLS_DIR/ext" -out "$PGTLS_DIR/server.pem" 2>/dev/null
+  chmod 600 "$PGTLS_DIR/server.key"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$PGTLS_DIR/server.key" "$PGTLS_DIR/server.pem"
+  touch "$PGTLS_DIR/.complete"
+}
+
 cmd_start() {
   local bin; bin=$(pg_bin)
+  make_tls
   mkdir -p "$DXSYNC_RUN" "$PGSOCK_DIR"
   if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
     mkdir -p "$PGDATA_DIR"
@@ -47,11 +71,13 @@ cmd_start() {
       "-p $DXSYNC_PG_PORT -c listen_addresses=127.0.0.1 -k $PGSOCK_DIR -c wal_level=${DXSYNC_PG_WAL_LEVEL:-logical} \
        -c max_replication_slots=32 -c max_wal_senders=32 -c max_connections=200 \
        -c fsync=off -c synchronous_commit=on -c full_page_writes=off \
-       -c wal_sender_timeout=60s -c max_slot_wal_keep_size=4GB -c track_commit_timestamp=on" >/dev/null \
+       -c wal_sender_timeout=60s -c max_slot_wal_keep_size=4GB -c track_commit_timestamp=on \
+       -c ssl=on -c ssl_cert_file=$PGTLS_DIR/server.pem -c ssl_key_file=$PGTLS_DIR/server.key" >/dev/null \
       || { tail -n 30 "$DXSYNC_RUN/pg.log" >&2; die "postgres did not start"; }
   fi
   wait_port "$DXSYNC_PG_PORT" 30 || die "postgres is not listening on $DXSYNC_PG_PORT"
   echo "PG_URL=postgresql://postgres@127.0.0.1:$DXSYNC_PG_PORT"
+  echo "PG_CA=$PGTLS_DIR/ca.pem"
   echo "PG_PID=$(head -n 1 "$PGDATA_DIR/postmaster.pid")"
 }
 

@@ -21,7 +21,8 @@ cmd_up() {
   local names=("$@") env="$DXSYNC_RUN/services.env" i=0 name upper pg kafka
   [ ${#names[@]} -gt 0 ] || names=(a b)
   mkdir -p "$DXSYNC_RUN"
-  pg=$("$HARNESS_DIR/postgres.sh" start | sed -n 's/^PG_URL=//p')
+  local pgout; pgout=$("$HARNESS_DIR/postgres.sh" start)
+  pg=$(sed -n 's/^PG_URL=//p' <<<"$pgout")
   kafka=$("$HARNESS_DIR/kafka.sh" start | sed -n 's/^KAFKA_BROKERS=//p')
   {
     echo "DXSYNC_RUN=$DXSYNC_RUN"
@@ -31,6 +32,7 @@ cmd_up() {
     echo "DXSYNC_KAFKA_CONTROLLER_PORT=$DXSYNC_KAFKA_CONTROLLER_PORT"
     echo "DXSYNC_DIRECTUS_BASE_PORT=$DXSYNC_DIRECTUS_BASE_PORT"
     echo "DXSYNC_PG_URL=$pg"
+    echo "DXSYNC_PG_CA=$(sed -n 's/^PG_CA=//p' <<<"$pgout")"
     echo "DXSYNC_KAFKA_BROKERS=$kafka"
     echo "DXSYNC_INSTANCES=\"${names[*]}\""
   } >"$env.tmp"

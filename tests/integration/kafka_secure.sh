@@ -7,6 +7,8 @@
 #   - a -> b sync (producer a, consumer b, notifier) with those ACLs and nothing else;
 #   - denied: consumer b's principal writing a's topic, producer a's reading the errors topic, a
 #     wrong CA, a wrong SCRAM password: each a clear error, and nothing lost once corrected;
+#   - producer a's PostgreSQL connections (replication included) with sslmode=verify-full and the
+#     harness's PostgreSQL CA; a wrong CA refused by name;
 #   - Directus b behind HTTPS (harness/tls-front.mjs) with a CA of its own, trusted through
 #     instances[].ca_file; a wrong CA refused by name;
 #   - no password, token or key in any log, /status.json or /healthz of the run.
@@ -58,7 +60,8 @@ export KS_CA=$KSEC_CA B_CA=$tls/ca.pem
 # as_prod/as_cons/as_notif: a command run with that principal's Kafka credentials and its own
 # secrets only
 # (env execs the program: start_proc records its pid)
-as_prod=(env KS_USER=prod-a KS_PASSWORD="$PW_PROD_A" DB_A="$DXSYNC_A_DB_URL" TOKEN_A="$DXSYNC_A_SYNC_TOKEN")
+DB_A_TLS="$DXSYNC_A_DB_URL?sslmode=verify-full&sslrootcert=$DXSYNC_PG_CA"
+as_prod=(env KS_USER=prod-a KS_PASSWORD="$PW_PROD_A" DB_A="$DB_A_TLS" TOKEN_A="$DXSYNC_A_SYNC_TOKEN")
 as_cons=(env KS_USER=cons-b KS_PASSWORD="$PW_CONS_B" TOKEN_B="$DXSYNC_B_SYNC_TOKEN")
 as_notif=(env KS_USER=notif KS_PASSWORD="$PW_NOTIF" TOKEN_A="$DXSYNC_A_SYNC_TOKEN")
 
@@ -117,6 +120,12 @@ check "it stops on SIGTERM meanwhile ($((SECONDS - t)) s, status $STOP_RC)" test
 item_b() { curl -s -H "Authorization: Bearer $DXSYNC_B_ADMIN_TOKEN" "$DXSYNC_B_URL/items/articles/$1" | grep -q "\"title\":\"$2\""; }
 not_on_b() { ! item_b "$@"; }
 check "nothing was applied through them" not_on_b "$k1" "over tls"
+
+# PostgreSQL with the wrong CA: the producer's check names it.
+expect_exit 1 "producer check with a wrong sslrootcert" "${as_prod[@]}" DB_A="$DXSYNC_A_DB_URL?sslmode=verify-full&sslrootcert=$KSEC_WRONG_CA" "$P" --config "$T_TMP/dx.json" --instance a check
+expect_output "certificate verify failed" "the certificate problem is named"
+ssl_used() { psql_q "$DXSYNC_A_DB_URL" "select count(*) from pg_stat_ssl s join pg_stat_replication r using (pid) where s.ssl" | grep -qx 1; }
+check "the producer's replication connection is encrypted (pg_stat_ssl)" wait_for 20 ssl_used
 
 # Directus with the wrong CA: check names the certificate problem.
 expect_exit 1 "consumer check with a wrong ca_file for Directus b" "${as_cons[@]}" TOKEN_A="$DXSYNC_A_SYNC_TOKEN" B_CA="$KSEC_CA" "$C" --config "$T_TMP/dx.json" --remote b check
