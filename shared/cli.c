@@ -269,7 +269,7 @@ int app_start(struct app *app, int argc, char **argv, struct cli_spec *spec)
     metrics_set(app->m_reload_ok, 1);
     g_app = app;
     if (app->cli.metrics && metrics_serve(app->metrics, app->cli.metrics_host,
-                                          app->cli.metrics_port, err, sizeof(err))) {
+                                          app->cli.metrics_port, &app->cfg.web, err, sizeof(err))) {
         log_stderr("%s: %s\n", spec->program, err);
         return 2;
     }

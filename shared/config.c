@@ -666,10 +666,66 @@ static int parse_route(struct parse *p, const cJSON *v, const char *path, const 
     return 0;
 }
 
+/* "web": {"tls_server_config": {"cert_file", "key_file"}, "basic_auth_users": {name: hash}},
+ * the keys of the Prometheus exporters' web.config. */
+static int parse_web(struct parse *p, const cJSON *w, struct config_web *out)
+{
+    static const char *const keys[] = {"tls_server_config", "basic_auth_users"};
+    static const char *const tkeys[] = {"cert_file", "key_file"};
+    if (!w)
+        return 0;
+    if (!cJSON_IsObject(w))
+        return fail(p, "web", "expected an object, got %s", type_name(w));
+    if (check_keys(p, w, "web", keys, DX_ARRAY_LEN(keys)))
+        return -1;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(w, "tls_server_config");
+    if (t) {
+        const char *tp = "web.tls_server_config";
+        if (!cJSON_IsObject(t))
+            return fail(p, tp, "expected an object, got %s", type_name(t));
+        if (check_keys(p, t, tp, tkeys, DX_ARRAY_LEN(tkeys)) ||
+            get_string(p, t, tp, "cert_file", true, &out->cert_file) ||
+            get_string(p, t, tp, "key_file", true, &out->key_file))
+            return -1;
+        const char *files[][2] = {{"web.tls_server_config.cert_file", out->cert_file},
+                                  {"web.tls_server_config.key_file", out->key_file}};
+        for (size_t i = 0; i < DX_ARRAY_LEN(files); i++)
+            if (access(files[i][1], R_OK) != 0)
+                return fail(p, files[i][0], "cannot read \"%s\": %s", files[i][1], strerror(errno));
+    }
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(w, "basic_auth_users");
+    if (u) {
+        const char *up = "web.basic_auth_users";
+        if (!cJSON_IsObject(u))
+            return fail(p, up, "expected an object, got %s", type_name(u));
+        int n = cJSON_GetArraySize(u);
+        out->users = calloc((size_t)n + 1, sizeof(*out->users));
+        if (!out->users)
+            return fail(p, up, "out of memory");
+        for (const cJSON *it = u->child; it; it = it->next) {
+            char sub[PATH_MAX_LEN];
+            join(sub, up, it->string);
+            const char *h = cJSON_IsString(it) ? it->valuestring : NULL;
+            /* bcrypt, as web.config: $2a$, $2b$ or $2y$, a cost, 53 characters of salt+hash */
+            if (!h || strlen(h) != 60 || h[0] != '$' || h[1] != '2' || !strchr("aby", h[2]) ||
+                h[3] != '$')
+                return fail(p, sub,
+                            "expected a bcrypt hash ($2y$...; e.g. htpasswd -nbBC 10 \"\" "
+                            "PASSWORD | tr -d ':'), not a password");
+            struct config_property *pr = &out->users[out->nusers++];
+            pr->key = strdup(it->string);
+            pr->value = strdup(h);
+            if (!pr->key || !pr->value)
+                return fail(p, sub, "out of memory");
+        }
+    }
+    return 0;
+}
+
 static int parse_root(struct parse *p, const cJSON *root, struct config *cfg)
 {
-    static const char *const keys[] = {"kafka",    "instances", "routes",
-                                       "consumer", "notify",    "producer"};
+    static const char *const keys[] = {"kafka",  "instances", "routes", "consumer",
+                                       "notify", "producer",  "web"};
     if (!cJSON_IsObject(root))
         return fail(p, "", "expected a JSON object, got %s", type_name(root));
     if (check_keys(p, root, "", keys, DX_ARRAY_LEN(keys)) ||
@@ -756,6 +812,8 @@ static int parse_root(struct parse *p, const cJSON *root, struct config *cfg)
                       &cfg->consumer.session_timeout_ms))
             return -1;
     }
+    if (parse_web(p, cJSON_GetObjectItemCaseSensitive(root, "web"), &cfg->web))
+        return -1;
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(root, "producer");
     if (pr) {
         static const char *const pkeys[] = {"standby_retry_ms", "wal_sender_timeout_ms"};
@@ -895,6 +953,13 @@ static void free_strv(char **v, size_t n)
 
 void config_free(struct config *cfg)
 {
+    free(cfg->web.cert_file);
+    free(cfg->web.key_file);
+    for (size_t i = 0; i < cfg->web.nusers; i++) {
+        free(cfg->web.users[i].key);
+        free(cfg->web.users[i].value);
+    }
+    free(cfg->web.users);
     free(cfg->kafka.brokers);
     free(cfg->kafka.topic_prefix);
     for (size_t i = 0; i < cfg->kafka.nproperties; i++) {

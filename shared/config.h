@@ -82,8 +82,18 @@ struct config_producer {
                                   server's own */
 };
 
+/* The status server (--metrics-addr), as the Prometheus exporters' web.config: TLS with a
+ * certificate and key (PEM files), and HTTP basic auth against bcrypt hashes (/healthz stays
+ * open for probes). Everything NULL/0: plain HTTP, no auth. */
+struct config_web {
+    char *cert_file, *key_file;
+    struct config_property *users; /* name -> bcrypt hash */
+    size_t nusers;
+};
+
 struct config {
     struct config_kafka kafka;
+    struct config_web web;
     struct config_instance *instances;
     size_t ninstances;
     struct config_route *routes;

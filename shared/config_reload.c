@@ -26,6 +26,16 @@ int config_reload_check(const struct config *cur, const struct config *next, con
                  fixed);
         return -1;
     }
+    bool web_same = same(cur->web.cert_file, next->web.cert_file) &&
+                    same(cur->web.key_file, next->web.key_file) &&
+                    cur->web.nusers == next->web.nusers;
+    for (size_t i = 0; web_same && i < cur->web.nusers; i++)
+        web_same = same(cur->web.users[i].key, next->web.users[i].key) &&
+                   same(cur->web.users[i].value, next->web.users[i].value);
+    if (!web_same) {
+        snprintf(err, errlen, "web %s (the status server's TLS and users)", fixed);
+        return -1;
+    }
     if (!same(cur->consumer.state_dir, next->consumer.state_dir)) {
         snprintf(err, errlen, "consumer.state_dir %s (the consumer's store lives there)", fixed);
         return -1;

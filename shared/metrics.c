@@ -2,11 +2,13 @@
  * renders /metrics and /status.json from them under it, so both always tell the same state. */
 #include "metrics.h"
 
+#include "config.h"
 #include "log.h"
 
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <crypt.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <microhttpd.h>
@@ -67,6 +69,10 @@ struct metrics {
     struct family *families;
     struct family **tail;
     struct MHD_Daemon *daemon;
+    /* basic auth (web.basic_auth_users): name and bcrypt hash pairs, NULL when open */
+    char **auth;
+    size_t nauth;
+    char *tls_cert, *tls_key; /* PEM contents, kept while the daemon runs */
     bool healthy;
     char reason[256];
     int64_t heartbeat_ms;
@@ -124,6 +130,14 @@ void metrics_free(struct metrics *m)
         return;
     if (m->daemon)
         MHD_stop_daemon(m->daemon);
+    for (size_t i = 0; i < 2 * m->nauth; i++)
+        free(m->auth[i]);
+    free(m->auth);
+    free(m->tls_cert);
+    if (m->tls_key) {
+        util_wipe(m->tls_key, strlen(m->tls_key));
+        free(m->tls_key);
+    }
     struct family *f = m->families;
     while (f) {
         struct family *fn = f->next;
@@ -726,6 +740,53 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned int status,
     return rc;
 }
 
+/* Basic auth against the bcrypt hashes of web.basic_auth_users; a wrong user costs as much as
+ * a wrong password. */
+static bool authorized(struct metrics *m, struct MHD_Connection *conn)
+{
+    char *pass = NULL;
+    char *user = MHD_basic_auth_get_username_password(conn, &pass);
+    bool ok = false;
+    const char *hash = m->auth[1]; /* an unknown user is checked against some hash all the same */
+    for (size_t i = 0; user && i < m->nauth; i++)
+        if (strcmp(m->auth[2 * i], user) == 0)
+            hash = m->auth[2 * i + 1], ok = true;
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    const char *got = cd && pass ? crypt_r(pass, hash, cd) : NULL;
+    size_t n = strlen(hash);
+    unsigned diff = !got || strlen(got) != n;
+    for (size_t i = 0; !diff && i < n; i++)
+        diff |= (unsigned)(got[i] ^ hash[i]);
+    ok = ok && !diff;
+    free(cd);
+    if (pass) {
+        util_wipe(pass, strlen(pass));
+        MHD_free(pass);
+    }
+    if (user)
+        MHD_free(user);
+    return ok;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    struct util_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        util_buf_append(&b, chunk, n);
+    fclose(f);
+    if (b.failed) {
+        util_buf_free(&b);
+        return NULL;
+    }
+    util_buf_append(&b, "", 1);
+    return util_buf_steal(&b);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **ptr)
@@ -737,6 +798,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)ptr;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return respond(conn, 405, strdup("method not allowed\n"), "text/plain");
+    if (m->nauth && strcmp(url, "/healthz") != 0 && !authorized(m, conn)) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            strlen("unauthorized\n"), (void *)"unauthorized\n", MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        enum MHD_Result rc = MHD_queue_basic_auth_fail_response(conn, "dxsync", r);
+        MHD_destroy_response(r);
+        return rc;
+    }
     if (strcmp(url, "/metrics") == 0) {
         char *text = metrics_render(m);
         if (!text)
@@ -798,7 +868,8 @@ int metrics_parse_addr(const char *addr, char *host, size_t hostlen, int *port)
     return 0;
 }
 
-int metrics_serve(struct metrics *m, const char *host, int port, char *err, size_t errlen)
+int metrics_serve(struct metrics *m, const char *host, int port, const struct config_web *web,
+                  char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -825,9 +896,44 @@ int metrics_serve(struct metrics *m, const char *host, int port, char *err, size
     m->m_heap_free = metrics_gauge(
         m, "dxsync_heap_free_bytes",
         "Heap bytes freed but kept by the allocator, not handed back (glibc mallinfo2)", NULL);
-    m->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m,
-                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    if (web && web->nusers) {
+        m->auth = calloc(2 * web->nusers, sizeof(char *));
+        if (!m->auth) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        m->nauth = web->nusers;
+        for (size_t i = 0; i < web->nusers; i++) {
+            m->auth[2 * i] = strdup(web->users[i].key);
+            m->auth[2 * i + 1] = strdup(web->users[i].value);
+            if (!m->auth[2 * i] || !m->auth[2 * i + 1]) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+        }
+    }
+    if (web && web->cert_file) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            snprintf(err, errlen, "web.tls_server_config: this libmicrohttpd has no TLS");
+            return -1;
+        }
+        m->tls_cert = read_file(web->cert_file);
+        m->tls_key = read_file(web->key_file);
+        if (!m->tls_cert || !m->tls_key) {
+            snprintf(err, errlen, "web.tls_server_config: cannot read %s",
+                     m->tls_cert ? web->key_file : web->cert_file);
+            return -1;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    m->daemon = m->tls_cert ? MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m,
+                                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                                               MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+                                               MHD_OPTION_HTTPS_MEM_CERT, m->tls_cert,
+                                               MHD_OPTION_HTTPS_MEM_KEY, m->tls_key, MHD_OPTION_END)
+                            : MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m,
+                                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                                               MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     if (!m->daemon) {
         snprintf(err, errlen, "--metrics-addr: cannot listen on %s:%d (in use?)", host, port);
         return -1;

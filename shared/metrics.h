@@ -89,6 +89,10 @@ int metrics_parse_addr(const char *addr, char *host, size_t hostlen, int *port);
 /* Serves /metrics, /healthz, / (the status page) and /status.json on host:port until
  * metrics_free; /metrics then also carries dxsync_healthy (1 while /healthz answers 200).
  * 0, or -1 with err set. */
-int metrics_serve(struct metrics *m, const char *host, int port, char *err, size_t errlen);
+struct config_web;
+/* Serves /metrics, /healthz, /status.json and / on host:port; web (NULL: none) adds TLS and
+ * basic auth for all but /healthz. */
+int metrics_serve(struct metrics *m, const char *host, int port, const struct config_web *web,
+                  char *err, size_t errlen);
 
 #endif

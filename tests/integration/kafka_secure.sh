@@ -11,6 +11,8 @@
 #     harness's PostgreSQL CA; a wrong CA refused by name;
 #   - Directus b behind HTTPS (harness/tls-front.mjs) with a CA of its own, trusted through
 #     instances[].ca_file; a wrong CA refused by name;
+#   - the producer's status server over HTTPS with basic auth (web: tls_server_config,
+#     basic_auth_users, as web.config); /healthz open to probes;
 #   - no password, token or key in any log, /status.json or /healthz of the run.
 . "$(dirname "$0")/../lib/dx.sh"
 t_begin
@@ -43,6 +45,10 @@ check "Directus b answers over HTTPS with its CA" \
   wait_for 20 curl -fsS -o /dev/null --cacert "$tls/ca.pem" "https://127.0.0.1:$hport/server/ping"
 B_HTTPS=https://127.0.0.1:$hport
 
+# The status server's user: a bcrypt hash, as web.config keeps them.
+export PW_SCRAPE=$(pw)
+scrape_hash=$(python3 -W ignore -c 'import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))' "$PW_SCRAPE")
+
 # One file for every process; each gets its own principal through the environment.
 cat >"$T_TMP/dx.json" <<JSON
 { "kafka": {"brokers": "$KSEC_BROKERS", "topic_prefix": "$prefix", "partitions": 3,
@@ -54,7 +60,9 @@ cat >"$T_TMP/dx.json" <<JSON
     {"name": "b", "url": "$B_HTTPS", "token": "\${TOKEN_B}", "ca_file": "\${B_CA}"}],
   "routes": [{"from": "a", "to": "b", "collections": [{"collection": "articles", "fields": ["title"]}],
               "notify": ["$DXSYNC_A_ADMIN_USER_ID"]}],
-  "consumer": {"state_dir": "$T_TMP/state"} }
+  "consumer": {"state_dir": "$T_TMP/state"},
+  "web": {"tls_server_config": {"cert_file": "$tls/b.pem", "key_file": "$tls/b.key"},
+          "basic_auth_users": {"prom": "$scrape_hash"}} }
 JSON
 export KS_CA=$KSEC_CA B_CA=$tls/ca.pem
 # as_prod/as_cons/as_notif: a command run with that principal's Kafka credentials and its own
@@ -101,7 +109,11 @@ psql_q "$DXSYNC_A_DB_URL" "select pg_drop_replication_slot('dxsync_a') from pg_r
 start_proc prod "${as_prod[@]}" "$P" --config "$T_TMP/dx.json" --instance a --metrics-addr "127.0.0.1:$mport"
 check "the producer names the missing topic and the permission" \
   wait_for 60 proc_log_has prod "topic $prefix\\.a\\.articles does not exist and User:prod-a may not create it.*grant CREATE"
-check "its /healthz says so" bash -c "curl -s 'http://127.0.0.1:$mport/healthz' | grep -q 'may not create it'"
+check "its /healthz says so (HTTPS, no password: probes)" bash -c "curl -s --cacert '$tls/ca.pem' 'https://127.0.0.1:$mport/healthz' | grep -q 'may not create it'"
+check "its /metrics asks for a user" test "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$tls/ca.pem" "https://127.0.0.1:$mport/metrics")" = 401
+check "a wrong password is refused" test "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$tls/ca.pem" -u prom:nope "https://127.0.0.1:$mport/metrics")" = 401
+check "web.config's user and password open it" bash -c "curl -sf --cacert '$tls/ca.pem' -u 'prom:$PW_SCRAPE' 'https://127.0.0.1:$mport/metrics' | grep -q dxsync_healthy"
+check "plain HTTP gets nothing" bash -c "! curl -sf 'http://127.0.0.1:$mport/healthz'"
 create_topics "$T_TMP/acls-c"
 check "the admin created the topics acls names" grep -q "Created topic $prefix.dlq.b" "$T_TMP/topics.log"
 check "the producer goes on once they exist" wait_for 60 proc_log_has prod "event=streaming"
@@ -157,10 +169,10 @@ check "producer a may not read the errors topic" grep -q "authorization failed" 
 # No secret anywhere the run wrote.
 for name in prod cons notif cons_ca cons_pw; do cat "$T_TMP/$name.log"; done >"$T_TMP/all.log"
 cat "$T_TMP/out" >>"$T_TMP/all.log"
-curl -s "http://127.0.0.1:$mport/status.json" >>"$T_TMP/all.log"
-curl -s "http://127.0.0.1:$mport/healthz" >>"$T_TMP/all.log"
+curl -s --cacert "$tls/ca.pem" -u "prom:$PW_SCRAPE" "https://127.0.0.1:$mport/status.json" >>"$T_TMP/all.log"
+curl -s --cacert "$tls/ca.pem" "https://127.0.0.1:$mport/healthz" >>"$T_TMP/all.log"
 leaked=0
-for s in "$PW_PROD_A" "$PW_CONS_B" "$PW_NOTIF" "$KSEC_ADMIN_PASSWORD" "$DXSYNC_A_SYNC_TOKEN" "$DXSYNC_B_SYNC_TOKEN"; do
+for s in "$PW_PROD_A" "$PW_CONS_B" "$PW_NOTIF" "$PW_SCRAPE" "$KSEC_ADMIN_PASSWORD" "$DXSYNC_A_SYNC_TOKEN" "$DXSYNC_B_SYNC_TOKEN"; do
   grep -qF -- "$s" "$T_TMP/all.log" && leaked=$((leaked + 1))
 done
 check "no password or token in any log line, /status.json or /healthz ($leaked found)" test "$leaked" -eq 0

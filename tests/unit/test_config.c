@@ -131,6 +131,16 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
+    /* the status server's TLS and users (web, as web.config) */
+    {"\"digest_window_s\": 30}",
+     "\"digest_window_s\": 30}, \"web\": {\"basic_auth_users\": {\"prom\": \"hunter2\"}}",
+     "web.basic_auth_users.prom: expected a bcrypt hash"},
+    {"\"digest_window_s\": 30}",
+     "\"digest_window_s\": 30}, \"web\": {\"tls_server_config\": {\"cert_file\": "
+     "\"/nonexistent.pem\", \"key_file\": \"/etc/hostname\"}}",
+     "web.tls_server_config.cert_file: cannot read \"/nonexistent.pem\""},
+    {"\"digest_window_s\": 30}", "\"digest_window_s\": 30}, \"web\": {\"tls\": {}}",
+     "web.tls: unknown key"},
     /* HTTPS settings of a Directus (issue 28) */
     {"\"sync_user\": \"" UUID1 "\"}",
      "\"sync_user\": \"" UUID1 "\", \"ca_file\": \"/nonexistent/ca.pem\"}",

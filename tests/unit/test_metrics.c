@@ -8,7 +8,10 @@
 #include "testutil.h"
 
 #include "http.h"
+#include "config.h"
 #include "metrics.h"
+
+#include <crypt.h>
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -115,7 +118,7 @@ static void serves_metrics_and_healthz(void **state)
     metrics_add(metrics_counter(m, "dxsync_test_total", "A test counter", NULL), 42);
     int port = testutil_free_port();
     char err[256], url[64];
-    assert_int_equal(metrics_serve(m, "127.0.0.1", port, err, sizeof(err)), 0);
+    assert_int_equal(metrics_serve(m, "127.0.0.1", port, NULL, err, sizeof(err)), 0);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
     struct http_client *c = http_client_new(url, NULL, 5000, err, sizeof(err));
     struct http_response r;
@@ -137,11 +140,51 @@ static void serves_metrics_and_healthz(void **state)
     http_client_free(c);
     /* a second server on the same port is refused with a clear error */
     struct metrics *m2 = metrics_new();
-    assert_int_equal(metrics_serve(m2, "127.0.0.1", port, err, sizeof(err)), -1);
+    assert_int_equal(metrics_serve(m2, "127.0.0.1", port, NULL, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "cannot listen"));
     metrics_free(m2);
-    assert_int_equal(metrics_serve(m2 = metrics_new(), "not-an-ip", port, err, sizeof(err)), -1);
+    assert_int_equal(metrics_serve(m2 = metrics_new(), "not-an-ip", port, NULL, err, sizeof(err)),
+                     -1);
     metrics_free(m2);
+    metrics_free(m);
+}
+
+/* web.basic_auth_users (issue 28): every page but /healthz asks for a user of the list and its
+ * password (bcrypt), as the Prometheus exporters' web.config does. */
+static void basic_auth_guards_all_but_healthz(void **state)
+{
+    (void)state;
+    char salt[64], hash[128];
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof(cd));
+    assert_non_null(crypt_gensalt_rn("$2b$", 4, NULL, 0, salt, sizeof(salt)));
+    const char *h = crypt_r("scrape-pw", salt, &cd);
+    assert_non_null(h);
+    snprintf(hash, sizeof(hash), "%s", h);
+    struct config_property users[] = {{.key = "prom", .value = hash}};
+    struct config_web web = {.users = users, .nusers = 1};
+    struct metrics *m = metrics_new();
+    int port = testutil_free_port();
+    char err[256], url[96];
+    assert_int_equal(metrics_serve(m, "127.0.0.1", port, &web, err, sizeof(err)), 0);
+    const char *creds[] = {"", "prom:wrong@", "nobody:scrape-pw@", "prom:scrape-pw@"};
+    const long want[] = {401, 401, 401, 200};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(url, sizeof(url), "http://%s127.0.0.1:%d", creds[i], port);
+        struct http_client *c = http_client_new(url, NULL, 5000, err, sizeof(err));
+        struct http_response r;
+        const char *pages[] = {"/metrics", "/status.json", "/"};
+        for (size_t k = 0; k < 3; k++) {
+            http_request(c, "GET", pages[k], NULL, &r);
+            if (r.status != want[i])
+                fail_msg("%s%s: %ld, want %ld", creds[i], pages[k], r.status, want[i]);
+            http_response_free(&r);
+        }
+        http_request(c, "GET", "/healthz", NULL, &r); /* probes need no password */
+        assert_int_equal(r.status, 200);
+        http_response_free(&r);
+        http_client_free(c);
+    }
     metrics_free(m);
 }
 
@@ -153,6 +196,7 @@ int main(void)
         cmocka_unit_test(health_and_stall),
         cmocka_unit_test(parses_addresses),
         cmocka_unit_test(serves_metrics_and_healthz),
+        cmocka_unit_test(basic_auth_guards_all_but_healthz),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

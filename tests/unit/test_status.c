@@ -93,7 +93,8 @@ static void json_is_current_without_a_scrape(void **state)
     (void)state;
     struct metrics *m = metrics_new();
     char err[256];
-    assert_int_equal(metrics_serve(m, "127.0.0.1", testutil_free_port(), err, sizeof(err)), 0);
+    assert_int_equal(metrics_serve(m, "127.0.0.1", testutil_free_port(), NULL, err, sizeof(err)),
+                     0);
     cJSON *root = status(m);
     const cJSON *healthy = series(root, "dxsync_healthy", NULL, NULL);
     const cJSON *rss = series(root, "process_resident_memory_bytes", NULL, NULL);
@@ -258,7 +259,7 @@ static void serves_the_page_and_json(void **state)
     int port = testutil_free_port();
     char err[256], url[96], ct[128];
     long st = 0;
-    assert_int_equal(metrics_serve(m, "127.0.0.1", port, err, sizeof(err)), 0);
+    assert_int_equal(metrics_serve(m, "127.0.0.1", port, NULL, err, sizeof(err)), 0);
 
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
     char *body = get(url, &st, ct, sizeof(ct));
