@@ -146,7 +146,7 @@ static int print_acls(const struct config *cfg, const char *remote, const char *
     struct acl_set s = {0};
     struct routes_sub *subs = NULL;
     size_t n = 0;
-    char err[512], name[512], fallback[128], principal[160], what[160];
+    char err[512], name[512], fallback[128], what[160];
     if (routes_into(cfg, remote, &subs, &n, err, sizeof(err)) ||
         routes_add_own(cfg, remote, &subs, &n, err, sizeof(err))) {
         log_stderr("dxsync-consumer: acls: %s\n", err);
@@ -163,12 +163,7 @@ static int print_acls(const struct config *cfg, const char *remote, const char *
         acl_add(&s, ACL_TOPIC, name, ACL_WRITE | ACL_DESCRIBE, true);
     snprintf(fallback, sizeof(fallback), "dxsync-consumer-%s", remote);
     snprintf(what, sizeof(what), "dxsync-consumer --remote %s (run)", remote);
-    int rc = acl_print(stdout, cfg, &s,
-                       acl_principal(cfg, given, fallback, principal, sizeof(principal)), what)
-                 ? 1
-                 : 0;
-    acl_free(&s);
-    return rc;
+    return acl_command(cfg, &s, given, fallback, what);
 }
 
 int main(int argc, char **argv)

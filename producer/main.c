@@ -86,17 +86,11 @@ int main(int argc, char **argv)
     const char *instance = inst->name;
     if (strcmp(app.cli.subcommand, "acls") == 0) {
         struct acl_set s = {0};
-        char fallback[128], principal[160], what[160];
+        char fallback[128], what[160];
         snprintf(fallback, sizeof(fallback), "dxsync-producer-%s", instance);
         snprintf(what, sizeof(what), "dxsync-producer --instance %s", instance);
         acl_producer(&app.cfg, instance, &s);
-        rc = acl_print(stdout, &app.cfg, &s,
-                       acl_principal(&app.cfg, cli_value(&spec, "principal"), fallback, principal,
-                                     sizeof(principal)),
-                       what)
-                 ? 1
-                 : 0;
-        acl_free(&s);
+        rc = acl_command(&app.cfg, &s, cli_value(&spec, "principal"), fallback, what);
         goto out;
     }
     if (strcmp(app.cli.subcommand, "check") == 0) {

@@ -98,6 +98,18 @@ int acl_print(FILE *out, const struct config *cfg, const struct acl_set *s, cons
     return ferror(out) ? -1 : 0;
 }
 
+int acl_command(const struct config *cfg, struct acl_set *s, const char *given,
+                const char *fallback, const char *what)
+{
+    char principal[160];
+    int rc = acl_print(stdout, cfg, s,
+                       acl_principal(cfg, given, fallback, principal, sizeof(principal)), what)
+                 ? 1
+                 : 0;
+    acl_free(s);
+    return rc;
+}
+
 void acl_producer(const struct config *cfg, const char *instance, struct acl_set *s)
 {
     char topic[512];

@@ -45,6 +45,11 @@ const char *acl_principal(const struct config *cfg, const char *given, const cha
 int acl_print(FILE *out, const struct config *cfg, const struct acl_set *s, const char *principal,
               const char *what);
 
+/* acl_print for the principal acl_principal picks (given, else sasl.username, else fallback),
+ * then acl_free(s): the exit status of an `acls` subcommand (0, or 1 when out of memory). */
+int acl_command(const struct config *cfg, struct acl_set *s, const char *given,
+                const char *fallback, const char *what);
+
 /* The producer of instance's: Write and Describe on <prefix>.<instance>.<collection> of every
  * collection a route from it carries (it creates them). */
 void acl_producer(const struct config *cfg, const char *instance, struct acl_set *s);

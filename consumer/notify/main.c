@@ -57,15 +57,9 @@ int main(int argc, char **argv)
         goto out;
     if (strcmp(app.cli.subcommand, "acls") == 0) {
         struct acl_set s = {0};
-        char principal[160];
         acl_notifier(&app.cfg, &s);
-        rc = acl_print(stdout, &app.cfg, &s,
-                       acl_principal(&app.cfg, cli_value(&spec, "principal"), "dxsync-notifier",
-                                     principal, sizeof(principal)),
-                       "dxsync-notifier")
-                 ? 1
-                 : 0;
-        acl_free(&s);
+        rc = acl_command(&app.cfg, &s, cli_value(&spec, "principal"), "dxsync-notifier",
+                         "dxsync-notifier");
         goto out;
     }
     do /* SIGHUP: the run ends as at a clean stop and the next takes the new configuration */

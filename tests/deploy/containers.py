@@ -18,30 +18,17 @@ import atexit, json, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dx import *  # noqa: E402,F401,F403
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from podlib import TAG, build_image, podman  # noqa: E402
 
 NAME = "containers"
-SRC = ENV.get("DXSYNC_SOURCE") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CACHE = ENV.get("DXSYNC_CACHE") or os.path.expanduser("~/.cache/dxsync")
-ENV["CONTAINERS_CONF"] = os.path.join(CACHE, "containers", "containers.conf")
 A, B = inst("a"), inst("b")
 PREFIX = f"ctr{int(time.time() * 1000) % 10**9}"
-TAG = "localhost/dxsync:test"
 RUNID = f"{os.getpid()}"
 
 
-def podman(*args, check_rc=True, timeout=120):
-    r = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
-    if check_rc and r.returncode != 0:
-        raise RuntimeError(f"podman {' '.join(args[:3])}: exit {r.returncode}: {r.stderr.strip()[:500]}")
-    return r
 
-
-t0 = time.time()
-r = subprocess.run([os.path.join(SRC, "deploy", "images.sh"), TAG], capture_output=True, text=True, timeout=1800)
-sys.stderr.write(r.stderr[-2000:])
-if not check(r.returncode == 0, f"deploy/images.sh builds the image ({time.time() - t0:.0f} s)"):
-    finish(NAME)
-size = int(r.stdout.split()[-1])
+size = build_image(NAME)
 print(f"     image {TAG}: {size / 1e6:.0f} MB", flush=True)
 
 cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},

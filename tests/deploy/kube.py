@@ -27,29 +27,17 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dx import *  # noqa: E402,F401,F403
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from podlib import SRC, TAG, build_image, podman  # noqa: E402
 
 NAME = "kube"
-SRC = ENV.get("DXSYNC_SOURCE") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CACHE = ENV.get("DXSYNC_CACHE") or os.path.expanduser("~/.cache/dxsync")
-ENV["CONTAINERS_CONF"] = os.path.join(CACHE, "containers", "containers.conf")
 A, B = inst("a"), inst("b")
 PREFIX = f"kube{int(time.time() * 1000) % 10**9}"
-TAG = "localhost/dxsync:test"
 SECRET = "dxsync-secrets"
 
 
-def podman(*args, check_rc=True, timeout=180):
-    r = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
-    if check_rc and r.returncode != 0:
-        raise RuntimeError(f"podman {' '.join(args[:3])}: exit {r.returncode}: {r.stderr.strip()[:500]}")
-    return r
 
-
-t0 = time.time()
-r = subprocess.run([os.path.join(SRC, "deploy", "images.sh"), TAG], capture_output=True, text=True, timeout=1800)
-sys.stderr.write(r.stderr[-2000:])
-if not check(r.returncode == 0, f"deploy/images.sh builds the image ({time.time() - t0:.0f} s)"):
-    finish(NAME)
+build_image(NAME)
 
 docs = [d for d in yaml.safe_load_all(open(os.path.join(SRC, "deploy", "k8s", "dxsync.yaml"))) if d]
 kinds = sorted({d["kind"] for d in docs})
