@@ -805,6 +805,10 @@ int pgoutput_lsn_parse(const char *s, uint64_t *out)
 
 int64_t pgoutput_time_to_unix_us(int64_t pg_us)
 {
+    /* a timestamp off the wire may be anything (PostgreSQL's +infinity is INT64_MAX): saturate
+     * rather than overflow */
+    if (pg_us > INT64_MAX - PGOUTPUT_EPOCH_OFFSET_US)
+        return INT64_MAX;
     return pg_us + PGOUTPUT_EPOCH_OFFSET_US;
 }
 

@@ -157,7 +157,7 @@ int pgoutput_lsn_parse(const char *s, uint64_t *out);
 /* Converts a PostgreSQL timestamp (microseconds since 2000-01-01 UTC) to milliseconds since
  * the Unix epoch, rounding towards minus infinity. */
 int64_t pgoutput_time_to_unix_ms(int64_t pg_us);
-/* The same in microseconds since the Unix epoch. */
+/* The same in microseconds since the Unix epoch (INT64_MAX for a time past what that holds). */
 int64_t pgoutput_time_to_unix_us(int64_t pg_us);
 
 /* "begin", "commit", "relation", "insert", "update", "skipped", or "unknown". */

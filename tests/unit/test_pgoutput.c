@@ -1245,6 +1245,12 @@ static void test_time_and_names(void **state)
     assert_true(pgoutput_time_to_unix_ms(-1000) == INT64_C(946684799999));
     assert_true(pgoutput_time_to_unix_ms(-1001) == INT64_C(946684799998));
     assert_true(pgoutput_time_to_unix_ms(1999) == INT64_C(946684800001));
+    /* a commit time off the wire past what int64 microseconds since 1970 hold saturates (the
+     * fuzzer found the overflow) */
+    assert_true(pgoutput_time_to_unix_us(INT64_MAX) == INT64_MAX);
+    assert_true(pgoutput_time_to_unix_us(INT64_MAX - INT64_C(946684800000000)) == INT64_MAX);
+    assert_true(pgoutput_time_to_unix_us(0) == INT64_C(946684800000000));
+    assert_true(pgoutput_time_to_unix_us(INT64_MIN) == INT64_MIN + INT64_C(946684800000000));
     assert_string_equal(pgoutput_kind_name(PGOUTPUT_COMMIT), "commit");
     assert_string_equal(pgoutput_kind_name(PGOUTPUT_RELATION), "relation");
     assert_string_equal(pgoutput_kind_name(PGOUTPUT_INSERT), "insert");
