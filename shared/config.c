@@ -16,15 +16,6 @@
 
 #define PATH_MAX_LEN 256
 
-/* PQconninfoFree, the values (a password among them) wiped first. */
-static void conninfo_free(PQconninfoOption *opts)
-{
-    for (PQconninfoOption *o = opts; o && o->keyword; o++)
-        if (o->val)
-            util_wipe(o->val, strlen(o->val));
-    PQconninfoFree(opts);
-}
-
 /* Wipes every string value of a parsed configuration (a literal token among them). */
 static void json_wipe(cJSON *node)
 {
@@ -377,35 +368,6 @@ static int string_array(struct parse *p, const cJSON *obj, const char *path, con
     return 0;
 }
 
-/* The secrets of a libpq connection string: its password and sslpassword (the client key's). An
- * unparsable one is registered whole: its error message may quote it. */
-static void register_database_secrets(const char *database)
-{
-    if (!database || !database[0])
-        return;
-    PQconninfoOption *opts = PQconninfoParse(database, NULL);
-    if (!opts) {
-        log_add_secret(database);
-        return;
-    }
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if ((strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0) &&
-            o->val)
-            log_add_secret(o->val);
-    conninfo_free(opts);
-}
-
-/* The secret-bearing librdkafka properties: passwords (sasl.password, ssl.key.password,
- * ssl.keystore.password), client secrets, the OAUTHBEARER config, and a private key given
- * inline (ssl.key.pem). */
-static void register_property_secret(const char *key, const char *value)
-{
-    if (strstr(key, "password") || strstr(key, "secret") ||
-        strstr(key, "sasl.oauthbearer.config") || strcmp(key, "ssl.key.pem") == 0 ||
-        strcmp(key, "ssl_key") == 0)
-        log_add_secret(value);
-}
-
 static int parse_kafka(struct parse *p, const cJSON *k, struct config_kafka *out)
 {
     static const char *const keys[] = {"brokers",      "topic_prefix",
@@ -467,7 +429,7 @@ static int parse_kafka(struct parse *p, const cJSON *k, struct config_kafka *out
             out->nproperties++;
             if (!prop->key || !prop->value)
                 return fail(p, sub, "out of memory");
-            register_property_secret(prop->key, prop->value); /* before any error quotes it */
+            config_register_property(prop->key, prop->value); /* before any error quotes it */
         }
     }
     return 0;
@@ -529,7 +491,7 @@ static int parse_instance(struct parse *p, const cJSON *v, const char *path,
     /* registered as read: a later error (a bad URL quoting it) is printed masked */
     if (out->token && out->token[0])
         log_add_secret(out->token);
-    register_database_secrets(out->database);
+    config_register_database(out->database);
     char sub[PATH_MAX_LEN];
     join(sub, path, "name");
     if (!is_name(out->name, "") || strlen(out->name) > 40)
@@ -560,7 +522,7 @@ static int parse_instance(struct parse *p, const cJSON *v, const char *path,
             PQfreemem(perr);
             return -1;
         }
-        conninfo_free(opts);
+        config_conninfo_free(opts);
     }
     return 0;
 }
@@ -995,134 +957,4 @@ void config_free(struct config *cfg)
     free(cfg->routes);
     free(cfg->consumer.state_dir);
     memset(cfg, 0, sizeof(*cfg));
-}
-
-const struct config_instance *config_instance_find(const struct config *cfg, const char *name)
-{
-    for (size_t i = 0; i < cfg->ninstances; i++)
-        if (cfg->instances[i].name && strcmp(cfg->instances[i].name, name) == 0)
-            return &cfg->instances[i];
-    return NULL;
-}
-
-const struct config_route *config_route_find(const struct config *cfg, const char *from,
-                                             const char *to)
-{
-    for (size_t i = 0; i < cfg->nroutes; i++)
-        if (strcmp(cfg->routes[i].from, from) == 0 && strcmp(cfg->routes[i].to, to) == 0)
-            return &cfg->routes[i];
-    return NULL;
-}
-
-const struct config_collection *config_route_collection(const struct config_route *route,
-                                                        const char *collection)
-{
-    for (size_t i = 0; i < route->ncollections; i++)
-        if (strcmp(route->collections[i].collection, collection) == 0)
-            return &route->collections[i];
-    return NULL;
-}
-
-int config_require(const struct config *cfg, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < cfg->ninstances; i++)
-        if (cfg->instances[i].token_unset || cfg->instances[i].database_unset) {
-            const struct config_instance *in = &cfg->instances[i];
-            snprintf(err, errlen, "%s", in->token_unset ? in->token_unset : in->database_why);
-            return -1;
-        }
-    return 0;
-}
-
-int config_require_source(const struct config *cfg, const struct config_route *r, const char *why,
-                          char *err, size_t errlen)
-{
-    char e[512];
-    if (config_require_instance(cfg, r->from, CONFIG_NEED_TOKEN, e, sizeof(e)) == 0)
-        return 0;
-    snprintf(err, errlen, "%s (route %s -> %s %s)", e, r->from, r->to, why);
-    return -1;
-}
-
-int config_require_instance(const struct config *cfg, const char *name, int need, char *err,
-                            size_t errlen)
-{
-    const struct config_instance *in = config_instance_find(cfg, name);
-    if (!in) {
-        snprintf(err, errlen, "instances: no instance named \"%s\"", name);
-        return -1;
-    }
-    if ((need & CONFIG_NEED_TOKEN) && in->token_unset) {
-        snprintf(err, errlen, "%s", in->token_unset);
-        return -1;
-    }
-    if ((need & CONFIG_NEED_DATABASE) && in->database_unset) {
-        snprintf(err, errlen, "%s", in->database_why);
-        return -1;
-    }
-    if ((need & CONFIG_NEED_DATABASE) && !in->database) {
-        size_t i = (size_t)(in - cfg->instances);
-        snprintf(err, errlen, "instances[%zu].database: instance \"%s\" has no database", i,
-                 in->name);
-        return -1;
-    }
-    return 0;
-}
-
-void config_register_secrets(const struct config *cfg)
-{
-    for (size_t i = 0; i < cfg->ninstances; i++) {
-        const struct config_instance *in = &cfg->instances[i];
-        if (in->token && in->token[0])
-            log_add_secret(in->token);
-        register_database_secrets(in->database);
-    }
-    for (size_t i = 0; i < cfg->kafka.nproperties; i++)
-        register_property_secret(cfg->kafka.properties[i].key, cfg->kafka.properties[i].value);
-}
-
-void config_database_display(const char *database, char *buf, size_t len)
-{
-    PQconninfoOption *opts = database ? PQconninfoParse(database, NULL) : NULL;
-    if (!opts) {
-        snprintf(buf, len, "(unparsable)");
-        return;
-    }
-    const char *host = NULL, *port = NULL, *db = NULL, *user = NULL;
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val)
-            continue;
-        if (strcmp(o->keyword, "host") == 0)
-            host = o->val;
-        else if (strcmp(o->keyword, "port") == 0)
-            port = o->val;
-        else if (strcmp(o->keyword, "dbname") == 0)
-            db = o->val;
-        else if (strcmp(o->keyword, "user") == 0)
-            user = o->val;
-    }
-    if (util_format(buf, len, "host=%s port=%s dbname=%s user=%s", host ? host : "(default)",
-                    port ? port : "(default)", db ? db : "(default)", user ? user : "(default)") &&
-        len >= 4)
-        mark_cut(buf, len); /* a display only, never connected to */
-    conninfo_free(opts);
-}
-
-bool config_route_carries(const struct config *cfg, const char *from, const char *to,
-                          const char *coll)
-{
-    for (size_t i = 0; cfg && i < cfg->nroutes; i++) {
-        const struct config_route *rt = &cfg->routes[i];
-        if (strcmp(rt->from, from) != 0 || (to && strcmp(rt->to, to) != 0))
-            continue;
-        for (size_t j = 0; j < rt->ncollections; j++)
-            if (strcmp(rt->collections[j].collection, coll) == 0)
-                return true;
-    }
-    return false;
-}
-
-bool config_publishes(const struct config *cfg, const char *instance, const char *coll)
-{
-    return config_route_carries(cfg, instance, NULL, coll);
 }

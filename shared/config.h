@@ -130,6 +130,13 @@ const struct config_route *config_route_find(const struct config *cfg, const cha
 const struct config_collection *config_route_collection(const struct config_route *route,
                                                         const char *collection);
 
+/* Registers with the logger the secrets of a libpq connection string (password, sslpassword;
+ * an unparsable one whole), and a librdkafka property's value when its key holds a secret. */
+void config_register_database(const char *database);
+/* PQconninfoFree with the values (a password among them) wiped first. */
+struct _PQconninfoOption;
+void config_conninfo_free(struct _PQconninfoOption *opts);
+void config_register_property(const char *key, const char *value);
 /* Registers every secret of cfg (tokens, database passwords) with the logger. */
 void config_register_secrets(const struct config *cfg);
 
