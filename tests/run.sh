@@ -103,6 +103,18 @@ if [ "$beyond_unit" -gt 0 ] && [ "${DXSYNC_SKIP_CONTAINERS:-0}" != 1 ]; then
   images_pid=$!
 fi
 
+# The services start in the background meanwhile too: the fuzzers run for a fixed time whatever
+# else runs, and Directus's start is mostly waiting.
+services_pid=
+if [ "$beyond_unit" -gt 0 ]; then
+  tests/harness/services.sh down >/dev/null 2>&1 || true
+  rm -rf "$DXSYNC_RUN"
+  trap 'tests/harness/services.sh down >/dev/null 2>&1 || true' EXIT
+  mkdir -p "$DXSYNC_RUN"
+  tests/harness/services.sh up a b c d >"$DXSYNC_RUN/services-up.log" 2>&1 &
+  services_pid=$!
+fi
+
 if [ "$fuzz_selected" -gt 0 ]; then
   step "fuzzing (libFuzzer, ASan+UBSan, ${DXSYNC_FUZZ_SECONDS:-60} s per target, $jobs at a time)"
   cmake --build build-fuzz -j"$jobs" >/dev/null
@@ -111,11 +123,9 @@ if [ "$fuzz_selected" -gt 0 ]; then
 fi
 
 if [ "$beyond_unit" -gt 0 ]; then
-  step "starting services"
-  tests/harness/services.sh down >/dev/null 2>&1 || true
-  rm -rf "$DXSYNC_RUN"
-  trap 'tests/harness/services.sh down >/dev/null 2>&1 || true' EXIT
-  tests/harness/services.sh up a b c d
+  step "waiting for the services"
+  wait "$services_pid" || { cat "$DXSYNC_RUN/services-up.log" >&2; echo "tests/run.sh: the services did not start" >&2; exit 1; }
+  cat "$DXSYNC_RUN/services-up.log" >&2
   set -a; . "$DXSYNC_RUN/services.env"; set +a
 
   if [ -n "$images_pid" ]; then

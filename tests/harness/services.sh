@@ -39,14 +39,25 @@ cmd_up() {
     echo "DXSYNC_KAFKA_BROKERS=$kafka"
     echo "DXSYNC_INSTANCES=\"${names[*]}\""
   } >"$env.tmp"
+  # The instances start and are prepared side by side (each has its own database and port):
+  # four take about as long as two did one after the other.
+  local pids=() failed=0 pid
+  "$HARNESS_DIR/directus.sh" install >/dev/null # once, before they share it
   for name in "${names[@]}"; do
     local port=$((DXSYNC_DIRECTUS_BASE_PORT + i))
     i=$((i + 1))
-    "$HARNESS_DIR/directus.sh" start "$name" "$port" "$pg/directus_$name" >/dev/null
-    "$HARNESS_DIR/directus.sh" prepare "$name" >/dev/null
+    (
+      "$HARNESS_DIR/directus.sh" start "$name" "$port" "$pg/directus_$name" >/dev/null
+      "$HARNESS_DIR/directus.sh" prepare "$name" >/dev/null
+      log "directus $name ready on port $port"
+    ) &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [ "$failed" = 0 ] || die "a Directus instance did not come up (its log: $DXSYNC_RUN/directus-<name>.log)"
+  for name in "${names[@]}"; do
     upper=$(echo "$name" | tr '[:lower:]' '[:upper:]')
     sed -n "s/^\([A-Z0-9_]*\)=\(.*\)$/DXSYNC_${upper}_\1=\2/p" "$DXSYNC_RUN/directus-$name.env" >>"$env.tmp"
-    log "directus $name ready on port $port"
   done
   mv "$env.tmp" "$env"
   log "services up; environment in $env"
