@@ -11,6 +11,9 @@
 #                                  acl --add --allow-principal User:x --operation Read --topic t
 #   kafka-secure.sh topics ARGS... org.apache.kafka.tools.TopicCommand as admin (fetches the
 #                                  kafka-tools jar once: kafka.sh's jars lack it), e.g. --create --topic t
+#   kafka-secure.sh batch          the admin's changes in one JVM (KafkaAdminBatch.java): reads the
+#                                  lines `dxsync-* acls` prints (kafka-acls.sh ..., kafka-topics.sh
+#                                  ... --create ...) and "user NAME PASSWORD" lines from stdin
 #   kafka-secure.sh stop           SIGTERM by pid (controlled shutdown), SIGKILL after 30 s
 # Clients: SASL_SSL, SCRAM-SHA-512, broker certificate signed by KSEC_CA. The controller listener
 # is SASL_PLAINTEXT/PLAIN for admin alone (no ANONYMOUS super user). StandardAuthorizer: no ACL,
@@ -163,6 +166,11 @@ cmd_topics() {
   admin_tool org.apache.kafka.tools.TopicCommand "$@"
 }
 
+cmd_batch() {
+  [ -f "$KSEC/admin.properties" ] || die "kafka-secure was never started: run $0 start"
+  tool "$HARNESS_DIR/KafkaAdminBatch.java" "$BOOTSTRAP" "$KSEC/admin.properties"
+}
+
 cmd_stop() { stop_pidfile "$PIDFILE" 30; }
 
 case "${1:-}" in
@@ -170,6 +178,7 @@ case "${1:-}" in
   user) shift; cmd_user "$@" ;;
   acl) shift; admin_tool kafka.admin.AclCommand "$@" ;;
   topics) shift; cmd_topics "$@" ;;
+  batch) cmd_batch ;;
   stop) cmd_stop ;;
-  *) echo "usage: $0 start|stop|user NAME PASSWORD|acl ARGS...|topics ARGS..." >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|user NAME PASSWORD|acl ARGS...|topics ARGS...|batch" >&2; exit 2 ;;
 esac
