@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum where_state { W_PENDING = 0, W_APPLIED, W_DEAD };
+/* W_UNKNOWN: the remote's group could not be read (code: why, e.g. GROUP_AUTHORIZATION_FAILED) */
+enum where_state { W_PENDING = 0, W_APPLIED, W_DEAD, W_UNKNOWN };
 
 struct remote_state {
     const char *remote;
@@ -114,6 +115,8 @@ static const char *state_name(const struct remote_state *r, char *buf, size_t le
 {
     if (r->st == W_DEAD)
         snprintf(buf, len, "dead-lettered(%s)", r->code[0] ? r->code : "?");
+    else if (r->st == W_UNKNOWN)
+        snprintf(buf, len, "unknown(%s)", r->code);
     else
         snprintf(buf, len, "%s", r->st == W_APPLIED ? "applied" : "pending");
     return buf;
@@ -207,17 +210,43 @@ int audit_all_run(const struct config *cfg, const char *collection, const char *
                     !rd_kafka_topic_partition_list_find(l, a.evs[k].topic, a.evs[k].partition))
                     rd_kafka_topic_partition_list_add(l, a.evs[k].topic, a.evs[k].partition);
         if (l->cnt) {
+            bool warned = false;
             struct kafka_state gst = {.component = "audit"};
             char e2[1024];
             rd_kafka_t *grk = kread_client(cfg, &gst, g, e2, sizeof(e2));
-            if (grk && !rd_kafka_committed(grk, l, KREAD_TIMEOUT_MS)) {
-                for (size_t k = 0; k < a.n; k++) {
-                    rd_kafka_topic_partition_t *tp =
-                        rd_kafka_topic_partition_list_find(l, a.evs[k].topic, a.evs[k].partition);
-                    for (size_t r = 0; tp && r < a.evs[k].nrs; r++)
-                        if (strcmp(a.evs[k].rs[r].remote, remote) == 0 && !tp->err &&
-                            tp->offset > a.evs[k].offset)
-                            a.evs[k].rs[r].st = W_APPLIED;
+            rd_kafka_resp_err_t gerr =
+                grk ? rd_kafka_committed(grk, l, KREAD_TIMEOUT_MS) : RD_KAFKA_RESP_ERR__FAIL;
+            /* a connection to the coordinator lost on the way: asked again, twice at most */
+            for (int again = 0; grk && gerr == RD_KAFKA_RESP_ERR__TRANSPORT && again < 2; again++)
+                gerr = rd_kafka_committed(grk, l, KREAD_TIMEOUT_MS);
+            /* a group it may not read (no Describe on it) or that does not answer: said, and
+             * the state shown as unknown, never as pending */
+            for (size_t k = 0; k < a.n; k++) {
+                rd_kafka_topic_partition_t *tp =
+                    rd_kafka_topic_partition_list_find(l, a.evs[k].topic, a.evs[k].partition);
+                rd_kafka_resp_err_t e = gerr ? gerr : tp ? tp->err : RD_KAFKA_RESP_ERR__FAIL;
+                for (size_t r = 0; r < a.evs[k].nrs; r++) {
+                    struct remote_state *rs = &a.evs[k].rs[r];
+                    if (strcmp(rs->remote, remote) != 0)
+                        continue;
+                    if (e) {
+                        rs->st = W_UNKNOWN;
+                        util_strlcpy(rs->code, rd_kafka_err2name(e), sizeof(rs->code));
+                    } else if (tp->offset > a.evs[k].offset) {
+                        rs->st = W_APPLIED;
+                    }
+                }
+                if (e && !warned) {
+                    log_stderr("dxsync-consumer: audit: cannot read the committed offsets of "
+                               "group %s (%s%s): what %s applied is shown as unknown\n",
+                               g, grk ? rd_kafka_err2str(e) : e2,
+                               e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+                                       e == RD_KAFKA_RESP_ERR__TIMED_OUT
+                                   ? "; reading them needs Describe on that group, and a "
+                                     "principal without it gets no answer"
+                                   : "",
+                               remote);
+                    warned = true;
                 }
             }
             if (grk) {

@@ -17,7 +17,7 @@ directus_folders and articles (whose cover is a many-to-one to directus_files) f
     lands complete, nothing dead-lettered;
   - the consumer's metrics count the bytes, the files and the transfer time;
   - verify --repair brings back a file deleted on b behind dxsync's back."""
-import hashlib, json, os, random, signal, struct, subprocess, sys, time, urllib.request, zlib
+import hashlib, json, os, random, signal, subprocess, sys, time, urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dx import *  # noqa: E402,F401,F403
@@ -38,61 +38,6 @@ cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
 CFG = os.path.join(TMP, "cfg.json")
 json.dump(cfg, open(CFG, "w"))
 P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
-
-
-def png(w, h):
-    """A real PNG image (random pixels), so that Directus reads its size as for any upload."""
-    raw = b"".join(b"\0" + bytes(random.getrandbits(8) for _ in range(w * 3)) for _ in range(h))
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
-def blob(path, mb):
-    """mb MiB of random bytes at path; returns their SHA-256."""
-    h = hashlib.sha256()
-    with open(path, "wb") as f:
-        for _ in range(mb):
-            b = random.randbytes(1 << 20)
-            h.update(b)
-            f.write(b)
-    return h.hexdigest()
-
-
-def upload(i, path, typ, name, fid=None, folder=None, title=None, replace=None):
-    """POST /files (or PATCH /files/<replace>) as a's admin, the way the app uploads."""
-    args = ["curl", "-sS", "-X", "PATCH" if replace else "POST", i["url"] + ("/files/" + replace if replace else "/files"),
-            "-H", "Authorization: Bearer " + i["admin"]]
-    for k, v in (("id", fid), ("folder", folder), ("title", title)):
-        if v:
-            args += ["-F", f"{k}={v}"]
-    args += ["-F", f"file=@{path};type={typ};filename={name}"]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    return json.loads(out)["data"]
-
-
-def asset_sha(i, fid):
-    """SHA-256 of what i serves at /assets/<fid>, or None when it serves nothing."""
-    req = urllib.request.Request(f"{i['url']}/assets/{fid}", headers={"Authorization": "Bearer " + i["admin"]})
-    h = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            while True:
-                b = r.read(1 << 20)
-                if not b:
-                    break
-                h.update(b)
-    except urllib.error.HTTPError:
-        return None
-    except OSError:
-        return None
-    return h.hexdigest()
-
-
-def file_on(i, fid, fields="id,title,folder,filesize,type,filename_download"):
-    got = api(i, "GET", f"/files/{fid}?fields={fields}", ok=(200, 403))
-    return (got or {}).get("data")
 
 
 def transfers():

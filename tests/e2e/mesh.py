@@ -6,11 +6,25 @@ the consumers are idle every instance holds exactly the routed fields of every i
 changes written by the sync users are never sent back (events per topic = changes made by
 people). Then: audit prints one item's history, and replay --since restores wiped items.
 The run prints its seed; DXSYNC_SEED=<seed> repeats its workload (each instance's sequence of
-changes; the three run concurrently)."""
-import json, os, random, subprocess, sys, threading, time, urllib.request
+changes; the three run concurrently). Files travel too: an image made on a and one made on c
+reach the other two with their bytes (the consumers read them from their sources).
+
+--secure (CI runs it so, issue 28): the same over production transport. Kafka is the harness's
+SASL_SSL broker (SCRAM-SHA-512, a private CA, no ACL = no access) with one principal per program
+and instance, each granted exactly what its `acls` prints, on topics created beforehand from the
+same output (no Create); the operator's commands (audit, replay) run as a principal of their own
+with the ACLs README gives them. The producers reach PostgreSQL with sslmode=verify-full; c's
+Directus is reached over HTTPS with a CA of its own (instances[].ca_file). Every process gets
+only its own secrets: a producer its database and token, a consumer its remote's token and the
+tokens of the sources whose files it reads."""
+import hashlib, json, os, random, subprocess, sys, threading, time, urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dx import *  # noqa: E402,F401,F403
+import dx  # noqa: E402
+import secure  # noqa: E402
+
+SECURE = "--secure" in sys.argv[1:]
 
 SEED = seed("mesh")
 A, B, C = inst("a"), inst("b"), inst("c")
@@ -27,15 +41,28 @@ ROUTES = {
     ("c", "b"): {"articles": ["title", "body", "rating"], "counters": ["value"]},
 }
 # Related collections in every direction: posts.author is a many-to-one to authors (issue 12).
-RELATED = {"authors": ["name"], "posts": ["title", "author"]}
+RELATED = {"authors": ["name"], "posts": ["title", "author"],
+           "directus_files": ["title", "filename_download"]}
 for _cols in ROUTES.values():
     _cols.update(RELATED)
 # A database password the logs must never show (trust authentication ignores it).
 DBPW = "e2e-db-pw-" + uid()[:8]
 def with_pw(db):
     return db.replace("postgresql://postgres@", f"postgresql://postgres:{DBPW}@")
-cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
-       "instances": [{"name": i["name"], "url": i["url"], "token": i["sync"], "database": with_pw(i["db"])} for i in ALL],
+# Every secret comes from the environment of the process that needs it (ENVS).
+U = {i["name"]: i["name"].upper() for i in ALL}
+kafka = {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3}
+url = {i["name"]: i["url"] for i in ALL}
+ca_file = {}
+if SECURE:
+    KS = secure.SecureKafka()
+    kafka.update(brokers=KS.brokers, properties=KS.properties())
+    dx.KCAT = KS.kcat()
+    url["c"], ca_file["c"] = secure.https_front("c", C["url"])
+    print(f"     Kafka {KS.brokers} (SASL_SSL), PostgreSQL verify-full, Directus c {url['c']} (its own CA)", flush=True)
+cfg = {"kafka": kafka,
+       "instances": [dict({"name": n, "url": url[n], "token": f"${{TOKEN_{U[n]}}}", "database": f"${{DB_{U[n]}}}"},
+                          **({"ca_file": ca_file[n]} if n in ca_file else {})) for n in "abc"],
        "routes": [{"from": f, "to": t, "collections": [{"collection": c, "fields": fl} for c, fl in cols.items()]}
                   for (f, t), cols in ROUTES.items()],
        # a short session: replay waits for a stopped (static) consumer to leave the group
@@ -43,13 +70,50 @@ cfg = {"kafka": {"brokers": BROKERS, "topic_prefix": PREFIX, "partitions": 3},
 CFG = os.path.join(TMP, "cfg.json")
 json.dump(cfg, open(CFG, "w"))
 P, CONS = f"{BIN}/producer/dxsync-producer", f"{BIN}/consumer/dxsync-consumer"
+TLS_DB = f"?sslmode=verify-full&sslrootcert={ENV.get('DXSYNC_PG_CA', '')}" if SECURE else ""
+PW = {}
+ENVS = {}
+for i in ALL:
+    n = i["name"]
+    for who in (f"prod-{n}", f"cons-{n}"):
+        PW[who] = secure.password()
+    ENVS[f"producer-{n}"] = {"KS_USER": f"prod-{n}", "KS_PASSWORD": PW[f"prod-{n}"],
+                             f"DB_{U[n]}": with_pw(i["db"]) + TLS_DB, f"TOKEN_{U[n]}": i["sync"]}
+    # its remote's token, and its sources' (file bytes are read from them)
+    ENVS[f"consumer-{n}"] = dict({"KS_USER": f"cons-{n}", "KS_PASSWORD": PW[f"cons-{n}"]},
+                                 **{f"TOKEN_{U[j['name']]}": j["sync"] for j in ALL})
+PW["ops"] = secure.password()
+ENVS["ops"] = {"KS_USER": "ops", "KS_PASSWORD": PW["ops"]}
+
+
+def run(who, *args):
+    """A dxsync command as who (producer-a, consumer-b, ops) with its own secrets only."""
+    return subprocess.run(list(args), capture_output=True, text=True, env={**ENV, **ENVS[who]})
+
+
+if SECURE:
+    lines = [f"user {who} {pw}" for who, pw in PW.items()]
+    for i in ALL:
+        n = i["name"]
+        for who, cmd in ((f"producer-{n}", [P, "--config", CFG, "--instance", n, "acls"]),
+                         (f"consumer-{n}", [CONS, "--config", CFG, "--remote", n, "acls"])):
+            out = run(who, *cmd)
+            check(out.returncode == 0 and "kafka-acls.sh" in out.stdout, f"{who} acls ({out.stderr.strip()[:200]})")
+            lines += secure.acl_lines(out.stdout)
+    # the operator's principal, as README's table gives it: audit reads every topic and its
+    # group; replay moves b's group
+    lines += [f"kafka-acls.sh --add --allow-principal User:ops --operation Read --operation Describe "
+              f"--topic {PREFIX}. --resource-pattern-type prefixed",
+              f"kafka-acls.sh --add --allow-principal User:ops --operation Read --group {PREFIX}.audit --group {PREFIX}.apply.b"]
+    summary = KS.admin(lines)
+    check(summary.startswith("users 7,"), f"the admin made 7 principals, the topics acls names and their ACLs ({summary})")
 
 for i in ALL:
     fresh_slot(i)
 for i in ALL:
     start(f"producer-{i['name']}", P, "--config", CFG, "--instance", i["name"], "--log-level", "debug",
-          "--metrics-addr", f"127.0.0.1:{29470 + ALL.index(i)}")
-    start(f"consumer-{i['name']}", CONS, "--config", CFG, "--remote", i["name"])
+          "--metrics-addr", f"127.0.0.1:{29470 + ALL.index(i)}", env=ENVS[f"producer-{i['name']}"])
+    start(f"consumer-{i['name']}", CONS, "--config", CFG, "--remote", i["name"], env=ENVS[f"consumer-{i['name']}"])
 check(wait_for(lambda: all("event=streaming" in log_of(f"producer-{i['name']}") for i in ALL), 30),
       "three producers stream")
 check(wait_for(lambda: all("partition_assigned" in log_of(f"consumer-{i['name']}") for i in ALL), 60),
@@ -187,6 +251,22 @@ ok = wait_for(rel_converged, 120, 2)
 check(ok, "posts and their authors agree on a, b and c, also pointing across instances"
       + ("" if ok else f": {len(rd)} differences, e.g. {rd[:3]}"))
 
+# ---- files: an image made on a and one made on c (behind HTTPS in --secure) reach the other two
+# with their bytes; each consumer reads them from their source with that source's token
+imgs = {}
+for i in (A, C):
+    path = os.path.join(TMP, f"img-{i['name']}.png")
+    with open(path, "wb") as f:
+        f.write(png(32 + ALL.index(i), 24))
+    fid = upload(i, path, "image/png", f"from-{i['name']}.png", fid=uid(), title=f"made on {i['name']}")["id"]
+    imgs[fid] = (i, hashlib.sha256(open(path, "rb").read()).hexdigest())
+def files_converged():
+    return all(asset_sha(j, fid) == sha for fid, (i, sha) in imgs.items() for j in ALL if j is not i)
+check(wait_for(files_converged, 120, 1), "the images of a and c are on the other two instances, bytes included")
+check(all((file_on(j, fid, "title") or {}).get("title") == f"made on {i['name']}" for fid, (i, _) in imgs.items() for j in ALL),
+      "... with their titles")
+check(topic(f"{PREFIX}.errors") == [], "nothing was dead-lettered so far")
+
 # ---- sync users' writes are never sent back: events per topic = changes people made there.
 # Their writes are done (converged); a marker change per instance and collection, made after
 # them, must be on its topic before the topics are read: a write sent back would be before it.
@@ -214,15 +294,13 @@ for i in ALL:
 
 # ---- audit: the history of one item
 k = next(k for k in created["a"]["articles"] if k in deleted["a"]["articles"]) if deleted["a"]["articles"] else created["a"]["articles"][0]
-out = subprocess.run([CONS, "--config", CFG, "audit", "--source", "a", "--collection", "articles", "--key", k],
-                     capture_output=True, text=True)
+out = run("ops", CONS, "--config", CFG, "audit", "--source", "a", "--collection", "articles", "--key", k)
 lines = [l for l in out.stdout.splitlines() if not l.startswith("#")]
 evs = [json.loads(m["payload"]) for m in topic(f"{PREFIX}.a.articles") if m["key"] == k]
 check(out.returncode == 0 and len(lines) == len(evs) and lines and " create " in lines[0]
       and (k not in deleted["a"]["articles"] or " delete " in lines[-1]),
       f"audit prints the item's {len(evs)} events oldest first ({lines[:1]} ... {lines[-1:]})")
-jout = subprocess.run([CONS, "--config", CFG, "audit", "--source", "a", "--collection", "articles", "--key", k, "--json"],
-                      capture_output=True, text=True).stdout.splitlines()
+jout = run("ops", CONS, "--config", CFG, "audit", "--source", "a", "--collection", "articles", "--key", k, "--json").stdout.splitlines()
 check([json.loads(l)["event_id"] for l in jout] == [e["event_id"] for e in evs], "audit --json prints the raw envelopes")
 
 # ---- replay: wipe some items on b (as its sync user: not sent anywhere), stop b's consumer,
@@ -232,12 +310,12 @@ gone = [k for k in created["a"]["articles"] if k not in deleted["a"]["articles"]
 for k in gone:
     api(B, "DELETE", f"/items/articles/{k}", token=B["sync"])
 check(all(k not in items(B, "articles") for k in gone), f"{len(gone)} items wiped on b")
-rp = subprocess.run([CONS, "--config", CFG, "--remote", "b", "replay", "--since", "1h"], capture_output=True, text=True)
+rp = run("ops", CONS, "--config", CFG, "--remote", "b", "replay", "--since", "1h")
 check(rp.returncode == 0 and f"{PREFIX}.a.articles" in rp.stdout, "replay --since 1h moves b's group back")
-start("consumer-b", CONS, "--config", CFG, "--remote", "b")
+start("consumer-b", CONS, "--config", CFG, "--remote", "b", env=ENVS["consumer-b"])
 ok = wait_for(converged, 120, 2)
 check(ok, "after the replay, b holds the wiped items again and everything else as before" + ("" if ok else f": {d[:5]}"))
-busy = subprocess.run([CONS, "--config", CFG, "--remote", "b", "replay", "--since", "1h"], capture_output=True, text=True)
+busy = run("ops", CONS, "--config", CFG, "--remote", "b", "replay", "--since", "1h")
 check(busy.returncode == 1 and "active member" in busy.stderr, "replay refuses while b's consumer runs")
 
 # ---- audit across sources: a post made on a, edited on b; its author exists on a and b only
@@ -256,8 +334,17 @@ def both_dead():
     return len([e for e in errs if e.get("code") == "PARENT_MISSING" and str(e.get("key")) == str(pk)
                 and e.get("remote") == "c"]) >= 2
 check(wait_for(both_dead, 90, 2), "c dead-letters both events of the post (its author never reaches c)")
-au = subprocess.run([CONS, "--config", CFG, "audit", "--collection", "posts", "--key", str(pk)],
-                    capture_output=True, text=True)
+if SECURE:
+    # The operator's principal may read b's group (replay) but not yet a's and c's: audit says so
+    # and shows their states as unknown, never as pending; then the admin grants what README's
+    # table gives audit (Describe on every remote's group).
+    au = run("ops", CONS, "--config", CFG, "audit", "--collection", "posts", "--key", str(pk))
+    check(au.returncode == 0 and "a=unknown(" in au.stdout and "b=applied" in au.stdout
+          and f"cannot read the committed offsets of group {PREFIX}.apply.a" in au.stderr
+          and "needs Describe on that group" in au.stderr,
+          f"audit without Describe on a's group: its states unknown, and why ({au.stderr.strip()[:300]})")
+    KS.admin([f"kafka-acls.sh --add --allow-principal User:ops --operation Describe --group {PREFIX}.apply.{n}" for n in "ac"])
+au = run("ops", CONS, "--config", CFG, "audit", "--collection", "posts", "--key", str(pk))
 lines = [l for l in au.stdout.splitlines() if not l.startswith("#")]
 print("     " + "\n     ".join(au.stdout.splitlines()), flush=True)
 check(au.returncode == 0 and len(lines) == 2 and " a " in lines[0] and " create " in lines[0]
@@ -266,8 +353,7 @@ check(au.returncode == 0 and len(lines) == 2 and " a " in lines[0] and " create 
 check("b=applied" in lines[0] and "c=dead-lettered(PARENT_MISSING)" in lines[0]
       and "a=applied" in lines[1] and "c=dead-lettered(PARENT_MISSING)" in lines[1],
       "... each applied on one remote and dead-lettered on the other")
-aj = subprocess.run([CONS, "--config", CFG, "audit", "--collection", "posts", "--key", str(pk), "--json"],
-                    capture_output=True, text=True)
+aj = run("ops", CONS, "--config", CFG, "audit", "--collection", "posts", "--key", str(pk), "--json")
 js = [json.loads(l) for l in aj.stdout.splitlines()]
 check(len(js) == 2 and js[0]["event"]["source"] == "a" and js[0]["remotes"] == {"b": "applied", "c": "dead-lettered(PARENT_MISSING)"},
       "audit --json gives each event with its state per remote")
@@ -279,8 +365,9 @@ events += "".join(m["payload"] for m in topic(f"{PREFIX}.errors"))
 for n in list(procs):
     check(stop(n) == 0, f"{n} stops cleanly on SIGTERM")
 logs = "".join(log_of(n) for n in os.listdir(TMP) if n.endswith(".log") for n in [n[:-4]])
-secrets = [i["sync"] for i in ALL] + [i["admin"] for i in ALL] + [DBPW]
+secrets = [i["sync"] for i in ALL] + [i["admin"] for i in ALL] + [DBPW] + (list(PW.values()) if SECURE else [])
 check(len(logs) > 1000 and len(metrics) > 100 and len(events) > 1000, f"logs ({len(logs)} bytes), metrics and events to search")
 for where, text in (("logs", logs), ("metrics", metrics), ("events", events)):
-    check(not any(sec in text for sec in secrets), f"no token or database password in the {where}")
+    check(not any(sec in text for sec in secrets),
+          f"no token, database password{' or SCRAM password' if SECURE else ''} in the {where}")
 finish("mesh")

@@ -76,7 +76,7 @@ public class KafkaAdminBatch {
         case "--group" -> resources.add(new String[] {"GROUP", arg(w, ++i)});
         case "--transactional-id" -> resources.add(new String[] {"TRANSACTIONAL_ID", arg(w, ++i)});
         case "--cluster" -> resources.add(new String[] {"CLUSTER", "kafka-cluster"});
-        case "--resource-pattern-type" -> pattern = PatternType.fromString(arg(w, ++i));
+        case "--resource-pattern-type" -> pattern = PatternType.fromString(arg(w, ++i).toUpperCase(Locale.ROOT));
         default -> throw bad("unknown option " + w[i]);
       }
     }

@@ -7,7 +7,7 @@ verify_b (what Directus b must hold).
 
 Run as a script: `dx.py verify-b EXPECT_JSON` prints the differences between Directus b and the
 state Gen.save_expect wrote, and exits 1 when there are any."""
-import atexit, json, os, random, signal, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request, uuid
+import atexit, hashlib, json, os, random, signal, socket, struct, subprocess, sys, tempfile, time, urllib.error, urllib.request, uuid, zlib
 
 ENV = os.environ
 BIN = ENV.get("DXSYNC_BIN", "")
@@ -80,15 +80,76 @@ def items(i, coll, fields="*"):
     return {str(x["id"]): x for x in api(i, "GET", f"/items/{coll}?limit=-1&fields={fields}")["data"]}
 
 
+# ---------------------------------------------------------------- files (directus_files)
+def png(w, h):
+    """A real PNG image (random pixels), so that Directus reads its size as for any upload."""
+    raw = b"".join(b"\0" + bytes(random.getrandbits(8) for _ in range(w * 3)) for _ in range(h))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def blob(path, mb):
+    """mb MiB of random bytes at path; returns their SHA-256."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(mb):
+            b = random.randbytes(1 << 20)
+            h.update(b)
+            f.write(b)
+    return h.hexdigest()
+
+
+def upload(i, path, typ, name, fid=None, folder=None, title=None, replace=None):
+    """POST /files (or PATCH /files/<replace>) as i's admin, the way the app uploads."""
+    args = ["curl", "-sS", "-X", "PATCH" if replace else "POST", i["url"] + ("/files/" + replace if replace else "/files"),
+            "-H", "Authorization: Bearer " + i["admin"]]
+    for k, v in (("id", fid), ("folder", folder), ("title", title)):
+        if v:
+            args += ["-F", f"{k}={v}"]
+    args += ["-F", f"file=@{path};type={typ};filename={name}"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return json.loads(out)["data"]
+
+
+def asset_sha(i, fid):
+    """SHA-256 of what i serves at /assets/<fid>, or None when it serves nothing."""
+    req = urllib.request.Request(f"{i['url']}/assets/{fid}", headers={"Authorization": "Bearer " + i["admin"]})
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            while True:
+                b = r.read(1 << 20)
+                if not b:
+                    break
+                h.update(b)
+    except urllib.error.HTTPError:
+        return None
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
 def psql(db, sql):
     return subprocess.run(["psql", db, "-XAtqc", sql], check=True, capture_output=True, text=True).stdout
+
+
+def file_on(i, fid, fields="id,title,folder,filesize,type,filename_download"):
+    got = api(i, "GET", f"/files/{fid}?fields={fields}", ok=(200, 403))
+    return (got or {}).get("data")
+
+
+# kcat's connection: the harness's plaintext Kafka; a test on another broker (SASL_SSL) sets
+# dx.KCAT to its own arguments.
+KCAT = ["kcat", "-b", BROKERS]
 
 
 def topic(name):
     """Every message of topic name so far (kcat's JSON envelopes). Raises when kcat cannot read
     it (no such topic, broker unreachable, no end within 60 s): never [] in its place."""
     try:
-        r = subprocess.run(["kcat", "-b", BROKERS, "-C", "-t", name, "-o", "beginning", "-e", "-q", "-J"],
+        r = subprocess.run(KCAT + ["-C", "-t", name, "-o", "beginning", "-e", "-q", "-J"],
                            capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"cannot read topic {name}: kcat did not reach its end in 60 s") from None
@@ -99,7 +160,7 @@ def topic(name):
 
 def topic_exists(name):
     """True or False as Kafka says; raises when it cannot say."""
-    r = subprocess.run(["kcat", "-b", BROKERS, "-L", "-t", name, "-J", "-m", "10"],
+    r = subprocess.run(KCAT + ["-L", "-t", name, "-J", "-m", "10"],
                        capture_output=True, text=True, timeout=30)
     if r.returncode != 0:
         raise RuntimeError(f"cannot list topic {name}: {r.stderr.strip()[:400]}")
@@ -125,9 +186,10 @@ def group_lag(cfg, remote):
 procs = {}
 
 
-def start(name, *args):
+def start(name, *args, env=None):
+    """Starts a process (its output in TMP/<name>.log); env: variables added to the test's."""
     log = open(os.path.join(TMP, name + ".log"), "ab")
-    procs[name] = subprocess.Popen(list(args), stdout=log, stderr=log)
+    procs[name] = subprocess.Popen(list(args), stdout=log, stderr=log, env=None if env is None else {**ENV, **env})
     return procs[name]
 
 
