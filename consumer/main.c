@@ -141,26 +141,36 @@ static int replay_or_audit(struct app *app, struct cli_spec *spec, const char *r
 /* run's ACLs: Read on every topic it subscribes to (the sources' and the remote's own) and on
  * its group; Write on the errors topic and its dead-letter topic. It creates every one of these
  * topics that is missing (kafka_ensure_topics). */
+static int run_acls(const struct config *cfg, const char *remote, struct acl_set *s, char *err,
+                    size_t errlen)
+{
+    struct routes_sub *subs = NULL;
+    size_t n = 0;
+    char name[512];
+    if (routes_into(cfg, remote, &subs, &n, err, errlen) ||
+        routes_add_own(cfg, remote, &subs, &n, err, errlen))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        acl_add(s, ACL_TOPIC, subs[i].topic, ACL_READ | ACL_DESCRIBE, true);
+    routes_free(subs, n);
+    if (kafka_group_apply(cfg, remote, name, sizeof(name)) == 0)
+        acl_add(s, ACL_GROUP, name, ACL_READ, false);
+    if (kafka_topic_errors(cfg, name, sizeof(name)) == 0)
+        acl_add(s, ACL_TOPIC, name, ACL_WRITE | ACL_DESCRIBE, true);
+    if (kafka_topic_dlq(cfg, remote, name, sizeof(name)) == 0)
+        acl_add(s, ACL_TOPIC, name, ACL_WRITE | ACL_DESCRIBE, true);
+    return 0;
+}
+
 static int print_acls(const struct config *cfg, const char *remote, const char *given)
 {
     struct acl_set s = {0};
-    struct routes_sub *subs = NULL;
-    size_t n = 0;
-    char err[512], name[512], fallback[128], what[160];
-    if (routes_into(cfg, remote, &subs, &n, err, sizeof(err)) ||
-        routes_add_own(cfg, remote, &subs, &n, err, sizeof(err))) {
+    char err[512], fallback[128], what[160];
+    if (run_acls(cfg, remote, &s, err, sizeof(err))) {
+        acl_free(&s);
         log_stderr("dxsync-consumer: acls: %s\n", err);
         return 2;
     }
-    for (size_t i = 0; i < n; i++)
-        acl_add(&s, ACL_TOPIC, subs[i].topic, ACL_READ | ACL_DESCRIBE, true);
-    routes_free(subs, n);
-    if (kafka_group_apply(cfg, remote, name, sizeof(name)) == 0)
-        acl_add(&s, ACL_GROUP, name, ACL_READ, false);
-    if (kafka_topic_errors(cfg, name, sizeof(name)) == 0)
-        acl_add(&s, ACL_TOPIC, name, ACL_WRITE | ACL_DESCRIBE, true);
-    if (kafka_topic_dlq(cfg, remote, name, sizeof(name)) == 0)
-        acl_add(&s, ACL_TOPIC, name, ACL_WRITE | ACL_DESCRIBE, true);
     snprintf(fallback, sizeof(fallback), "dxsync-consumer-%s", remote);
     snprintf(what, sizeof(what), "dxsync-consumer --remote %s (run)", remote);
     return acl_command(cfg, &s, given, fallback, what);
@@ -323,13 +333,19 @@ int main(int argc, char **argv)
     } else if (strcmp(app.cli.subcommand, "check") == 0) {
         int problems;
         char err[512];
-        if (check_remote(&app.cfg, remote, stdout, &problems, err, sizeof(err))) {
+        struct acl_set s = {0};
+        if (check_remote(&app.cfg, remote, stdout, &problems, err, sizeof(err)) ||
+            run_acls(&app.cfg, remote, &s, err, sizeof(err))) {
             log_stderr("dxsync-consumer: check: %s\n", err);
             rc = 1;
         } else {
+            struct report kr = {.out = stdout};
+            acl_check(&kr, &app.cfg, &s);
+            problems += kr.problems;
             report_summary(stdout, problems);
             rc = problems ? 1 : 0;
         }
+        acl_free(&s);
     } else if (strcmp(app.cli.subcommand, "status") == 0) {
         rc = admin_status(&app.cfg, remote, stdout);
     } else {

@@ -95,6 +95,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(app.cli.subcommand, "check") == 0) {
         int problems = producer_check(&app.cfg, inst, stdout);
+        struct report kr = {.out = stdout};
+        struct acl_set s = {0};
+        acl_producer(&app.cfg, instance, &s);
+        acl_check(&kr, &app.cfg, &s);
+        acl_free(&s);
+        problems += kr.problems;
         report_summary(stdout, problems);
         rc = problems ? 1 : 0;
         goto out;

@@ -5,6 +5,7 @@
 #define DXSYNC_ACL_H
 
 #include "config.h"
+#include "report.h"
 
 #include <stdio.h>
 
@@ -56,5 +57,11 @@ void acl_producer(const struct config *cfg, const char *instance, struct acl_set
 /* The notifier's: Read and Describe on <prefix>.errors (it creates it), Read on group
  * <prefix>.notify. */
 void acl_notifier(const struct config *cfg, struct acl_set *s);
+
+/* The Kafka part of a check command: tries s against the cluster as the configured principal
+ * without writing anything (connects; describes each topic, and for a missing one that the
+ * program creates asks Kafka whether it may, validate_only; reads each group's committed
+ * offsets) and reports each finding on r. Blocks up to about 10 s per unanswered request. */
+void acl_check(struct report *r, const struct config *cfg, const struct acl_set *s);
 
 #endif

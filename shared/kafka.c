@@ -26,8 +26,14 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         }
         return;
     }
-    if (st)
+    if (st) {
         st->brokers_down = err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
+        /* all brokers down says less than the error before it (a handshake, a password) */
+        if (!st->brokers_down || !st->last_error[0]) {
+            util_strlcpy(st->last_error, reason, sizeof(st->last_error));
+            log_redact(st->last_error, sizeof(st->last_error));
+        }
+    }
     log_warn(comp, "event=kafka_error error=%s reason=%s",
              rd_kafka_err2name((rd_kafka_resp_err_t)err), LOG_Q(reason));
 }

@@ -15,8 +15,9 @@ struct kafka_state {
     const char *component; /* log component, e.g. "producer" */
     volatile bool fatal;   /* a fatal error happened: stop without confirming more */
     char fatal_reason[512];
-    bool brokers_down; /* last error said all brokers are down */
-    void *user;        /* the program's own context */
+    bool brokers_down;    /* last error said all brokers are down */
+    char last_error[512]; /* the reason of the last error librdkafka reported (masked) */
+    void *user;           /* the program's own context */
 };
 
 /* A configuration with bootstrap.servers, the user's kafka.properties, error and log

@@ -75,6 +75,9 @@ as_notif=(env KS_USER=notif KS_PASSWORD="$PW_NOTIF" TOKEN_A="$DXSYNC_A_SYNC_TOKE
 # lines (grant), or the kafka-topics.sh lines it prints as comments (create_topics).
 grant() { "$KS" batch <"$1" >>"$T_TMP/grants.log" 2>&1; }
 create_topics() { sed -n 's/^#   \(kafka-topics.sh \)/\1/p' "$1" | "$KS" batch >>"$T_TMP/topics.log" 2>&1; }
+# check, before any ACL: the principal is let in, but may not even see its topic.
+expect_exit 1 "producer check before its ACLs" "${as_prod[@]}" "$P" --config "$T_TMP/dx.json" --instance a check
+expect_output "problem: kafka: User:prod-a may not describe topic $prefix.a.articles" "check names the topic and the principal"
 expect_exit 0 "producer acls" "${as_prod[@]}" "$P" --config "$T_TMP/dx.json" --instance a acls
 cp "$T_TMP/out" "$T_TMP/acls-p"
 expect_exit 0 "consumer acls" "${as_cons[@]}" "$C" --config "$T_TMP/dx.json" --remote b acls
@@ -91,6 +94,8 @@ check "every ACL line acls printed was granted" grant_all
 # No Create, topic missing: said, with the topic and the permission, and retried.
 mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 psql_q "$DXSYNC_A_DB_URL" "select pg_drop_replication_slot('dxsync_a') from pg_replication_slots where slot_name='dxsync_a'" >/dev/null
+expect_exit 1 "producer check with its ACLs but no Create, topic missing" "${as_prod[@]}" "$P" --config "$T_TMP/dx.json" --instance a check
+expect_output "topic $prefix.a.articles does not exist and User:prod-a may not create it" "check says which topic and which permission"
 start_proc prod "${as_prod[@]}" "$P" --config "$T_TMP/dx.json" --instance a --metrics-addr "127.0.0.1:$mport"
 check "the producer names the missing topic and the permission" \
   wait_for 60 proc_log_has prod "topic $prefix\\.a\\.articles does not exist and User:prod-a may not create it.*grant CREATE"
@@ -100,6 +105,8 @@ check "a wrong password is refused" test "$(curl -s -o /dev/null -w '%{http_code
 check "web.config's user and password open it" bash -c "curl -sf --cacert '$tls/ca.pem' -u 'prom:$PW_SCRAPE' 'https://127.0.0.1:$mport/metrics' | grep -q dxsync_healthy"
 check "plain HTTP gets nothing" bash -c "! curl -sf 'http://127.0.0.1:$mport/healthz'"
 check "the admin created the topics acls names" create_topics "$T_TMP/acls-c"
+# and a topic of b's, which producer a must not read
+echo "kafka-topics.sh --create --topic $prefix.b.articles --partitions 3" | "$KS" batch >>"$T_TMP/topics.log" 2>&1
 check "the producer goes on once they exist" wait_for 60 proc_log_has prod "event=streaming"
 
 # Wrong CA and wrong password for the consumer: a clear error, nothing applied.
@@ -111,6 +118,8 @@ t=$SECONDS; stop_proc cons_ca
 check "it stops on SIGTERM meanwhile ($((SECONDS - t)) s, status $STOP_RC)" test "$STOP_RC" -eq 0
 start_proc cons_pw "${as_cons[@]}" KS_PASSWORD=wrong-password "$C" --config "$T_TMP/dx.json" --remote b --member cons-pw
 check "a wrong SCRAM password: authentication failed, named" wait_for 30 proc_log_has cons_pw "Authentication failed"
+expect_exit 1 "consumer check with the wrong password" "${as_cons[@]}" KS_PASSWORD=wrong-password TOKEN_A="$DXSYNC_A_SYNC_TOKEN" "$C" --config "$T_TMP/dx.json" --remote b check
+expect_output "problem: kafka: no answer from $KSEC_BROKERS .*Authentication failed" "check names the refused password"
 t=$SECONDS; stop_proc cons_pw
 check "it stops on SIGTERM meanwhile ($((SECONDS - t)) s, status $STOP_RC)" test "$STOP_RC" -eq 0
 item_b() { curl -s -H "Authorization: Bearer $DXSYNC_B_ADMIN_TOKEN" "$DXSYNC_B_URL/items/articles/$1" | grep -q "\"title\":\"$2\""; }
@@ -149,6 +158,10 @@ timeout 20 kcat -b "$KSEC_BROKERS" -X security.protocol=SASL_SSL -X sasl.mechani
   -X sasl.username=prod-a -X sasl.password="$PW_PROD_A" -X ssl.ca.location="$KSEC_CA" \
   -C -t "$prefix.errors" -o beginning -e >"$T_TMP/deny2" 2>&1 || true
 check "producer a may not read the errors topic" grep -q "authorization failed" "$T_TMP/deny2"
+timeout 20 kcat -b "$KSEC_BROKERS" -X security.protocol=SASL_SSL -X sasl.mechanisms=SCRAM-SHA-512 \
+  -X sasl.username=prod-a -X sasl.password="$PW_PROD_A" -X ssl.ca.location="$KSEC_CA" \
+  -C -t "$prefix.b.articles" -o beginning -e >"$T_TMP/deny3" 2>&1 || true
+check "producer a may not read b's topic" grep -q "authorization failed" "$T_TMP/deny3"
 
 # No secret anywhere the run wrote.
 for name in prod cons notif cons_ca cons_pw; do cat "$T_TMP/$name.log"; done >"$T_TMP/all.log"
