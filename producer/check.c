@@ -31,6 +31,33 @@ static int scalar(PGconn *c, const char *sql, const char *param, char *buf, size
     return rc;
 }
 
+/* The majors the matrix (tests/matrix.sh) runs dxsync on; README's supported versions. */
+#define PG_MAJOR_OLDEST 13
+#define PG_MAJOR_NEWEST 18
+
+void check_server_version(struct report *r, int num, const char *text)
+{
+    int major = num / 10000;
+    if (!text)
+        text = "?";
+    if (num <= 0)
+        report_problem(r, "cannot tell the PostgreSQL server's version");
+    else if (major < PG_MAJOR_OLDEST)
+        report_problem(r,
+                       "PostgreSQL %s is not supported: dxsync runs on PostgreSQL %d to %d (its "
+                       "logical decoding is tested on each; %d and older are past their end of "
+                       "life): upgrade the server",
+                       text, PG_MAJOR_OLDEST, PG_MAJOR_NEWEST, PG_MAJOR_OLDEST - 1);
+    else if (major > PG_MAJOR_NEWEST)
+        report_warn(r,
+                    "PostgreSQL %s is newer than the majors dxsync is tested on (%d to %d): it "
+                    "speaks pgoutput protocol 1, which newer servers keep, but nothing proves "
+                    "this one yet",
+                    text, PG_MAJOR_OLDEST, PG_MAJOR_NEWEST);
+    else
+        report_ok(r, "PostgreSQL %s (supported: %d to %d)", text, PG_MAJOR_OLDEST, PG_MAJOR_NEWEST);
+}
+
 static void check_database(struct report *r, PGconn *c, const char *slot)
 {
     char v[512];
@@ -281,6 +308,7 @@ int producer_check(const struct config *cfg, const struct config_instance *inst,
         return r.problems;
     }
     report_ok(&r, "database of %s is reachable", inst->name);
+    check_server_version(&r, PQserverVersion(c), PQparameterStatus(c, "server_version"));
     check_database(&r, c, slot);
     size_t routes = 0;
     for (size_t i = 0; i < cfg->nroutes; i++) {

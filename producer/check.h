@@ -3,6 +3,7 @@
 #define DXSYNC_CHECK_H
 
 #include "config.h"
+#include "report.h"
 
 #include <stdio.h>
 
@@ -12,5 +13,9 @@
  * every routed field a real column). Prints "ok: ..." for what passes and "problem: ..." for
  * each finding to out. Returns the number of problems. */
 int producer_check(const struct config *cfg, const struct config_instance *inst, FILE *out);
+
+/* The server's version (PQserverVersion, and its text): a problem below PostgreSQL 13, a warning
+ * above 18 (untested), ok between. */
+void check_server_version(struct report *r, int num, const char *text);
 
 #endif

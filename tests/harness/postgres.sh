@@ -8,16 +8,31 @@
 #                                do not ask for TLS get none unless libpq prefers it)
 #   postgres.sh stop             fast shutdown, by the pid in postmaster.pid
 #   postgres.sh restart          stop + start (the data stays)
-# The cluster lives in $DXSYNC_RUN/pg; its socket in $DXSYNC_RUN/pg-sock.
+# The cluster lives in $DXSYNC_RUN/pg; its socket in $DXSYNC_RUN/pg-sock. Environment:
+#   DXSYNC_PG_MAJOR=13           another major than Debian's (13 to 18), from pgdist.sh
+#   DXSYNC_PG_NAME=pg-compat     a second cluster beside the first: its own folder, socket, log
+#                                and TLS files under that name (with its own DXSYNC_PG_PORT)
 set -euo pipefail
 . "$(dirname "$0")/../lib/dx.sh"
 
-PGDATA_DIR="$DXSYNC_RUN/pg"
-PGSOCK_DIR="$DXSYNC_RUN/pg-sock"
-PGTLS_DIR="$DXSYNC_RUN/pg-tls"
+PGNAME=${DXSYNC_PG_NAME:-pg}
+PGDATA_DIR="$DXSYNC_RUN/$PGNAME"
+PGSOCK_DIR="$DXSYNC_RUN/$PGNAME-sock"
+PGTLS_DIR="$DXSYNC_RUN/$PGNAME-tls"
+PGLOG="$DXSYNC_RUN/$PGNAME.log"
 
+# pg_bin: Debian's server (the newest installed), or DXSYNC_PG_MAJOR's: Debian's when it has
+# that major, else a build from pgdist.sh.
 pg_bin() {
   local d
+  if [ -n "${DXSYNC_PG_MAJOR:-}" ]; then
+    if [ -x "/usr/lib/postgresql/$DXSYNC_PG_MAJOR/bin/postgres" ]; then
+      echo "/usr/lib/postgresql/$DXSYNC_PG_MAJOR/bin"
+    else
+      "$HARNESS_DIR/pgdist.sh" fetch "$DXSYNC_PG_MAJOR"
+    fi
+    return
+  fi
   d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   [ -n "$d" ] || die "PostgreSQL server binaries not found (postgres.sh install)"
   echo "$d"
@@ -66,19 +81,20 @@ cmd_start() {
   elif (exec 3<>"/dev/tcp/127.0.0.1/$DXSYNC_PG_PORT") 2>/dev/null; then
     die "port $DXSYNC_PG_PORT is taken by a process this harness did not start"
   else
-    touch "$DXSYNC_RUN/pg.log"; [ "$(id -u)" -eq 0 ] && chown postgres: "$DXSYNC_RUN/pg.log"
-    as_pg "$bin/pg_ctl" -D "$PGDATA_DIR" -l "$DXSYNC_RUN/pg.log" -w -t 60 start -o \
+    touch "$PGLOG"; [ "$(id -u)" -eq 0 ] && chown postgres: "$PGLOG"
+    as_pg "$bin/pg_ctl" -D "$PGDATA_DIR" -l "$PGLOG" -w -t 60 start -o \
       "-p $DXSYNC_PG_PORT -c listen_addresses=127.0.0.1 -k $PGSOCK_DIR -c wal_level=${DXSYNC_PG_WAL_LEVEL:-logical} \
        -c max_replication_slots=32 -c max_wal_senders=32 -c max_connections=200 \
        -c fsync=off -c synchronous_commit=on -c full_page_writes=off \
        -c wal_sender_timeout=60s -c max_slot_wal_keep_size=4GB -c track_commit_timestamp=on \
        -c ssl=on -c ssl_cert_file=$PGTLS_DIR/server.pem -c ssl_key_file=$PGTLS_DIR/server.key" >/dev/null \
-      || { tail -n 30 "$DXSYNC_RUN/pg.log" >&2; die "postgres did not start"; }
+      || { tail -n 30 "$PGLOG" >&2; die "postgres did not start"; }
   fi
   wait_port "$DXSYNC_PG_PORT" 30 || die "postgres is not listening on $DXSYNC_PG_PORT"
   echo "PG_URL=postgresql://postgres@127.0.0.1:$DXSYNC_PG_PORT"
   echo "PG_CA=$PGTLS_DIR/ca.pem"
   echo "PG_PID=$(head -n 1 "$PGDATA_DIR/postmaster.pid")"
+  echo "PG_VERSION=$(as_pg "$bin/postgres" --version | awk '{print $NF}')"
 }
 
 cmd_stop() {

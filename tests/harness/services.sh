@@ -2,6 +2,15 @@
 # Starts and stops every real service the tests need, on loopback:
 #   services.sh install         install what is missing (Debian packages, Kafka jars, Directus)
 #   services.sh up [NAMES...]   PostgreSQL, Kafka, and a prepared Directus per name (default: a b)
+#   services.sh stack NAME PG_MAJOR DIRECTUS_VERSION [INSTANCES...]
+#                               a second set beside up's, on the same Kafka: a PostgreSQL of that
+#                               major (pgdist.sh when Debian lacks it) on port
+#                               $DXSYNC_STACK_PG_PORT (25440), and Directus of that version for
+#                               each instance (default: a b) from port
+#                               $DXSYNC_STACK_DIRECTUS_BASE_PORT (28070). Writes
+#                               $DXSYNC_RUN/stack-NAME.env, which tests read over services.env
+#                               when DXSYNC_STACK=NAME: the same variable names (DXSYNC_A_URL,
+#                               DXSYNC_PG_URL, ...), so every test runs unchanged on it.
 #   services.sh down            stop everything this harness started (by pid)
 # `up` writes $DXSYNC_RUN/services.env (sourceable): the ports, DXSYNC_PG_URL, DXSYNC_KAFKA_BROKERS, and per
 # instance N (upper case) DXSYNC_N_URL, _DB_URL, _ADMIN_TOKEN, _SYNC_TOKEN, _SYNC_USER_ID,
@@ -63,6 +72,51 @@ cmd_up() {
   log "services up; environment in $env"
 }
 
+cmd_stack() {
+  [ $# -ge 3 ] || die "usage: services.sh stack NAME PG_MAJOR DIRECTUS_VERSION [INSTANCES...]"
+  local stack=$1 major=$2 dver=$3; shift 3
+  local names=("$@") i=0 name upper pid pids=() failed=0
+  [ ${#names[@]} -gt 0 ] || names=(a b)
+  [[ $stack =~ ^[a-z0-9]+$ ]] || die "stack name \"$stack\": lower-case letters and digits only"
+  [ -f "$DXSYNC_RUN/services.env" ] || die "no $DXSYNC_RUN/services.env: services.sh up first (a stack shares its Kafka)"
+  local pgport=${DXSYNC_STACK_PG_PORT:-25440} base=${DXSYNC_STACK_DIRECTUS_BASE_PORT:-28070}
+  local env="$DXSYNC_RUN/stack-$stack.env"
+  export DXSYNC_DIRECTUS_VERSION=$dver
+  "$HARNESS_DIR/directus.sh" install >/dev/null
+  local pgout pg
+  pgout=$(DXSYNC_PG_MAJOR=$major DXSYNC_PG_NAME="pg-$stack" DXSYNC_PG_PORT=$pgport "$HARNESS_DIR/postgres.sh" start)
+  pg=$(sed -n 's/^PG_URL=//p' <<<"$pgout")
+  {
+    echo "DXSYNC_STACK_NAME=$stack"
+    echo "DXSYNC_PG_PORT=$pgport"
+    echo "DXSYNC_PG_URL=$pg"
+    echo "DXSYNC_PG_CA=$(sed -n 's/^PG_CA=//p' <<<"$pgout")"
+    echo "DXSYNC_PG_VERSION=$(sed -n 's/^PG_VERSION=//p' <<<"$pgout")"
+    echo "DXSYNC_PG_NAME=pg-$stack"
+    echo "DXSYNC_DIRECTUS_VERSION=$dver"
+    echo "DXSYNC_DIRECTUS_BASE_PORT=$base"
+    echo "DXSYNC_INSTANCES=\"${names[*]}\""
+  } >"$env.tmp"
+  for name in "${names[@]}"; do
+    local port=$((base + i))
+    i=$((i + 1))
+    (
+      "$HARNESS_DIR/directus.sh" start "$stack-$name" "$port" "$pg/directus_${stack}_$name" >/dev/null
+      "$HARNESS_DIR/directus.sh" prepare "$stack-$name" >/dev/null
+      log "directus $stack-$name ($dver, PostgreSQL $major) ready on port $port"
+    ) &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [ "$failed" = 0 ] || die "a Directus instance of stack $stack did not come up (its log: $DXSYNC_RUN/directus-$stack-<name>.log)"
+  for name in "${names[@]}"; do
+    upper=$(echo "$name" | tr '[:lower:]' '[:upper:]')
+    sed -n "s/^\([A-Z0-9_]*\)=\(.*\)$/DXSYNC_${upper}_\1=\2/p" "$DXSYNC_RUN/directus-$stack-$name.env" >>"$env.tmp"
+  done
+  mv "$env.tmp" "$env"
+  log "stack $stack up; its environment in $env (tests read it with DXSYNC_STACK=$stack)"
+}
+
 cmd_down() {
   local f name
   for f in "$DXSYNC_RUN"/directus-*.pid; do
@@ -72,11 +126,16 @@ cmd_down() {
   done
   "$HARNESS_DIR/kafka.sh" stop || true
   "$HARNESS_DIR/postgres.sh" stop || true
+  for f in "$DXSYNC_RUN"/pg-*/postmaster.pid; do # the stacks' clusters
+    [ -e "$f" ] || continue
+    DXSYNC_PG_NAME=$(basename "$(dirname "$f")") "$HARNESS_DIR/postgres.sh" stop || true
+  done
 }
 
 case "${1:-}" in
   install) cmd_install ;;
   up) shift; cmd_up "$@" ;;
+  stack) shift; cmd_stack "$@" ;;
   down) cmd_down ;;
-  *) echo "usage: $0 install|up [NAMES...]|down" >&2; exit 2 ;;
+  *) echo "usage: $0 install|up [NAMES...]|stack NAME PG_MAJOR DIRECTUS_VERSION [NAMES...]|down" >&2; exit 2 ;;
 esac

@@ -112,6 +112,16 @@ load_services() {
     set -a; . "$DXSYNC_RUN/services.env"; set +a
   fi
   [ -n "${DXSYNC_KAFKA_BROKERS:-}" ] || { echo "services are not up: run tests/run.sh" >&2; exit 1; }
+  # DXSYNC_STACK=NAME: the instances and PostgreSQL of stack NAME (services.sh stack) in place
+  # of up's, under the same variable names; up's instances are forgotten
+  if [ -n "${DXSYNC_STACK:-}" ] && [ "${DXSYNC_STACK_NAME:-}" != "$DXSYNC_STACK" ]; then
+    local f="$DXSYNC_RUN/stack-$DXSYNC_STACK.env" n v
+    [ -f "$f" ] || { echo "stack $DXSYNC_STACK is not up (no $f): tests/harness/services.sh stack" >&2; exit 1; }
+    for n in ${DXSYNC_INSTANCES:-}; do
+      for v in $(compgen -v "DXSYNC_$(echo "$n" | tr '[:lower:]' '[:upper:]')_"); do unset "$v"; done
+    done
+    set -a; . "$f"; set +a
+  fi
 }
 
 # t_begin [--no-services]: makes the sourcing script a test: strict mode, the services'
