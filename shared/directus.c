@@ -179,6 +179,29 @@ int directus_admin_fetch(struct http_client *c)
     return rc;
 }
 
+int directus_version_parse(const struct http_response *r, char *buf, size_t len)
+{
+    cJSON *root;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(answer_data(r, &root), "version");
+    int major = -1;
+    buf[0] = '\0';
+    if (cJSON_IsString(v) && v->valuestring[0] >= '0' && v->valuestring[0] <= '9') {
+        util_strlcpy(buf, v->valuestring, len);
+        major = atoi(v->valuestring);
+    }
+    cJSON_Delete(root);
+    return major;
+}
+
+int directus_version_fetch(struct http_client *c, char *buf, size_t len)
+{
+    struct http_response r;
+    http_request(c, "GET", "/server/info", NULL, &r);
+    int rc = directus_version_parse(&r, buf, len);
+    http_response_free(&r);
+    return rc;
+}
+
 /* ---- a collection's fields and primary key ---- */
 
 static const char *const kind_names[] = {"a column",

@@ -102,6 +102,13 @@ int directus_admin_parse(const struct http_response *r);
 /* Blocking GET DIRECTUS_POLICIES_ME_PATH, then directus_admin_parse. */
 int directus_admin_fetch(struct http_client *c);
 
+/* From a GET /server/info answer: data.version ("12.4.1") copied into buf, and its major;
+ * -1 (buf empty) when the answer does not say. Pure. */
+int directus_version_parse(const struct http_response *r, char *buf, size_t len);
+
+/* Blocking GET /server/info, then directus_version_parse. */
+int directus_version_fetch(struct http_client *c, char *buf, size_t len);
+
 /* ---- a collection's fields and primary key ---- */
 
 /* What a field is to a writer: a column, or an alias no column holds. */

@@ -47,9 +47,32 @@ void report_summary(FILE *out, int problems)
     fprintf(out, "%d problem%s found\n", problems, problems == 1 ? "" : "s");
 }
 
+void report_directus_version(struct report *r, const char *url, int major, const char *text)
+{
+    if (major < 0)
+        report_warn(r,
+                    "directus %s does not say its version (GET /server/info): dxsync is tested "
+                    "on Directus %d and %d",
+                    url, DIRECTUS_MAJOR_OLDEST, DIRECTUS_MAJOR_NEWEST);
+    else if (major < DIRECTUS_MAJOR_OLDEST)
+        report_problem(r,
+                       "directus %s is version %s, which dxsync does not support: it runs on "
+                       "Directus %d and %d (it needs access policies, which came with Directus "
+                       "11): upgrade Directus",
+                       url, text, DIRECTUS_MAJOR_OLDEST, DIRECTUS_MAJOR_NEWEST);
+    else if (major > DIRECTUS_MAJOR_NEWEST)
+        report_warn(r,
+                    "directus %s is version %s, newer than those dxsync is tested on (%d and "
+                    "%d): run its check and a test route before relying on it",
+                    url, text, DIRECTUS_MAJOR_OLDEST, DIRECTUS_MAJOR_NEWEST);
+    else
+        report_ok(r, "directus %s is version %s (supported: %d and %d)", url, text,
+                  DIRECTUS_MAJOR_OLDEST, DIRECTUS_MAJOR_NEWEST);
+}
+
 bool report_directus(struct report *r, struct http_client *c, const char *name, const char *url)
 {
-    char err[768];
+    char err[768], ver[64];
     if (directus_ping(c, err, sizeof(err))) {
         report_problem(r, "directus %s is not reachable: %s", url, err);
         return false;
@@ -66,6 +89,7 @@ bool report_directus(struct report *r, struct http_client *c, const char *name, 
         return false;
     }
     report_ok(r, "the token of %s is valid (user %s)", name, u.id);
+    report_directus_version(r, url, directus_version_fetch(c, ver, sizeof(ver)), ver);
     int admin = directus_admin_fetch(c);
     if (admin == 1)
         report_problem(r,

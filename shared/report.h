@@ -23,9 +23,18 @@ void report_warn(struct report *r, const char *fmt, ...) __attribute__((format(p
 /* The closing line: "0 problems found", "1 problem found", ... */
 void report_summary(FILE *out, int problems);
 
+/* The Directus majors dxsync is tested on (tests/matrix.sh; README's supported versions). */
+#define DIRECTUS_MAJOR_OLDEST 11
+#define DIRECTUS_MAJOR_NEWEST 12
+
+/* The version a Directus reports (major -1: it did not say): a problem below 11, a warning above
+ * 12 or when unknown, ok between. */
+void report_directus_version(struct report *r, const char *url, int major, const char *text);
+
 /* Checks the Directus of instance `name` at url through c (blocking): it answers its ping, the
- * token is valid (GET /users/me), and it is not an admin's (GET /policies/me/globals). True
- * when the first two hold, so that the caller may go on asking Directus. */
+ * token is valid (GET /users/me), its version is supported, and it is not an admin's (GET
+ * /policies/me/globals). True when the first two hold, so that the caller may go on asking
+ * Directus. */
 bool report_directus(struct report *r, struct http_client *c, const char *name, const char *url);
 
 #endif

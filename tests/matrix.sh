@@ -109,12 +109,12 @@ trap 'unstack m mxa mxb mxc 2>/dev/null; [ $started_services = 1 ] && $H/service
 for c in $combos; do
   log "matrix: $c"
   case $c in
-    pg1[3-8]) unstack m; stack m "${c#pg}" "$D12" 25440 28070 a b c || { echo "$c: the stack did not start: $LOGS/m.stack.log" | tee -a "$TABLE"; status=1; continue; } ;;
-    d11) unstack m; stack m 15 "$D11" 25440 28070 a b c || { echo "$c: the stack did not start" | tee -a "$TABLE"; status=1; continue; } ;;
-    d12) unstack m; stack m 15 "$D12" 25440 28070 a b c || { echo "$c: the stack did not start" | tee -a "$TABLE"; status=1; continue; } ;;
+    pg1[3-8]) unstack m; stack m "${c#pg}" "$D12" 25450 28100 a b c || { echo "$c: the stack did not start: $LOGS/m.stack.log" | tee -a "$TABLE"; status=1; continue; } ;;
+    d11) unstack m; stack m 15 "$D11" 25450 28100 a b c || { echo "$c: the stack did not start" | tee -a "$TABLE"; status=1; continue; } ;;
+    d12) unstack m; stack m 15 "$D12" 25450 28100 a b c || { echo "$c: the stack did not start" | tee -a "$TABLE"; status=1; continue; } ;;
     mixed)
       unstack m mxa mxb mxc
-      { stack mxa 15 "$D11" 25441 28080 a && stack mxb 15 "$D12" 25442 28085 b && stack mxc 18 "$D12" 25443 28090 c; } \
+      { stack mxa 15 "$D11" 25451 28110 a && stack mxb 15 "$D12" 25452 28115 b && stack mxc 18 "$D12" 25453 28120 c; } \
         || { echo "$c: a stack did not start" | tee -a "$TABLE"; status=1; continue; }
       combine m mxa:a mxb:b mxc:c ;;
   esac

@@ -29,6 +29,15 @@ apt_need build-essential cmake ninja-build pkg-config git curl ca-certificates p
   kcat clang clang-format libclang-rt-14-dev postgresql-client python3-yaml valgrind \
   chromium prometheus podman runc debootstrap
 tests/harness/services.sh install
+# The compat stack's Directus (PostgreSQL 13 with Directus 11, label compat) installs meanwhile:
+# nothing when it is cached.
+COMPAT_PG=13 COMPAT_DIRECTUS=11.17.4
+mkdir -p "${DXSYNC_CACHE:-$HOME/.cache/dxsync}"
+compat_log="${DXSYNC_CACHE:-$HOME/.cache/dxsync}/compat-install.log"
+compat_rc=$(mktemp /tmp/dxsync-compat-install.XXXXXX) # its exit status, once it has one
+trap 'rm -f "$compat_rc"' EXIT
+: >"$compat_rc"
+(DXSYNC_DIRECTUS_VERSION=$COMPAT_DIRECTUS tests/harness/directus.sh install >"$compat_log" 2>&1; echo $? >"$compat_rc") &
 
 step "building"
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -109,10 +118,17 @@ services_pid=
 if [ "$beyond_unit" -gt 0 ]; then
   tests/harness/services.sh down >/dev/null 2>&1 || true
   rm -rf "$DXSYNC_RUN"
-  trap 'tests/harness/services.sh down >/dev/null 2>&1 || true' EXIT
+  trap 'tests/harness/services.sh down >/dev/null 2>&1 || true; rm -f "$compat_rc"' EXIT
   mkdir -p "$DXSYNC_RUN"
   tests/harness/services.sh up a b c d >"$DXSYNC_RUN/services-up.log" 2>&1 &
   services_pid=$!
+fi
+stack_pid=
+if [ "$(count_tests build -L compat "${ctest_args[@]}")" -gt 0 ]; then
+  (while [ ! -s "$compat_rc" ]; do sleep 1; done
+   [ "$(cat "$compat_rc")" = 0 ] || { cat "$compat_log"; exit 1; }
+   tests/harness/services.sh stack compat "$COMPAT_PG" "$COMPAT_DIRECTUS" a b) >"$DXSYNC_RUN/stack-up.log" 2>&1 &
+  stack_pid=$!
 fi
 
 if [ "$fuzz_selected" -gt 0 ]; then
@@ -126,6 +142,10 @@ if [ "$beyond_unit" -gt 0 ]; then
   step "waiting for the services"
   wait "$services_pid" || { cat "$DXSYNC_RUN/services-up.log" >&2; echo "tests/run.sh: the services did not start" >&2; exit 1; }
   cat "$DXSYNC_RUN/services-up.log" >&2
+  if [ -n "$stack_pid" ]; then
+    wait "$stack_pid" || { cat "$DXSYNC_RUN/stack-up.log" >&2; echo "tests/run.sh: the compat stack did not start" >&2; exit 1; }
+    cat "$DXSYNC_RUN/stack-up.log" >&2
+  fi
   set -a; . "$DXSYNC_RUN/services.env"; set +a
 
   if [ -n "$images_pid" ]; then

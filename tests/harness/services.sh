@@ -78,7 +78,7 @@ cmd_stack() {
   local names=("$@") i=0 name upper pid pids=() failed=0
   [ ${#names[@]} -gt 0 ] || names=(a b)
   [[ $stack =~ ^[a-z0-9]+$ ]] || die "stack name \"$stack\": lower-case letters and digits only"
-  [ -f "$DXSYNC_RUN/services.env" ] || die "no $DXSYNC_RUN/services.env: services.sh up first (a stack shares its Kafka)"
+  mkdir -p "$DXSYNC_RUN" # the stack may start beside up (its tests need up's Kafka)
   local pgport=${DXSYNC_STACK_PG_PORT:-25440} base=${DXSYNC_STACK_DIRECTUS_BASE_PORT:-28070}
   local env="$DXSYNC_RUN/stack-$stack.env"
   export DXSYNC_DIRECTUS_VERSION=$dver

@@ -254,6 +254,47 @@ static void policies_me_says_admin_or_not(void **state)
     assert_int_equal(directus_admin_parse(&r), -1);
 }
 
+/* GET /server/info: the version of Directus 11 and 12 (as their sync users see it), and answers
+ * without one; what check makes of each. */
+static void server_info_version(void **state)
+{
+    (void)state;
+    char v[64];
+    struct http_response r =
+        answer(CURLE_OK, 200, NULL,
+               "{\"data\":{\"project\":{\"project_name\":\"D\"},\"version\":\"12.4.1\"}}");
+    assert_int_equal(directus_version_parse(&r, v, sizeof(v)), 12);
+    assert_string_equal(v, "12.4.1");
+    r = answer(CURLE_OK, 200, NULL, "{\"data\":{\"version\":\"11.17.4\"}}");
+    assert_int_equal(directus_version_parse(&r, v, sizeof(v)), 11);
+    r = answer(CURLE_OK, 200, NULL, "{\"data\":{\"project\":{}}}");
+    assert_int_equal(directus_version_parse(&r, v, sizeof(v)), -1);
+    assert_string_equal(v, "");
+    r = answer(CURLE_OK, 200, NULL, "{\"data\":{\"version\":\"next\"}}");
+    assert_int_equal(directus_version_parse(&r, v, sizeof(v)), -1);
+    r = answer(CURLE_OK, 403, "FORBIDDEN", e403);
+    assert_int_equal(directus_version_parse(&r, v, sizeof(v)), -1);
+
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    struct report rep = {.out = f};
+    report_directus_version(&rep, "http://d10", 10, "10.13.1");
+    report_directus_version(&rep, "http://d11", 11, "11.17.4");
+    report_directus_version(&rep, "http://d13", 13, "13.0.0");
+    report_directus_version(&rep, "http://d", -1, "");
+    fclose(f);
+    assert_int_equal(rep.problems, 1);
+    assert_non_null(strstr(out,
+                           "problem: directus http://d10 is version 10.13.1, which dxsync does "
+                           "not support: it runs on Directus 11 and 12"));
+    assert_non_null(
+        strstr(out, "ok: directus http://d11 is version 11.17.4 (supported: 11 and 12)"));
+    assert_non_null(strstr(out, "warning: directus http://d13 is version 13.0.0, newer than"));
+    assert_non_null(strstr(out, "warning: directus http://d does not say its version"));
+    free(out);
+}
+
 /* GET /fields/articles on Directus 12, trimmed of nothing that matters: a uuid primary key, plain
  * columns, a many-to-one key, every kind of alias, a column Directus holds no meta for, and an
  * entry without a field name. */
@@ -567,14 +608,16 @@ static void report_of_a_directus(void **state)
     FILE *out = open_memstream(&buf, &len);
     struct report rep = {.out = out};
     const char *r[] = {PONG, JSON("200 OK", "{\"data\":{\"id\":\"5b3c-uuid\"}}"),
+                       JSON("200 OK", "{\"data\":{\"version\":\"11.17.4\"}}"),
                        JSON("200 OK", "{\"data\":{\"app_access\":true,\"admin_access\":true,"
                                       "\"enforce_tfa\":false}}")};
-    struct http_client *c = serve_replies(&s, r, 3);
+    struct http_client *c = serve_replies(&s, r, 4);
     assert_true(report_directus(&rep, c, "b", "http://b"));
     server_done(&s, c);
     fflush(out);
     assert_string_equal(buf, "ok: directus http://b answers\n"
                              "ok: the token of b is valid (user 5b3c-uuid)\n"
+                             "ok: directus http://b is version 11.17.4 (supported: 11 and 12)\n"
                              "problem: the token of b belongs to an admin: give dxsync a user of "
                              "its own with a non-admin policy (least privilege; an admin also "
                              "gets unknown fields silently dropped)\n");
@@ -647,6 +690,7 @@ int main(void)
         cmocka_unit_test(blocking_user_and_admin),
         cmocka_unit_test(blocking_fields),
         cmocka_unit_test(report_of_a_directus),
+        cmocka_unit_test(server_info_version),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
