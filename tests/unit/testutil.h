@@ -32,6 +32,10 @@ int testutil_tmpdir(char *out, size_t len);
 /* Removes dir and everything in it (one level of files, as the tests make them). */
 void testutil_rmdir(const char *dir);
 
+/* A fixture NAME.hex that its server could not record has NAME.absent beside it, saying why
+ * (tests/fixtures/pgoutput/record.sh): the calling test is skipped then (cmocka's skip). */
+void testutil_skip_if_absent(const char *hex_path);
+
 /* A loopback TCP port that was free a moment ago (bound, read, closed): nothing listens on it. */
 int testutil_free_port(void);
 
