@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README): on a fresh machine it installs what is missing, builds dxsync
-# twice (normal, and ASan+UBSan), starts the real services (PostgreSQL, Kafka, Directus), runs
-# every ctest label, stops the services, and exits non-zero on any failure.
+# twice (normal, and ASan+UBSan), starts the real services (PostgreSQL, Kafka, Directus; and
+# the stack "compat", PostgreSQL 13 with Directus 11, for the label compat), runs every ctest
+# label, stops the services, and exits non-zero on any failure. The version matrix is
+# tests/matrix.sh, outside this run.
 #
 #   tests/run.sh                 everything
 #   tests/run.sh -L unit         only what these ctest arguments select (-L/-LE label regexes,
