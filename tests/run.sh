@@ -154,15 +154,39 @@ if [ "$beyond_unit" -gt 0 ]; then
     wait "$images_pid" || true
     tail -3 "${DXSYNC_CACHE:-$HOME/.cache/dxsync}/images.log" >&2
   fi
+  # The compat tests run on a stack of their own (PostgreSQL 13, Directus 11): beside the ASan
+  # pass, which uses the default instances and mostly waits, rather than after it. Only when the
+  # selection leaves ctest's -E free and has other tests and the ASan pass will run.
+  compat_beside=0
+  asan_pass=0
+  [ "${DXSYNC_SKIP_ASAN:-0}" != 1 ] && [ "$(count_tests build-asan -L '^integration$' "${ctest_args[@]}")" -gt 0 ] && asan_pass=1
+  if [ -n "$stack_pid" ] && [ "$asan_pass" = 1 ] && [[ " ${ctest_args[*]} " != *" -E "* ]] \
+     && [ "$(count_tests build "${ctest_args[@]}" -E '^compat_')" -gt 0 ]; then
+    compat_beside=1
+  fi
   step "all tests (build)"
-  (cd build && ctest --no-tests=error --output-on-failure "${ctest_args[@]}") || status=1
+  main_args=("${ctest_args[@]}")
+  [ "$compat_beside" = 1 ] && main_args+=(-E '^compat_')
+  (cd build && ctest --no-tests=error --output-on-failure "${main_args[@]}") || status=1
   if [ "${DXSYNC_SKIP_ASAN:-0}" != 1 ]; then
     # The integration tests of the selection, again under ASan+UBSan (the unit tests ran above).
     # A selection without integration tests (-L e2e) has nothing for this pass: it is skipped,
     # and says so; otherwise it must run tests.
-    if [ "$(count_tests build-asan -L '^integration$' "${ctest_args[@]}")" -gt 0 ]; then
-      step "integration tests under ASan+UBSan (build-asan)"
+    if [ "$asan_pass" = 1 ]; then
+      compat_pid=
+      if [ "$compat_beside" = 1 ]; then
+        step "integration tests under ASan+UBSan (build-asan), and beside them the compat tests (build)"
+        (cd build && ctest --no-tests=error --output-on-failure -L compat "${ctest_args[@]}") >"$DXSYNC_RUN/compat-tests.log" 2>&1 &
+        compat_pid=$!
+      else
+        step "integration tests under ASan+UBSan (build-asan)"
+      fi
       (cd build-asan && ctest --no-tests=error --output-on-failure -L '^integration$' "${ctest_args[@]}") || status=1
+      if [ -n "$compat_pid" ]; then
+        step "the compat tests (PostgreSQL 13, Directus 11)"
+        wait "$compat_pid" || status=1
+        cat "$DXSYNC_RUN/compat-tests.log"
+      fi
     else
       step "no integration test selected: no ASan+UBSan pass"
     fi

@@ -26,8 +26,33 @@ cmd_install() {
   "$HARNESS_DIR/directus.sh" install >/dev/null
 }
 
+# start_instances ENV_TMP PREFIX PG_URL BASE_PORT WHAT NAMES...: starts and prepares a Directus
+# per name (directus.sh NAME = PREFIX + name, database directus_<PREFIX_name>, ports from
+# BASE_PORT), side by side: four take about as long as two one after the other. Then appends
+# each instance's variables to ENV_TMP as DXSYNC_<NAME>_... .
+start_instances() {
+  local env=$1 prefix=$2 pg=$3 base=$4 what=$5; shift 5
+  local i=0 name upper pid pids=() failed=0
+  for name in "$@"; do
+    local port=$((base + i))
+    i=$((i + 1))
+    (
+      "$HARNESS_DIR/directus.sh" start "$prefix$name" "$port" "$pg/directus_${prefix//-/_}$name" >/dev/null
+      "$HARNESS_DIR/directus.sh" prepare "$prefix$name" >/dev/null
+      log "directus $prefix$name$what ready on port $port"
+    ) &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [ "$failed" = 0 ] || die "a Directus instance did not come up (its log: $DXSYNC_RUN/directus-$prefix<name>.log)"
+  for name in "$@"; do
+    upper=$(echo "$name" | tr '[:lower:]' '[:upper:]')
+    sed -n "s/^\([A-Z0-9_]*\)=\(.*\)$/DXSYNC_${upper}_\1=\2/p" "$DXSYNC_RUN/directus-$prefix$name.env" >>"$env"
+  done
+}
+
 cmd_up() {
-  local names=("$@") env="$DXSYNC_RUN/services.env" i=0 name upper pg kafka
+  local names=("$@") env="$DXSYNC_RUN/services.env" pg kafka
   [ ${#names[@]} -gt 0 ] || names=(a b)
   mkdir -p "$DXSYNC_RUN"
   local pgout; pgout=$("$HARNESS_DIR/postgres.sh" start)
@@ -48,26 +73,8 @@ cmd_up() {
     echo "DXSYNC_KAFKA_BROKERS=$kafka"
     echo "DXSYNC_INSTANCES=\"${names[*]}\""
   } >"$env.tmp"
-  # The instances start and are prepared side by side (each has its own database and port):
-  # four take about as long as two did one after the other.
-  local pids=() failed=0 pid
   "$HARNESS_DIR/directus.sh" install >/dev/null # once, before they share it
-  for name in "${names[@]}"; do
-    local port=$((DXSYNC_DIRECTUS_BASE_PORT + i))
-    i=$((i + 1))
-    (
-      "$HARNESS_DIR/directus.sh" start "$name" "$port" "$pg/directus_$name" >/dev/null
-      "$HARNESS_DIR/directus.sh" prepare "$name" >/dev/null
-      log "directus $name ready on port $port"
-    ) &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-  [ "$failed" = 0 ] || die "a Directus instance did not come up (its log: $DXSYNC_RUN/directus-<name>.log)"
-  for name in "${names[@]}"; do
-    upper=$(echo "$name" | tr '[:lower:]' '[:upper:]')
-    sed -n "s/^\([A-Z0-9_]*\)=\(.*\)$/DXSYNC_${upper}_\1=\2/p" "$DXSYNC_RUN/directus-$name.env" >>"$env.tmp"
-  done
+  start_instances "$env.tmp" "" "$pg" "$DXSYNC_DIRECTUS_BASE_PORT" "" "${names[@]}"
   mv "$env.tmp" "$env"
   log "services up; environment in $env"
 }
@@ -75,7 +82,7 @@ cmd_up() {
 cmd_stack() {
   [ $# -ge 3 ] || die "usage: services.sh stack NAME PG_MAJOR DIRECTUS_VERSION [INSTANCES...]"
   local stack=$1 major=$2 dver=$3; shift 3
-  local names=("$@") i=0 name upper pid pids=() failed=0
+  local names=("$@")
   [ ${#names[@]} -gt 0 ] || names=(a b)
   [[ $stack =~ ^[a-z0-9]+$ ]] || die "stack name \"$stack\": lower-case letters and digits only"
   mkdir -p "$DXSYNC_RUN" # the stack may start beside up (its tests need up's Kafka)
@@ -97,22 +104,7 @@ cmd_stack() {
     echo "DXSYNC_DIRECTUS_BASE_PORT=$base"
     echo "DXSYNC_INSTANCES=\"${names[*]}\""
   } >"$env.tmp"
-  for name in "${names[@]}"; do
-    local port=$((base + i))
-    i=$((i + 1))
-    (
-      "$HARNESS_DIR/directus.sh" start "$stack-$name" "$port" "$pg/directus_${stack}_$name" >/dev/null
-      "$HARNESS_DIR/directus.sh" prepare "$stack-$name" >/dev/null
-      log "directus $stack-$name ($dver, PostgreSQL $major) ready on port $port"
-    ) &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-  [ "$failed" = 0 ] || die "a Directus instance of stack $stack did not come up (its log: $DXSYNC_RUN/directus-$stack-<name>.log)"
-  for name in "${names[@]}"; do
-    upper=$(echo "$name" | tr '[:lower:]' '[:upper:]')
-    sed -n "s/^\([A-Z0-9_]*\)=\(.*\)$/DXSYNC_${upper}_\1=\2/p" "$DXSYNC_RUN/directus-$stack-$name.env" >>"$env.tmp"
-  done
+  start_instances "$env.tmp" "$stack-" "$pg" "$base" " ($dver, PostgreSQL $major)" "${names[@]}"
   mv "$env.tmp" "$env"
   log "stack $stack up; its environment in $env (tests read it with DXSYNC_STACK=$stack)"
 }
