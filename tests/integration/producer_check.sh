@@ -48,7 +48,7 @@ cfg admin "$DXSYNC_A_URL" "$ADMIN" "$DB" "$GOOD"
 expect_exit 1 "an admin's token" "$P" --config "$T_TMP/admin.json" --instance chk check
 expect_output "^problem: the token of chk belongs to an admin" "refuses the admin token"
 
-cfg priv "$DXSYNC_A_URL" "$DXSYNC_A_SYNC_TOKEN" "postgresql://dxcheck@127.0.0.1:${DXSYNC_PG_PORT:-25432}/directus_a" "$GOOD"
+cfg priv "$DXSYNC_A_URL" "$DXSYNC_A_SYNC_TOKEN" "postgresql://dxcheck@127.0.0.1:${DXSYNC_PG_PORT:-25432}/${DXSYNC_A_DB_URL##*/}" "$GOOD"
 expect_exit 1 "a database user without privileges" "$P" --config "$T_TMP/priv.json" --instance chk check
 expect_output "^problem: the database user has neither SUPERUSER nor REPLICATION" "names the missing REPLICATION"
 expect_output "^problem: the database user cannot create publication dxsync_chk" "names the missing publication rights"
