@@ -94,7 +94,8 @@ cmd_start() {
   echo "PG_URL=postgresql://postgres@127.0.0.1:$DXSYNC_PG_PORT"
   echo "PG_CA=$PGTLS_DIR/ca.pem"
   echo "PG_PID=$(head -n 1 "$PGDATA_DIR/postmaster.pid")"
-  echo "PG_VERSION=$(as_pg "$bin/postgres" --version | awk '{print $NF}')"
+  # "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)": 15.18
+  echo "PG_VERSION=$(as_pg "$bin/postgres" --version | sed -E 's/^[^0-9]*([0-9][0-9.a-z]*).*/\1/')"
 }
 
 cmd_stop() {
