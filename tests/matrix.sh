@@ -81,6 +81,8 @@ combine() {
       grep "^DXSYNC_${up}_" "$DXSYNC_RUN/stack-$s.env"
     done
     echo "DXSYNC_STACK_NAME=$name"
+    # each instance's server, for the table (a,b,c)
+    echo "DXSYNC_PG_VERSIONS=$(for spec in "$@"; do sed -n 's/^DXSYNC_PG_VERSION=//p' "$DXSYNC_RUN/stack-${spec%%:*}.env"; done | paste -sd, -)"
     echo "DXSYNC_INSTANCES=\"$(for spec in "$@"; do printf '%s ' "${spec#*:}"; done | sed 's/ $//')\""
   } >"$DXSYNC_RUN/stack-$name.env"
 }
@@ -88,7 +90,8 @@ combine() {
 # run_tests COMBO STACK: the tests on stack STACK; a row of the table
 run_tests() {
   local combo=$1 st=$2 pass=0 total=0 out rate pgv dv
-  pgv=$(sed -n 's/^DXSYNC_PG_VERSION=//p' "$DXSYNC_RUN/stack-$st.env")
+  pgv=$(sed -n 's/^DXSYNC_PG_VERSIONS=//p' "$DXSYNC_RUN/stack-$st.env")
+  [ -n "$pgv" ] || pgv=$(sed -n 's/^DXSYNC_PG_VERSION=//p' "$DXSYNC_RUN/stack-$st.env")
   dv=$(for n in A B C; do sed -n "s/^DXSYNC_${n}_DIRECTUS_VERSION=//p" "$DXSYNC_RUN/stack-$st.env"; done | sort -u | xargs)
   [ -n "$dv" ] || dv=$(sed -n 's/^DXSYNC_DIRECTUS_VERSION=//p' "$DXSYNC_RUN/stack-$st.env")
   # ctest's tests (the producer's capture tests, the directus-selftest)
@@ -103,7 +106,7 @@ run_tests() {
   # the capture rate against pg_recvlogical
   rate=$(DXSYNC_STACK=$st tests/bench/producer.sh "$EVENTS" 1 2>"$LOGS/$combo.bench.err" | tee "$LOGS/$combo.bench.log" \
     | awk '$1 == "median" {print $8}')
-  printf '%-6s %-10s %-16s %6s %9s\n' "$combo" "${pgv:-?}" "$dv" "$pass/$total" "${rate:-failed}" | tee -a "$TABLE"
+  printf '%-6s %-17s %-16s %6s %9s\n' "$combo" "${pgv:-?}" "$dv" "$pass/$total" "${rate:-failed}" | tee -a "$TABLE"
   [ "$pass" = "$total" ] && [ -n "$rate" ]
 }
 
@@ -130,7 +133,7 @@ for c in $combos; do
   unstack m mxa mxb mxc
 done
 
-printf '\n%-6s %-10s %-16s %6s %9s\n' combo postgres directus tests capture
+printf '\n%-6s %-17s %-16s %6s %9s\n' combo postgres directus tests capture
 cat "$TABLE"
 echo "capture: dxsync-producer's events/s over pg_recvlogical's on the same WAL (tests/bench/producer.sh; target >= 0.95)"
 echo "logs: $LOGS"
