@@ -31,6 +31,7 @@ import org.apache.kafka.clients.admin.UserScramCredentialAlteration;
 import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
 import org.apache.kafka.common.acl.AccessControlEntry;
 import org.apache.kafka.common.acl.AclBinding;
+import org.apache.kafka.common.acl.AclBindingFilter;
 import org.apache.kafka.common.acl.AclOperation;
 import org.apache.kafka.common.acl.AclPermissionType;
 import org.apache.kafka.common.errors.TopicExistsException;
@@ -163,6 +164,36 @@ public class KafkaAdminBatch {
         }
       }
       if (!acls.isEmpty()) admin.createAcls(acls).all().get();
+      // The controller has committed them; the broker applies them from the metadata log a
+      // moment later. A client started right after this returns must find them: wait until
+      // the broker (the one node, which answers these) shows every one.
+      long deadline = System.currentTimeMillis() + 30000;
+      for (;;) {
+        boolean seen = true;
+        if (!acls.isEmpty())
+          seen = admin.describeAcls(AclBindingFilter.ANY).values().get().containsAll(acls);
+        if (seen && !topics.isEmpty()) {
+          try {
+            admin.describeTopics(topics.stream().map(NewTopic::name).toList()).allTopicNames().get();
+          } catch (ExecutionException x) {
+            seen = false;
+          }
+        }
+        if (seen && !users.isEmpty()) {
+          try {
+            seen = admin.describeUserScramCredentials(users.stream().map(UserScramCredentialAlteration::user).toList())
+                       .all().get().size() == users.size();
+          } catch (ExecutionException x) {
+            seen = false;
+          }
+        }
+        if (seen) break;
+        if (System.currentTimeMillis() > deadline) {
+          System.err.println("KafkaAdminBatch: the broker does not show everything made after 30 s");
+          System.exit(1);
+        }
+        Thread.sleep(50);
+      }
     }
     System.out.printf("users %d, topics %d (%d existed), acls %d%n", users.size(), topics.size(), existed, acls.size());
   }
