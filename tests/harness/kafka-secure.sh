@@ -20,8 +20,10 @@
 # no access; super user admin; no auto-created topics.
 set -euo pipefail
 . "$(dirname "$0")/../lib/dx.sh"
-: "${DXSYNC_KSEC_PORT:=39092}"
-: "${DXSYNC_KSEC_CONTROLLER_PORT:=39093}"
+# below the ephemeral range (32768 and up): a client socket can hold any port there, and the
+# broker then cannot bind it (seen in a local CI run: "Address already in use")
+: "${DXSYNC_KSEC_PORT:=29392}"
+: "${DXSYNC_KSEC_CONTROLLER_PORT:=29393}"
 
 KAFKA_HOME="$DXSYNC_CACHE/kafka-$DXSYNC_KAFKA_VERSION"
 TOOLS_DIR="$DXSYNC_CACHE/kafka-tools-$DXSYNC_KAFKA_VERSION"
