@@ -131,39 +131,38 @@ static void source_messages(struct fixture *f, rd_kafka_message_t **out, int n)
     f->source = c; /* rd_kafka_destroy would wait for the messages the test holds */
 }
 
-/* Reads every message of topic (partition 0) and returns how many; the first one's header
- * named hdr is copied into hval. */
+/* How many messages topic (partition 0) holds, from its watermarks (exact: a duplicate counts);
+ * the first one's header named hdr is copied into hval. */
 static int read_topic(struct fixture *f, const char *topic, const char *hdr, char *hval,
                       size_t hlen)
 {
-    rd_kafka_t *c = client(RD_KAFKA_CONSUMER, rd_kafka_mock_cluster_bootstraps(f->mc), "reader");
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_assign(c, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    /* every caller expects messages: the first may take a while on a loaded machine (a new
-     * client connects, reads metadata and fetches; 1 s was not always enough), the rest
-     * follow at once */
-    int n = 0, idle = 0;
-    if (hval)
+    /* a consumer (of a group: librdkafka's consumer API needs one) only to read a header */
+    rd_kafka_t *c =
+        hval ? client(RD_KAFKA_CONSUMER, rd_kafka_mock_cluster_bootstraps(f->mc), "reader")
+             : client(RD_KAFKA_PRODUCER, rd_kafka_mock_cluster_bootstraps(f->mc), NULL);
+    int64_t lo = 0, hi = 0;
+    assert_int_equal(rd_kafka_query_watermark_offsets(c, topic, 0, &lo, &hi, 10000),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    if (hval) {
         hval[0] = '\0';
-    while (idle < (n ? 10 : 150)) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
-        if (!m) {
-            idle++;
-            continue;
-        }
-        if (!m->err) {
-            if (n == 0 && hval)
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic, 0)->offset = lo;
+        rd_kafka_assign(c, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        /* a new client connects, reads metadata and fetches: allow a loaded machine 15 s */
+        int64_t deadline = util_mono_ms() + 15000;
+        while (hi > lo && !hval[0] && util_mono_ms() < deadline) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+            if (m && !m->err)
                 kafka_header_get(m, hdr, hval, hlen);
-            n++;
-            idle = 0;
+            if (m)
+                rd_kafka_message_destroy(m);
         }
-        rd_kafka_message_destroy(m);
     }
-    rd_kafka_consumer_close(c);
+    if (hval)
+        rd_kafka_consumer_close(c);
     rd_kafka_destroy(c);
-    return n;
+    return (int)(hi - lo);
 }
 
 static void release(struct partq_ev *e, void *opaque)
