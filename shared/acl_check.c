@@ -1,8 +1,8 @@
 /* acl_check: the Kafka part of the check commands (acl.h). What a program needs (its acl_set,
  * the very list `acls` prints) is tried against the cluster as the configured principal,
  * without writing anything: it connects and authenticates; each topic is described (missing
- * ones: may it create them? CreateTopics with validate_only); each group's committed offsets
- * are read. Write cannot be tried without writing: `acls` says what to grant. */
+ * ones: may it create them? kafka_create_topics with validate_only); each group's committed
+ * offsets are read. Write cannot be tried without writing: `acls` says what to grant. */
 #include "acl.h"
 
 #include "kafka.h"
@@ -31,44 +31,6 @@ static rd_kafka_resp_err_t describe(rd_kafka_t *rk, const char *topic, int *part
     return e;
 }
 
-/* Whether the principal may create topic: CreateTopics with validate_only (nothing is made). */
-static rd_kafka_resp_err_t may_create(rd_kafka_t *rk, const struct config *cfg, const char *topic,
-                                      char *why, size_t whylen)
-{
-    char e[512];
-    rd_kafka_resp_err_t rc = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, cfg->kafka.partitions,
-                                                    cfg->kafka.replication_factor, e, sizeof(e));
-    if (!nt) {
-        util_strlcpy(why, e, whylen);
-        return RD_KAFKA_RESP_ERR__INVALID_ARG;
-    }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_validate_only(o, 1, e, sizeof(e));
-    rd_kafka_AdminOptions_set_request_timeout(o, CHECK_TIMEOUT_MS, e, sizeof(e));
-    rd_kafka_CreateTopics(rk, &nt, 1, o, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, CHECK_TIMEOUT_MS + 2000);
-    why[0] = '\0';
-    if (ev && rd_kafka_event_error(ev)) {
-        rc = rd_kafka_event_error(ev);
-        util_strlcpy(why, rd_kafka_event_error_string(ev), whylen);
-    } else if (ev) {
-        size_t n = 0;
-        const rd_kafka_topic_result_t **tr =
-            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-        rc = n == 1 ? rd_kafka_topic_result_error(tr[0]) : RD_KAFKA_RESP_ERR__FAIL;
-        const char *s = n == 1 ? rd_kafka_topic_result_error_string(tr[0]) : NULL;
-        util_strlcpy(why, s ? s : rd_kafka_err2str(rc), whylen);
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
-    return rc;
-}
-
 static void check_topic(struct report *r, rd_kafka_t *rk, const struct config *cfg,
                         const struct acl_entry *t, const char *principal)
 {
@@ -95,22 +57,14 @@ static void check_topic(struct report *r, rd_kafka_t *rk, const struct config *c
         report_problem(r, "kafka: topic %s does not exist", t->name);
         return;
     }
-    char why[512];
-    e = may_create(rk, cfg, t->name, why, sizeof(why));
-    if (!e || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+    /* may it create the topic? CreateTopics with validate_only: nothing is made */
+    const char *one[] = {t->name};
+    char why[1024];
+    if (kafka_create_topics(rk, cfg, one, 1, NULL, true, CHECK_TIMEOUT_MS, why, sizeof(why)) == 0)
         report_ok(r, "kafka: topic %s does not exist yet; %s may create it (it will at start)",
                   t->name, principal);
-    else if (e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-             e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED)
-        report_problem(r,
-                       "kafka: topic %s does not exist and %s may not create it (%s): create it "
-                       "beforehand (%d partitions, retention.ms %lld, max.message.bytes %s) or "
-                       "grant CREATE on it",
-                       t->name, principal, rd_kafka_err2name(e), cfg->kafka.partitions,
-                       (long long)cfg->kafka.retention_ms, KAFKA_MESSAGE_MAX_BYTES);
     else
-        report_problem(r, "kafka: topic %s does not exist and creating it would fail: %s", t->name,
-                       why);
+        report_problem(r, "kafka: %s", why);
 }
 
 /* A group: its committed offsets for partition 0 of a topic it reads. Kafka gives a principal
@@ -126,14 +80,7 @@ static void check_group(struct report *r, const struct config *cfg, const struct
         return;
     struct kafka_state st = {.component = "check"};
     char err[1024];
-    rd_kafka_conf_t *conf = kafka_conf_new(cfg, &st, NULL, NULL, err, sizeof(err));
-    if (conf &&
-        rd_kafka_conf_set(conf, "group.id", g->name, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        conf = NULL;
-    }
-    rd_kafka_t *rk =
-        conf ? kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka", err, sizeof(err)) : NULL;
+    rd_kafka_t *rk = kafka_reader_new(cfg, &st, g->name, err, sizeof(err));
     if (!rk) {
         report_problem(r, "kafka: group %s: %s", g->name, err);
         return;

@@ -174,10 +174,9 @@ static int topics_seen(rd_kafka_t *rk, const char *const *topics, size_t ntopics
     return 0;
 }
 
-/* Creates the missing topics (missing[i]). A topic that exists but was not seen is left to the
- * visibility wait. Returns 0, or -1 with err set. */
-static int create_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
-                         size_t ntopics, const bool *seen, int timeout_ms, char *err, size_t errlen)
+int kafka_create_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
+                        size_t ntopics, const bool *seen, bool validate_only, int timeout_ms,
+                        char *err, size_t errlen)
 {
     int rc = -1;
     size_t nnew = 0;
@@ -193,7 +192,7 @@ static int create_topics(rd_kafka_t *rk, const struct config *cfg, const char *c
     char retention[32];
     snprintf(retention, sizeof(retention), "%lld", (long long)cfg->kafka.retention_ms);
     for (size_t i = 0; i < ntopics; i++) {
-        if (seen[i])
+        if (seen && seen[i])
             continue;
         rd_kafka_NewTopic_t *t = rd_kafka_NewTopic_new(topics[i], cfg->kafka.partitions,
                                                        cfg->kafka.replication_factor, e, sizeof(e));
@@ -212,6 +211,8 @@ static int create_topics(rd_kafka_t *rk, const struct config *cfg, const char *c
     opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, e, sizeof(e));
     rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, e, sizeof(e));
+    if (validate_only)
+        rd_kafka_AdminOptions_set_validate_only(opts, 1, e, sizeof(e));
     rd_kafka_CreateTopics(rk, nt, nnew, opts, q);
     ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
     if (!ev) {
@@ -229,7 +230,9 @@ static int create_topics(rd_kafka_t *rk, const struct config *cfg, const char *c
     for (size_t i = 0; i < n; i++) {
         rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
         const char *name = rd_kafka_topic_result_name(tr[i]);
-        if (te == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (te == RD_KAFKA_RESP_ERR_NO_ERROR && validate_only) {
+            continue;
+        } else if (te == RD_KAFKA_RESP_ERR_NO_ERROR) {
             log_info("kafka", "event=topic_created topic=%s partitions=%d", LOG_Q(name),
                      cfg->kafka.partitions);
         } else if (te == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
@@ -284,7 +287,7 @@ int kafka_ensure_topics(rd_kafka_t *rk, const struct config *cfg, const char *co
         rc = 0;
         goto out;
     }
-    if (create_topics(rk, cfg, topics, ntopics, seen, timeout_ms, err, errlen))
+    if (kafka_create_topics(rk, cfg, topics, ntopics, seen, false, timeout_ms, err, errlen))
         goto out;
     /* Created is not yet visible: the broker's metadata lags the controller a little, and a
      * consumer that subscribes before it sees the topic waits for the next metadata refresh
@@ -429,4 +432,21 @@ void kafka_leave_group(rd_kafka_t *rk, const char *component)
             rd_kafka_topic_partition_list_destroy(a);
         now = util_mono_ms();
     }
+}
+
+rd_kafka_t *kafka_reader_new(const struct config *cfg, struct kafka_state *st, const char *group,
+                             char *err, size_t errlen)
+{
+    static const char *const forced[] = {"enable.auto.commit", "false", "enable.auto.offset.store",
+                                         "false", NULL};
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, st, NULL, forced, err, errlen);
+    if (!conf)
+        return NULL;
+    char e[512];
+    if (rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "group.id: %.400s", e);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka", err, errlen);
 }

@@ -70,6 +70,21 @@ int kafka_group_notify(const struct config *cfg, char *buf, size_t len);
     "message.max.bytes", KAFKA_MESSAGE_MAX_BYTES, "queue.buffering.max.kbytes",                    \
         KAFKA_QUEUE_MAX_KBYTES
 
+/* A consumer with group.id group that never commits or stores offsets on its own: for reading
+ * a group's committed offsets and the commits its caller makes itself (the operator commands,
+ * check). NULL with err set. */
+rd_kafka_t *kafka_reader_new(const struct config *cfg, struct kafka_state *st, const char *group,
+                             char *err, size_t errlen);
+
+/* CreateTopics for the topics not seen (seen[i]; NULL: all), with the configuration's partitions,
+ * replication, retention and message size; validate_only: Kafka only says whether it would
+ * (check). A topic that exists already is fine. Returns 0, or -1 with err set; a refusal names
+ * the topic, the principal and what to do ("... may not create it ...: create it beforehand
+ * (...) or grant CREATE on it"). */
+int kafka_create_topics(rd_kafka_t *rk, const struct config *cfg, const char *const *topics,
+                        size_t ntopics, const bool *seen, bool validate_only, int timeout_ms,
+                        char *err, size_t errlen);
+
 /* Creates the topics that do not exist yet with the configured partitions, replication factor,
  * retention and max.message.bytes (KAFKA_MESSAGE_MAX_BYTES); existing topics are left as they
  * are. It reads the metadata first and creates only what is missing, so topics created

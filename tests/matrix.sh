@@ -58,18 +58,7 @@ stack() {
   DXSYNC_STACK_PG_PORT=$pp DXSYNC_STACK_DIRECTUS_BASE_PORT=$dp $H/services.sh stack "$name" "$pg" "$d" "$@" \
     >>"$LOGS/$name.stack.log" 2>&1
 }
-# unstack NAME...: stops their Directus instances and PostgreSQL (by pid) and forgets them
-unstack() {
-  local s f
-  for s in "$@"; do
-    for f in "$DXSYNC_RUN/directus-$s-"*.pid; do
-      [ -e "$f" ] || continue
-      f=$(basename "$f" .pid); $H/directus.sh stop "${f#directus-}" >/dev/null 2>&1
-    done
-    DXSYNC_PG_NAME="pg-$s" $H/postgres.sh stop >/dev/null 2>&1
-    rm -rf "$DXSYNC_RUN/pg-$s" "$DXSYNC_RUN/directus-$s-"* "$DXSYNC_RUN/stack-$s.env"
-  done
-}
+unstack() { $H/services.sh unstack "$@"; }
 # combine NAME STACK:INSTANCE...: the environment of a stack NAME made of instances of others
 # (the PostgreSQL of the first)
 combine() {

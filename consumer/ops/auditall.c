@@ -144,7 +144,7 @@ int audit_all_run(const struct config *cfg, const char *collection, const char *
         goto out;
     }
     snprintf(group, sizeof(group), "%s.audit", cfg->kafka.topic_prefix);
-    if (!(rk = kread_client(cfg, &st, group, err, sizeof(err))))
+    if (!(rk = kafka_reader_new(cfg, &st, group, err, sizeof(err))))
         goto out;
     /* every source that publishes the collection: the key's partition of its topic */
     for (size_t i = 0; i < cfg->ninstances; i++) {
@@ -213,7 +213,7 @@ int audit_all_run(const struct config *cfg, const char *collection, const char *
             bool warned = false;
             struct kafka_state gst = {.component = "audit"};
             char e2[1024];
-            rd_kafka_t *grk = kread_client(cfg, &gst, g, e2, sizeof(e2));
+            rd_kafka_t *grk = kafka_reader_new(cfg, &gst, g, e2, sizeof(e2));
             rd_kafka_resp_err_t gerr =
                 grk ? rd_kafka_committed(grk, l, KREAD_TIMEOUT_MS) : RD_KAFKA_RESP_ERR__FAIL;
             /* a connection to the coordinator lost on the way: asked again, twice at most */

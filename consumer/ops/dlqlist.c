@@ -129,7 +129,7 @@ int dlq_list_run(const struct config *cfg, const char *remote, const char *code,
         snprintf(err, sizeof(err), "topic prefix too long");
         goto out;
     }
-    if (!(rk = kread_client(cfg, &st, group, err, sizeof(err))))
+    if (!(rk = kafka_reader_new(cfg, &st, group, err, sizeof(err))))
         goto out;
     int n = kread_partitions(rk, topic);
     if (n < 0) {

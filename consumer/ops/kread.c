@@ -5,23 +5,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-rd_kafka_t *kread_client(const struct config *cfg, struct kafka_state *st, const char *group,
-                         char *err, size_t errlen)
-{
-    static const char *const forced[] = {"enable.auto.commit", "false", "enable.auto.offset.store",
-                                         "false", NULL};
-    rd_kafka_conf_t *conf = kafka_conf_new(cfg, st, NULL, forced, err, errlen);
-    if (!conf)
-        return NULL;
-    char e[512];
-    if (rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "group.id: %.400s", e);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    return kafka_client_new(RD_KAFKA_CONSUMER, conf, "kafka", err, errlen);
-}
-
 int kread_partitions(rd_kafka_t *rk, const char *topic)
 {
     const struct rd_kafka_metadata *md = NULL;

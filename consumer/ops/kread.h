@@ -13,10 +13,7 @@
 
 #define KREAD_TIMEOUT_MS 10000
 
-/* A consumer with group.id group (for committed offsets and commits it makes itself); no
- * automatic commit or offset store. NULL with err set. */
-rd_kafka_t *kread_client(const struct config *cfg, struct kafka_state *st, const char *group,
-                         char *err, size_t errlen);
+/* Their client: kafka_reader_new (kafka.h). */
 
 /* Partitions of topic: n, 0 when it does not exist, -1 when Kafka did not say. */
 int kread_partitions(rd_kafka_t *rk, const char *topic);

@@ -465,11 +465,11 @@ int redrive_run(const struct config *cfg, const char *remote, const struct redri
         snprintf(err, sizeof(err), "topic prefix too long");
         goto out;
     }
-    if (!(r.dlq_rk = kread_client(cfg, &st1, group, err, sizeof(err))))
+    if (!(r.dlq_rk = kafka_reader_new(cfg, &st1, group, err, sizeof(err))))
         goto out;
     char rgroup[320];
     snprintf(rgroup, sizeof(rgroup), "%s.redrive-read", cfg->kafka.topic_prefix);
-    if (!(r.read_rk = kread_client(cfg, &st2, rgroup, err, sizeof(err))))
+    if (!(r.read_rk = kafka_reader_new(cfg, &st2, rgroup, err, sizeof(err))))
         goto out;
     static const char *const pforced[] = {"enable.idempotence", "true", "acks", "all", NULL};
     static const char *const pdefaults[] = {KAFKA_PRODUCER_SIZE_DEFAULTS, NULL};

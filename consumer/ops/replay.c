@@ -62,7 +62,7 @@ int replay_run(const struct config *cfg, const char *remote, int64_t since_ms, F
         snprintf(err, sizeof(err), "no route leads to %s", remote);
         goto out;
     }
-    if (!(rk = kread_client(cfg, &st, group, err, sizeof(err))))
+    if (!(rk = kafka_reader_new(cfg, &st, group, err, sizeof(err))))
         goto out;
     /* a consumer that stopped stays a member (static membership) until its session times out:
      * wait that long for the group to empty before refusing */
@@ -213,7 +213,7 @@ int audit_run(const struct config *cfg, const char *source, const char *collecti
         snprintf(err, sizeof(err), "group name %s.audit too long", cfg->kafka.topic_prefix);
         goto out;
     }
-    if (!(rk = kread_client(cfg, &st, group, err, sizeof(err))))
+    if (!(rk = kafka_reader_new(cfg, &st, group, err, sizeof(err))))
         goto out;
     int n = kread_partitions(rk, topic);
     if (n <= 0) {

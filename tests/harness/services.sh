@@ -11,6 +11,8 @@
 #                               $DXSYNC_RUN/stack-NAME.env, which tests read over services.env
 #                               when DXSYNC_STACK=NAME: the same variable names (DXSYNC_A_URL,
 #                               DXSYNC_PG_URL, ...), so every test runs unchanged on it.
+#   services.sh unstack NAME... stop those stacks' Directus and PostgreSQL (by pid) and remove
+#                               their state
 #   services.sh down            stop everything this harness started (by pid)
 # `up` writes $DXSYNC_RUN/services.env (sourceable): the ports, DXSYNC_PG_URL, DXSYNC_KAFKA_BROKERS, and per
 # instance N (upper case) DXSYNC_N_URL, _DB_URL, _ADMIN_TOKEN, _SYNC_TOKEN, _SYNC_USER_ID,
@@ -109,6 +111,19 @@ cmd_stack() {
   log "stack $stack up; its environment in $env (tests read it with DXSYNC_STACK=$stack)"
 }
 
+cmd_unstack() {
+  local s f
+  for s in "$@"; do
+    for f in "$DXSYNC_RUN/directus-$s-"*.pid; do
+      [ -e "$f" ] || continue
+      f=$(basename "$f" .pid)
+      "$HARNESS_DIR/directus.sh" stop "${f#directus-}" >/dev/null 2>&1 || true
+    done
+    DXSYNC_PG_NAME="pg-$s" "$HARNESS_DIR/postgres.sh" stop >/dev/null 2>&1 || true
+    rm -rf "$DXSYNC_RUN/pg-$s" "$DXSYNC_RUN/pg-$s-"* "$DXSYNC_RUN/pg-$s.log" "$DXSYNC_RUN/directus-$s-"* "$DXSYNC_RUN/stack-$s.env"
+  done
+}
+
 cmd_down() {
   local f name
   for f in "$DXSYNC_RUN"/directus-*.pid; do
@@ -128,6 +143,7 @@ case "${1:-}" in
   install) cmd_install ;;
   up) shift; cmd_up "$@" ;;
   stack) shift; cmd_stack "$@" ;;
+  unstack) shift; cmd_unstack "$@" ;;
   down) cmd_down ;;
-  *) echo "usage: $0 install|up [NAMES...]|stack NAME PG_MAJOR DIRECTUS_VERSION [NAMES...]|down" >&2; exit 2 ;;
+  *) echo "usage: $0 install|up [NAMES...]|stack NAME PG_MAJOR DIRECTUS_VERSION [NAMES...]|unstack NAMES...|down" >&2; exit 2 ;;
 esac
